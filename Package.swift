@@ -1,0 +1,48 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Layers: C shims -> Engine -> MileModel (MISS + PEFT) -> MileData -> MileHarness -> mile (CLI).
+// Tests depend only on the layer they exercise.
+let optimized: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"])]
+
+let package = Package(
+    name: "mile",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "mile", targets: ["mile"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
+    ],
+    targets: [
+        // System libraries (installed by `make deps` through apt-get).
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng",
+                       providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CJPEG", path: "Sources/CJPEG", pkgConfig: "libjpeg",
+                       providers: [.apt(["libjpeg-dev"])]),
+
+        .target(name: "Engine", dependencies: ["CBLAS"], swiftSettings: optimized),
+        .target(name: "MileModel", dependencies: ["Engine"], swiftSettings: optimized),
+        .target(name: "MileData", dependencies: ["CPNG", "CJPEG"], swiftSettings: optimized),
+        .target(name: "MileHarness", dependencies: [
+            "MileModel", "MileData",
+            .product(name: "Yams", package: "Yams"),
+            .product(name: "GRDB", package: "GRDB.swift"),
+        ]),
+        .executableTarget(name: "mile", dependencies: [
+            "MileHarness", "MileModel", "MileData", "Engine",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "EngineBench", dependencies: ["Engine", "CBLAS"], swiftSettings: optimized),
+
+        .testTarget(name: "EngineTests", dependencies: ["Engine"]),
+        .testTarget(name: "MileModelTests", dependencies: ["MileModel", "Engine"]),
+        .testTarget(name: "MileDataTests", dependencies: ["MileData"]),
+        .testTarget(name: "MileHarnessTests", dependencies: ["MileHarness"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

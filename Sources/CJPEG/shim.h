@@ -1,0 +1,5 @@
+// jpeglib.h uses size_t and FILE without including their headers.
+#include <stddef.h>
+#include <stdio.h>
+#include <jpeglib.h>
+#include <setjmp.h>

@@ -1,0 +1,2 @@
+import Engine
+print("BLAS: \(BLAS.configuration), threads \(BLAS.threads)")

@@ -1,0 +1,20 @@
+import ArgumentParser
+import Engine
+
+@main
+struct Mile: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mile",
+        abstract: "Reproduce the MILE (MICCAI 2024) PEFT grid on medical VQA, cell by cell.",
+        subcommands: [Info.self]
+    )
+}
+
+/// Prints the build's engine facts (BLAS library and threads).
+struct Info: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show the BLAS library and thread count.")
+    func run() throws {
+        print("BLAS: \(BLAS.configuration)")
+        print("threads: \(BLAS.threads)")
+    }
+}

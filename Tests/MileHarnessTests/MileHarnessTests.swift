@@ -1,0 +1,8 @@
+import XCTest
+@testable import MileHarness
+
+final class MileHarnessPlaceholderTests: XCTestCase {
+    func testModuleLoads() {
+        XCTAssertFalse(MileHarnessInfo.name.isEmpty)
+    }
+}
