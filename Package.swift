@@ -27,7 +27,10 @@ let package = Package(
 
         .target(name: "Engine", dependencies: ["CBLAS"], swiftSettings: optimized),
         .target(name: "MileModel", dependencies: ["Engine"], swiftSettings: optimized),
-        .target(name: "MileData", dependencies: ["CPNG", "CJPEG"], swiftSettings: optimized),
+        // libjpeg/libpng report errors by longjmp, which Swift cannot catch: this C target wraps them.
+        .target(name: "CImageCodec", path: "Sources/CImageCodec",
+                linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
+        .target(name: "MileData", dependencies: ["CPNG", "CJPEG", "CImageCodec"], swiftSettings: optimized),
         .target(name: "MileHarness", dependencies: [
             "MileModel", "MileData",
             .product(name: "Yams", package: "Yams"),

@@ -1,0 +1,61 @@
+/// One question about one image, as the training and evaluation code consumes it.
+public struct VQASample: Equatable, Sendable {
+    /// The dataset's question id (SLAKE `qid`, VQA-RAD `qid`, or the instruction record's `qid`).
+    public var qid: Int
+    /// Absolute (or caller-relative) path of the image file.
+    public var imagePath: String
+    /// The image name as the dataset writes it (`xmlab102/source.jpg`, `synpic54610.jpg`, ...).
+    public var imageName: String
+    public var question: String
+    public var answer: String
+    /// `OPEN` or `CLOSED` (upper case, trimmed); empty when the source has none (instruction records).
+    public var answerType: String
+    /// SLAKE `content_type` (Modality, Organ, ...), VQA-RAD `question_type`; empty when absent.
+    public var contentType: String
+
+    public init(qid: Int, imagePath: String, imageName: String, question: String, answer: String,
+                answerType: String, contentType: String) {
+        self.qid = qid
+        self.imagePath = imagePath
+        self.imageName = imageName
+        self.question = question
+        self.answer = answer
+        self.answerType = answerType
+        self.contentType = contentType
+    }
+
+    /// True when the answer is yes or no (any case): the questions the paper's "Closed" accuracy scores.
+    public var isYesNo: Bool {
+        VQASample.isYesNo(answer)
+    }
+
+    public static func isYesNo(_ answer: String) -> Bool {
+        let lower = answer.trimmingCharacters(in: .whitespaces).lowercased()
+        return lower == "yes" || lower == "no"
+    }
+}
+
+/// Counts printed by `mile data check` and used in tests.
+public struct SplitCounts: Equatable, CustomStringConvertible {
+    public var total = 0
+    public var open = 0
+    public var closed = 0
+    public var yesNo = 0
+    public var yes = 0
+    public var no = 0
+    public var images = 0
+
+    public init(_ samples: [VQASample]) {
+        total = samples.count
+        open = samples.filter { $0.answerType == "OPEN" }.count
+        closed = samples.filter { $0.answerType == "CLOSED" }.count
+        yesNo = samples.filter { $0.isYesNo }.count
+        yes = samples.filter { $0.answer.lowercased() == "yes" }.count
+        no = samples.filter { $0.answer.lowercased() == "no" }.count
+        images = Set(samples.map { $0.imagePath }).count
+    }
+
+    public var description: String {
+        "\(total) questions (open \(open), closed \(closed); yes/no answers \(yesNo): yes \(yes), no \(no)), \(images) images"
+    }
+}
