@@ -36,7 +36,7 @@ public struct VQASample: Equatable, Sendable {
 }
 
 /// Counts printed by `mile data check` and used in tests.
-public struct SplitCounts: Equatable, CustomStringConvertible {
+public struct SplitCounts: Equatable, CustomStringConvertible, Sendable {
     public var total = 0
     public var open = 0
     public var closed = 0
