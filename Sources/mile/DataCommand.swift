@@ -7,7 +7,7 @@ struct DataCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "data",
         abstract: "Datasets: synthesize, check, build instruction data, link images, build a vocabulary.",
-        subcommands: [DataSynth.self, DataCheck.self, DataInstructions.self, DataLink.self, DataVocab.self]
+        subcommands: [DataSynthCommand.self, DataCheckCommand.self, DataInstructionsCommand.self, DataLinkCommand.self, DataVocabCommand.self]
     )
 }
 
@@ -28,7 +28,7 @@ private func folder(_ option: String?, env: String) -> String? {
     return nil
 }
 
-struct DataSynth: ParsableCommand {
+struct DataSynthCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "synth", abstract: "Write a synthetic dataset in the Slake1.0 layout (JPEG and PNG images).")
 
@@ -46,7 +46,7 @@ struct DataSynth: ParsableCommand {
     }
 }
 
-struct DataCheck: ParsableCommand {
+struct DataCheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
         abstract: "Validate layout and schema, decode every image, print counts; exit 1 when anything is wrong.")
@@ -76,7 +76,7 @@ struct DataCheck: ParsableCommand {
     }
 }
 
-struct DataInstructions: ParsableCommand {
+struct DataInstructionsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "instructions",
         abstract: "Build MILE instruction data (six templates, options) from SLAKE train and VQA-RAD train.")
@@ -130,7 +130,7 @@ struct DataInstructions: ParsableCommand {
     }
 }
 
-struct DataLink: ParsableCommand {
+struct DataLinkCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "link",
         abstract: "Make Instruction_dataset/image/{slake,vqa-rad} as symlinks to the dataset image folders.")
@@ -177,7 +177,7 @@ struct DataLink: ParsableCommand {
     }
 }
 
-struct DataVocab: ParsableCommand {
+struct DataVocabCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vocab",
         abstract: "Build vocab.txt deterministically from training questions and answers (and instruction prompts).")
