@@ -7,7 +7,8 @@ struct DataCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "data",
         abstract: "Datasets: synthesize, check, build instruction data, link images, build a vocabulary.",
-        subcommands: [DataSynthCommand.self, DataCheckCommand.self, DataInstructionsCommand.self, DataLinkCommand.self, DataVocabCommand.self]
+        subcommands: [DataSynthCommand.self, DataCheckCommand.self, DataInstructionsCommand.self, DataLinkCommand.self,
+                      DataVocabCommand.self]
     )
 }
 
