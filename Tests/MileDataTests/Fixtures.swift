@@ -4,10 +4,23 @@ import XCTest
 
 /// Temporary folders and a shared synthetic dataset for the tests.
 enum Fixtures {
+    /// Every folder handed out, removed when the test process exits.
+    nonisolated(unsafe) private static var created: [String] = []
+    private static let lock = NSLock()
+    private static let registerCleanup: Void = {
+        atexit {
+            for path in Fixtures.created { try? FileManager.default.removeItem(atPath: path) }
+        }
+    }()
+
     static func temporaryDirectory(_ name: String = #function) -> String {
         let safe = name.filter { $0.isLetter || $0.isNumber }
         let path = (NSTemporaryDirectory() as NSString).appendingPathComponent("miledata-\(safe)-\(UUID().uuidString)")
         try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        lock.lock()
+        _ = registerCleanup
+        created.append(path)
+        lock.unlock()
         return path
     }
 
