@@ -247,3 +247,21 @@ struct JSONTextParser {
         return .double(value)
     }
 }
+
+extension ConfigValue {
+    /// Indented JSON with sorted keys (for `--json` outputs meant to be read).
+    public func prettyJSON(indent: Int = 0) -> String {
+        let pad = String(repeating: "  ", count: indent + 1)
+        let closing = String(repeating: "  ", count: indent)
+        switch self {
+        case let .list(items) where !items.isEmpty:
+            let body = items.map { pad + $0.prettyJSON(indent: indent + 1) }.joined(separator: ",\n")
+            return "[\n" + body + "\n" + closing + "]"
+        case let .map(fields) where !fields.isEmpty:
+            let body = fields.keys.sorted().map { pad + ConfigValue.jsonQuoted($0) + ": " + fields[$0]!.prettyJSON(indent: indent + 1) }
+            return "{\n" + body.joined(separator: ",\n") + "\n" + closing + "}"
+        default:
+            return canonicalJSON
+        }
+    }
+}

@@ -12,7 +12,10 @@ public struct SourcePosition: Equatable, Sendable, CustomStringConvertible {
         self.column = column
     }
 
-    public var description: String { "\(file):\(line):\(column)" }
+    /// `file:line:column`, or for a command-line override `--set key=value (column N)`.
+    public var description: String {
+        file.hasPrefix("--set ") ? "\(file) (column \(column))" : "\(file):\(line):\(column)"
+    }
 }
 
 /// Every error the harness reports. Messages name the file and position, or the cell, so a user can fix
