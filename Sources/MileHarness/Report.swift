@@ -120,8 +120,9 @@ public enum ReportRenderer {
             if hasRank { cells.append(row.assignment.rank.map(String.init) ?? "–") }
             cells += numberCells(row)
             if let note = row.published?.note {
-                footnotes.append(note)
-                cells[0] += " [\(footnotes.count)]"
+                // The marker goes after the published Global, the number most notes are about.
+                if !footnotes.contains(note) { footnotes.append(note) }
+                cells[cells.count - 3] += " [\(footnotes.firstIndex(of: note)! + 1)]"
             }
             lines.append("| " + cells.joined(separator: " | ") + " |")
         }

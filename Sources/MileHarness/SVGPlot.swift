@@ -13,7 +13,9 @@ enum SVGPlot {
             "<text x=\"\(left)\" y=\"22\" font-size=\"14\">\(escape(table.name)): Global accuracy vs trainable parameters</text>",
         ]
         parts += axes()
-        for row in rows {
+        // Points carry the row's number; the key on the right names the rows (labels beside points overlap).
+        for (index, row) in rows.enumerated() {
+            let number = String(index + 1)
             let paper = row.published.flatMap { published in published.params.flatMap { p in published.global.map { (p, $0) } } }
             let ours = oursPoint(row)
             if let paper, let ours {
@@ -21,13 +23,14 @@ enum SVGPlot {
             }
             if let paper {
                 parts.append(circle(paper, attributes: "fill=\"white\" stroke=\"#d62728\" stroke-width=\"1.5\""))
+                parts.append(label(number, at: paper))
             }
             if let ours {
                 parts.append(circle(ours, attributes: "fill=\"#1f77b4\""))
-                parts.append(label(row.label, at: ours))
-            } else if let paper {
-                parts.append(label(row.label + " (pending)", at: paper))
+                parts.append(label(number, at: ours))
             }
+            let keyY = top + 60 + Double(index) * 15
+            parts.append("<text x=\"\(f(width - right + 14))\" y=\"\(f(keyY))\">\(number). \(escape(row.label))\(ours == nil ? " (\(row.pendingWord))" : "")</text>")
         }
         parts += legend()
         parts.append("</svg>")
@@ -90,7 +93,7 @@ enum SVGPlot {
     }
 
     static func label(_ text: String, at point: (Double, Double)) -> String {
-        "<text x=\"\(f(x(point.0) + 8))\" y=\"\(f(y(point.1) - 6))\">\(escape(text))</text>"
+        "<text x=\"\(f(x(point.0) + 6))\" y=\"\(f(y(point.1) - 6))\" font-size=\"10\">\(escape(text))</text>"
     }
 
     static func f(_ value: Double) -> String { String(format: "%.1f", value) }

@@ -44,8 +44,8 @@ final class ReportTests: XCTestCase {
         let closed = MeanStd([0, 1].map { fixture.stored[fixture.cells[$0].id]!.scores.closed })!
         XCTAssertGreaterThan(closed.std, 0)
         let expected = String(format: "%.2f ± %.2f / 50.70 (%+.2f)", closed.mean, closed.std, closed.mean - 50.70)
-        XCTAssertTrue(row("| F [1] | LoRA | LoRA | 4 |").contains(expected), row("| F [1] | LoRA | LoRA | 4 |"))
-        XCTAssertTrue(row("| F [1] | LoRA | LoRA | 4 |").hasSuffix("| 2/2 |"))
+        XCTAssertTrue(row("| F | LoRA | LoRA | 4 |").contains(expected), row("| F | LoRA | LoRA | 4 |"))
+        XCTAssertTrue(row("| F | LoRA | LoRA | 4 |").hasSuffix("| 2/2 |"))
 
         // One seed of two done: numbers without ±.
         let one = fixture.stored[fixture.cells[4].id]!
@@ -56,12 +56,13 @@ final class ReportTests: XCTestCase {
         XCTAssertTrue(lora.contains("5.0 MB / 80.0 MB"), lora)
 
         // Failed and pending rows: the status word, and the paper's value, never our numbers.
-        let failed = row("| F [2] | LoRA | LoRA | 8 |")
+        let failed = row("| F | LoRA | LoRA | 8 |")
         XCTAssertTrue(failed.contains("failed / 50.70"), failed)
         let pending = row("| T | T | LoRA | 8 |")
         XCTAssertEqual(pending, "| T | T | LoRA | 8 | pending / 61.919 | pending / 28.11 | pending | pending / 78.66 | pending | pending / 80.56 | pending / 79.30 | pending | 0/2 |")
 
-        XCTAssertTrue(report.markdown.contains("Global should be 19.34"), "the paper's inconsistency is a footnote")
+        XCTAssertTrue(report.markdown.contains("1. paper inconsistency: Global should be 19.34"), "the paper's inconsistency is a footnote")
+        XCTAssertTrue(failed.contains("failed / 20.34 [1]"), "both F LoRA LoRA rows share footnote 1: \(failed)")
         XCTAssertTrue(report.markdown.contains("3 of 20 cells done"))
         XCTAssertTrue(report.markdown.contains("model `small`"))
         XCTAssertTrue(report.markdown.contains("git 0123456789ab (dirty)"))
@@ -76,7 +77,8 @@ final class ReportTests: XCTestCase {
         XCTAssertTrue(report.svg.hasSuffix("</svg>\n"))
         XCTAssertEqual(report.svg.components(separatedBy: "stroke=\"#d62728\" stroke-width=\"1.5\"/>").count - 1, 10 + 1, "10 paper points + legend")
         XCTAssertEqual(report.svg.components(separatedBy: "fill=\"#1f77b4\"/>").count - 1, 2 + 1, "2 rows with results + legend")
-        XCTAssertTrue(report.svg.contains("T T LoRA r8 (pending)"))
+        XCTAssertTrue(report.svg.contains(">10. T T LoRA r8 (pending)</text>"), report.svg)
+        XCTAssertTrue(report.svg.contains(">1. F LoRA LoRA r4</text>"))
 
         let out = fixture.dir + "/results"
         try ReportRenderer.write([report], to: out)
