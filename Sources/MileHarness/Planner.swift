@@ -158,3 +158,22 @@ public enum Planner {
         ]
     }
 }
+
+extension Planner {
+    /// Cells selected by id prefix (at least 4 hex digits) or exact row label (`F LoRA LoRA r4`), for
+    /// `mile run --cell` / `--row`. An unknown or ambiguous selector is an error naming the candidates.
+    public static func select(_ cells: [PlannedCell], cell selector: String) throws -> [PlannedCell] {
+        let byLabel = cells.filter { $0.label == selector }
+        if !byLabel.isEmpty { return byLabel }
+        let prefix = selector.lowercased()
+        guard prefix.count >= 4, prefix.allSatisfy(\.isHexDigit) else {
+            throw HarnessError.input("'\(selector)' is neither a row label nor a cell id prefix (4+ hex digits); rows: \(Set(cells.map(\.label)).sorted().joined(separator: ", "))")
+        }
+        let matches = cells.filter { $0.id.hasPrefix(prefix) }
+        guard !matches.isEmpty else { throw HarnessError.input("no cell id starts with \(prefix)") }
+        guard Set(matches.map(\.id)).count == 1 else {
+            throw HarnessError.input("cell id prefix \(prefix) is ambiguous: " + matches.map { "\($0.shortID) (\($0.label))" }.joined(separator: ", "))
+        }
+        return matches
+    }
+}

@@ -109,3 +109,22 @@ final class PlannerTests: XCTestCase {
         XCTAssertEqual(cell.config["recipe.epochs"], .int(130))
     }
 }
+
+final class CellSelectionTests: XCTestCase {
+    func testSelectByLabelOrIDPrefix() throws {
+        let cells = try Planner.expand(ExperimentLoader.load(path: TestSupport.experiment("table1.yaml")),
+                                       overrides: [ConfigOverride("recipe.seeds=[1, 2]")])
+        XCTAssertEqual(try Planner.select(cells, cell: "F T LoRA r8").map(\.seed), [1, 2])
+        XCTAssertEqual(try Planner.select(cells, cell: cells[3].shortID).map(\.id), [cells[3].id])
+        XCTAssertEqual(try Planner.select(cells, cell: String(cells[3].id.prefix(8)).uppercased()).count, 1)
+        XCTAssertThrowsError(try Planner.select(cells, cell: "F T LoRA r16")) { XCTAssertTrue("\($0)".contains("rows: F LoRA LoRA r4")) }
+        XCTAssertThrowsError(try Planner.select(cells, cell: "abc"))
+        // Two cells whose ids share a 4-digit prefix: the prefix is ambiguous.
+        let twins = ["abcd0001", "abcd0002"].map { id in
+            PlannedCell(table: "t", file: "f", row: cells[0].row, assignment: cells[0].assignment, seed: 1, config: cells[0].config,
+                        canonicalJSON: "", id: id, published: nil, stages: [])
+        }
+        XCTAssertThrowsError(try Planner.select(twins, cell: "abcd")) { XCTAssertTrue("\($0)".contains("ambiguous")) }
+        XCTAssertEqual(try Planner.select(twins, cell: "abcd0002").map(\.id), ["abcd0002"])
+    }
+}
