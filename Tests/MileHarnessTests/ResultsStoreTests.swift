@@ -140,6 +140,46 @@ final class ResultsStoreTests: XCTestCase {
         XCTAssertEqual(output?.trimmingCharacters(in: .whitespacesAndNewlines), "F LoRA LoRA r4|done|100.0")
     }
 
+    /// Another process (the sqlite3 shell) holds the write lock while it records its own claim: our claim
+    /// waits for the lock (busy timeout) and then sees the other claim instead of running the cell twice.
+    func testClaimWaitsForAnotherProcessAndRespectsItsClaim() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/sqlite3") else { throw XCTSkip("no sqlite3 shell") }
+        let dir = try TestSupport.temporaryDirectory(self)
+        let store = try ResultsStore(path: dir + "/mile.db", runner: "us")
+        let shell = Process()
+        shell.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
+        shell.arguments = [dir + "/mile.db"]
+        let input = Pipe()
+        shell.standardInput = input
+        shell.standardOutput = FileHandle.nullDevice
+        try shell.run()
+        let now = Date().timeIntervalSince1970
+        input.fileHandleForWriting.write(Data("""
+            BEGIN IMMEDIATE;
+            INSERT INTO runs (cell_id, table_name, row_label, seed, config_json, status, runner, started_at, heartbeat_at, code_version)
+            VALUES ('cell-x', 'table1', 'F LoRA LoRA r4', 42, '{}', 'running', 'other-process', \(now), \(now), 'x');
+            SELECT 'locked';
+
+            """.utf8))
+        Thread.sleep(forTimeInterval: 0.5)  // let the shell take the lock
+        let done = DispatchSemaphore(value: 0)
+        final class Box: @unchecked Sendable { var outcome: ClaimOutcome?; var failure: Error? }  // written before signal()
+        let box = Box()
+        let claim = request("cell-x")
+        DispatchQueue.global().async {
+            do { box.outcome = try store.claim(claim) } catch { box.failure = error }
+            done.signal()
+        }
+        XCTAssertEqual(done.wait(timeout: .now() + 1), .timedOut, "the claim must wait while the other process writes")
+        input.fileHandleForWriting.write(Data("COMMIT;\n".utf8))
+        try input.fileHandleForWriting.close()
+        XCTAssertEqual(done.wait(timeout: .now() + 20), .success)
+        shell.waitUntilExit()
+        XCTAssertNil(box.failure)
+        guard case let .busy(_, runner)? = box.outcome else { return XCTFail("expected busy, got \(String(describing: box.outcome))") }
+        XCTAssertEqual(runner, "other-process")
+    }
+
     func testStaleClaimIsTakenOver() throws {
         let dir = try TestSupport.temporaryDirectory(self)
         let clock = TestClock()
