@@ -1,0 +1,334 @@
+import Foundation
+import Yams
+
+/// What a module (ViT, JTM or Dec column) does in a cell. Raw values are the spellings experiment files
+/// use, the same as the flags of upstream's training scripts.
+public enum ModuleMode: String, CaseIterable, Sendable, Codable {
+    case frozen = "F"
+    case trained = "T"
+    case lora, ia3, prefix, ptv2
+
+    /// The spelling of the paper's tables.
+    public var display: String {
+        switch self {
+        case .frozen: return "F"
+        case .trained: return "T"
+        case .lora: return "LoRA"
+        case .ia3: return "IA3"
+        case .prefix: return "Prefix"
+        case .ptv2: return "PTV2"
+        }
+    }
+
+    public var isPEFT: Bool { ![.frozen, .trained].contains(self) }
+    static var spellings: [String] { allCases.map(\.rawValue) }
+}
+
+/// The F/T/PEFT assignment of one cell (plus the LoRA rank when a module uses LoRA).
+public struct ModuleAssignment: Equatable, Sendable {
+    public let vit: ModuleMode
+    public let jtm: ModuleMode
+    public let dec: ModuleMode
+    public let rank: Int?
+
+    public init(vit: ModuleMode, jtm: ModuleMode, dec: ModuleMode, rank: Int?) {
+        self.vit = vit
+        self.jtm = jtm
+        self.dec = dec
+        self.rank = rank
+    }
+
+    public var modes: [ModuleMode] { [vit, jtm, dec] }
+    public var usesLoRA: Bool { modes.contains(.lora) }
+
+    /// The row label of the tables, e.g. `F LoRA LoRA r4`.
+    public var label: String {
+        let base = modes.map(\.display).joined(separator: " ")
+        return rank.map { base + " r\($0)" } ?? base
+    }
+
+    var configValue: ConfigValue {
+        var fields: [String: ConfigValue] = [
+            "vit": .string(vit.rawValue), "jtm": .string(jtm.rawValue), "dec": .string(dec.rawValue),
+        ]
+        if let rank { fields["rank"] = .int(rank) }
+        return .map(fields)
+    }
+}
+
+/// The paper's numbers for one cell, copied into the experiment file so comparisons need no other source.
+public struct PublishedNumbers: Equatable, Sendable, Codable {
+    /// #Params, in percent.
+    public var params: Double?
+    /// Memory in GB.
+    public var memoryGB: Double?
+    public var opened: Double?
+    public var closed: Double?
+    public var global: Double?
+    /// Where the paper's own numbers are inconsistent.
+    public var note: String?
+
+    public init(params: Double? = nil, memoryGB: Double? = nil, opened: Double? = nil, closed: Double? = nil,
+                global: Double? = nil, note: String? = nil) {
+        self.params = params
+        self.memoryGB = memoryGB
+        self.opened = opened
+        self.closed = closed
+        self.global = global
+        self.note = note
+    }
+}
+
+/// One explicit row of a table file; `ranks` is the small product inside the row (`rank: [4, 8]`).
+public struct ExperimentRow: Sendable {
+    public let position: SourcePosition
+    public let vit: ModuleMode
+    public let jtm: ModuleMode
+    public let dec: ModuleMode
+    /// `[nil]` when no module uses LoRA.
+    public let ranks: [Int?]
+    /// Partial config applied to this row only.
+    public let overrides: ConfigValue?
+    /// Published numbers by rank (key nil when the row has no rank).
+    public let published: [Int?: PublishedNumbers]
+    public let note: String?
+
+    public func assignment(rank: Int?) -> ModuleAssignment {
+        ModuleAssignment(vit: vit, jtm: jtm, dec: dec, rank: rank)
+    }
+}
+
+/// A parsed table file with its defaults already merged in.
+public struct ExperimentTable: Sendable {
+    public let file: String
+    public let name: String
+    public let title: String
+    public let notes: [String]
+    public let defaultsFile: String
+    /// Defaults merged with the table's own `set:` (rows and the command line apply on top).
+    public let config: ConfigValue
+    public let rows: [ExperimentRow]
+}
+
+/// The configuration keys every experiment resolves, with their types and allowed values.
+public enum ExperimentSchema {
+    public static let config: Schema = .map([
+        ("model", .map([
+            ("family", .string(allowed: ["miss"])),
+            ("scale", .string(allowed: ["paper", "small", "smoke"])),
+        ])),
+        ("pretraining", .map([
+            ("source", .string(allowed: ["own", "checkpoint"])),
+            ("checkpoint", .string(allowed: nil)),
+            ("corpus", .list(.string(allowed: ["vqa-rad", "slake-train-captions"]))),
+            ("epochs", .int(min: 0)),
+            ("lr", .double(min: 0)),
+            ("batch", .int(min: 1)),
+            ("seed", .int(min: 0)),
+        ])),
+        ("data", .map([
+            ("instruction_sources", .list(.string(allowed: ["slake-train", "slake-validate", "vqa-rad-train"]))),
+            ("test", .string(allowed: ["slake-en-test"])),
+            ("question_max_tokens", .int(min: 2)),
+            ("double_divide_255", .bool),
+        ])),
+        ("peft", .map([
+            ("lora", .map([("alpha", .double(min: 0)), ("dropout", .double(min: 0))])),
+            ("ia3", .map([("vit_targets", .string(allowed: ["fc2", "fc1", "attn", "qkv+proj"]))])),
+            ("prefix", .map([("virtual_tokens", .int(min: 1))])),
+            ("ptv2", .map([("virtual_tokens", .int(min: 1))])),
+        ])),
+        ("recipe", .map([
+            ("epochs", .int(min: 1)),
+            ("lr", .double(min: 0)),
+            ("batch", .int(min: 1)),
+            ("weight_decay", .double(min: 0)),
+            ("schedule", .string(allowed: ["cosine"])),
+            ("warmup_epochs", .int(min: 0)),
+            ("label_smoothing", .double(min: 0)),
+            ("seeds", .list(.int(min: 0))),
+        ])),
+        ("decoding", .map([
+            ("beams", .int(min: 1)),
+            ("max_length", .int(min: 2)),
+            ("min_length", .int(min: 1)),
+        ])),
+    ])
+
+    static let tableKeys = ["table", "title", "extends", "set", "notes", "rows"]
+    static let rowKeys = ["vit", "jtm", "dec", "rank", "set", "published", "note"]
+    static let publishedKeys = ["rank", "params", "memory_gb", "opened", "closed", "global", "note"]
+}
+
+/// Loads experiment files strictly: the first problem stops loading with file:line:column.
+public enum ExperimentLoader {
+    /// Loads a table file and the defaults file it extends.
+    public static func load(path: String) throws -> ExperimentTable {
+        let text = try readText(path)
+        let reader = NodeReader(file: path)
+        let root = try StrictYAML.compose(text, file: path)
+        let pairs = try reader.mapping(root, context: "table file", allowed: ExperimentSchema.tableKeys)
+        let field = { (name: String) in pairs.first { $0.key == name } }
+
+        guard let tableNode = field("table")?.value else {
+            throw reader.fail(root, "missing key 'table' (the table's name, e.g. table1)")
+        }
+        let name = try reader.string(tableNode, context: "'table'")
+        guard name.range(of: "^[A-Za-z0-9_-]+$", options: .regularExpression) != nil else {
+            throw reader.fail(tableNode, "'table': expected a name of letters, digits, '-' or '_' (it names results/<table>.md)")
+        }
+        let title = try field("title").map { try reader.string($0.value, context: "'title'") } ?? name
+        let notes = try field("notes").map { pair in
+            try reader.sequence(pair.value, context: "'notes'", expected: "strings").map { try reader.string($0, context: "'notes' item") }
+        } ?? []
+
+        guard let extendsPair = field("extends") else {
+            throw reader.fail(root, "missing key 'extends' (the defaults file, e.g. defaults.yaml)")
+        }
+        let relative = try reader.string(extendsPair.value, context: "'extends'")
+        let defaultsPath = resolve(relative, besides: path)
+        guard FileManager.default.fileExists(atPath: defaultsPath) else {
+            throw reader.fail(extendsPair.value, "'extends': no such file \(defaultsPath)")
+        }
+        var config = try loadDefaults(path: defaultsPath)
+        if let setPair = field("set") {
+            config = config.merged(with: try reader.value(setPair.value, schema: ExperimentSchema.config, path: "", partial: true))
+        }
+
+        guard let rowsPair = field("rows") else { throw reader.fail(root, "missing key 'rows' (the list of table rows)") }
+        let rowNodes = try reader.sequence(rowsPair.value, context: "'rows'", expected: "row mappings")
+        guard !rowNodes.isEmpty else { throw reader.fail(rowsPair.value, "'rows': expected at least one row") }
+        let rows = try rowNodes.enumerated().map { try parseRow($1, index: $0 + 1, reader: reader) }
+        return ExperimentTable(file: path, name: name, title: title, notes: notes, defaultsFile: defaultsPath,
+                               config: config, rows: rows)
+    }
+
+    /// Loads a defaults file: the whole config, every key present.
+    public static func loadDefaults(path: String) throws -> ConfigValue {
+        let text = try readText(path)
+        let root = try StrictYAML.compose(text, file: path)
+        return try NodeReader(file: path).value(root, schema: ExperimentSchema.config, path: "", partial: false)
+    }
+
+    static func readText(_ path: String) throws -> String {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw HarnessError.io("cannot read experiment file \(path)")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw HarnessError.invalid(SourcePosition(file: path, line: 1, column: 1), "the file is not UTF-8 text")
+        }
+        return text
+    }
+
+    static func resolve(_ relative: String, besides path: String) -> String {
+        if relative.hasPrefix("/") { return relative }
+        let directory = (path as NSString).deletingLastPathComponent
+        return directory.isEmpty ? relative : (directory as NSString).appendingPathComponent(relative)
+    }
+
+    // MARK: rows
+
+    static func parseRow(_ node: Node, index: Int, reader: NodeReader) throws -> ExperimentRow {
+        let context = "row \(index)"
+        let pairs = try reader.mapping(node, context: context, allowed: ExperimentSchema.rowKeys)
+        let field = { (name: String) in pairs.first { $0.key == name } }
+        func mode(_ key: String) throws -> ModuleMode {
+            guard let pair = field(key) else {
+                throw reader.fail(node, "\(context): missing key '\(key)' (one of \(ModuleMode.spellings.joined(separator: ", ")))")
+            }
+            let text = try reader.string(pair.value, context: "\(context) '\(key)'", allowed: ModuleMode.spellings)
+            return ModuleMode(rawValue: text)!
+        }
+        let vit = try mode("vit"), jtm = try mode("jtm"), dec = try mode("dec")
+        if [.prefix, .ptv2].contains(vit) {
+            throw reader.fail(field("vit")!.value, "\(context) 'vit': \(vit.rawValue) is a prompt method for the BERT modules; the ViT takes F, T, lora or ia3")
+        }
+        if [vit, jtm, dec].allSatisfy({ $0 == .frozen }) {
+            throw reader.fail(node, "\(context): every module is frozen, so nothing would be trained")
+        }
+        let usesLoRA = [vit, jtm, dec].contains(.lora)
+        let ranks = try parseRanks(field("rank"), usesLoRA: usesLoRA, rowNode: node, context: context, reader: reader)
+        let overrides = try field("set").map {
+            try reader.value($0.value, schema: ExperimentSchema.config, path: "", partial: true)
+        }
+        let published = try field("published").map {
+            try parsePublished($0.value, ranks: ranks, context: context, reader: reader)
+        } ?? [:]
+        let note = try field("note").map { try reader.string($0.value, context: "\(context) 'note'") }
+        return ExperimentRow(position: reader.position(node), vit: vit, jtm: jtm, dec: dec, ranks: ranks,
+                             overrides: overrides, published: published, note: note)
+    }
+
+    static func parseRanks(_ pair: (key: String, keyNode: Node, value: Node)?, usesLoRA: Bool, rowNode: Node,
+                           context: String, reader: NodeReader) throws -> [Int?] {
+        guard let pair else {
+            if usesLoRA { throw reader.fail(rowNode, "\(context): missing key 'rank' (this row uses lora: give rank: N or rank: [N, M])") }
+            return [nil]
+        }
+        guard usesLoRA else {
+            throw reader.fail(pair.keyNode, "\(context): 'rank' applies only to lora, and no module of this row uses lora")
+        }
+        if case .sequence = pair.value {
+            let nodes = try reader.sequence(pair.value, context: "\(context) 'rank'", expected: "integers >= 1")
+            guard !nodes.isEmpty else { throw reader.fail(pair.value, "\(context) 'rank': expected at least one rank") }
+            var ranks: [Int] = []
+            for item in nodes {
+                let rank = try reader.int(item, context: "\(context) 'rank'", min: 1)
+                if ranks.contains(rank) { throw reader.fail(item, "\(context) 'rank': \(rank) is listed twice") }
+                ranks.append(rank)
+            }
+            return ranks
+        }
+        return [try reader.int(pair.value, context: "\(context) 'rank'", min: 1)]
+    }
+
+    /// A single mapping for a one-cell row, or a list with one entry per rank (each naming its `rank`).
+    static func parsePublished(_ node: Node, ranks: [Int?], context: String, reader: NodeReader) throws -> [Int?: PublishedNumbers] {
+        let entries: [Node]
+        if case .sequence = node {
+            entries = try reader.sequence(node, context: "\(context) 'published'", expected: "mappings")
+        } else {
+            guard ranks.count == 1 else {
+                throw reader.fail(node, "\(context) 'published': this row has \(ranks.count) ranks; expected a list with one entry per rank, each with 'rank'")
+            }
+            entries = [node]
+        }
+        var out: [Int?: PublishedNumbers] = [:]
+        for entry in entries {
+            let (rank, numbers) = try parsePublishedEntry(entry, ranks: ranks, context: context, reader: reader)
+            if out[rank] != nil { throw reader.fail(entry, "\(context) 'published': rank \(rank.map(String.init) ?? "-") is given twice") }
+            out[rank] = numbers
+        }
+        if let missing = ranks.first(where: { out[$0] == nil }) {
+            throw reader.fail(node, "\(context) 'published': no entry for rank \(missing.map(String.init) ?? "-")")
+        }
+        return out
+    }
+
+    static func parsePublishedEntry(_ node: Node, ranks: [Int?], context: String, reader: NodeReader) throws -> (Int?, PublishedNumbers) {
+        let where_ = "\(context) 'published'"
+        let pairs = try reader.mapping(node, context: where_, allowed: ExperimentSchema.publishedKeys)
+        var numbers = PublishedNumbers()
+        var rank: Int?? = nil
+        for pair in pairs {
+            let key = "\(where_) '\(pair.key)'"
+            switch pair.key {
+            case "rank":
+                let value = try reader.int(pair.value, context: key, min: 1)
+                guard ranks.contains(value) else {
+                    throw reader.fail(pair.value, "\(key): \(value) is not one of this row's ranks (\(ranks.compactMap { $0 }.map(String.init).joined(separator: ", ")))")
+                }
+                rank = .some(value)
+            case "params": numbers.params = try reader.double(pair.value, context: key, min: 0)
+            case "memory_gb": numbers.memoryGB = try reader.double(pair.value, context: key, min: 0)
+            case "opened": numbers.opened = try reader.double(pair.value, context: key, min: 0)
+            case "closed": numbers.closed = try reader.double(pair.value, context: key, min: 0)
+            case "global": numbers.global = try reader.double(pair.value, context: key, min: 0)
+            default: numbers.note = try reader.string(pair.value, context: key)
+            }
+        }
+        if let rank { return (rank, numbers) }
+        guard ranks.count == 1 else { throw reader.fail(node, "\(where_): missing key 'rank' (this row has several ranks)") }
+        return (ranks[0], numbers)
+    }
+}

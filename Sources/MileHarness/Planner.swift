@@ -1,0 +1,179 @@
+import Foundation
+import Yams
+
+/// A command-line override `key.path=value` (the value is YAML: `recipe.seeds=[1,2]`, `model.scale=smoke`).
+public struct ConfigOverride: Sendable, Equatable {
+    public let path: [String]
+    public let value: ConfigValue
+    public let text: String
+
+    /// Parses and validates an override against the experiment schema.
+    public init(_ text: String) throws {
+        let origin = "--set \(text)"
+        guard let equals = text.firstIndex(of: "=") else {
+            throw HarnessError.invalid(SourcePosition(file: origin, line: 1, column: 1), "expected key.path=value")
+        }
+        let keyText = String(text[..<equals])
+        let valueText = String(text[text.index(after: equals)...])
+        let path = keyText.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        var schema = ExperimentSchema.config
+        var column = 1
+        for (index, part) in path.enumerated() {
+            guard let child = schema.field(part) else {
+                let allowed: String
+                if case let .map(fields) = schema { allowed = fields.map(\.0).joined(separator: ", ") } else { allowed = "no further keys" }
+                let prefix = path[..<index].joined(separator: ".")
+                throw HarnessError.invalid(SourcePosition(file: origin, line: 1, column: column),
+                                           "unknown key '\(part)'\(prefix.isEmpty ? "" : " in '\(prefix)'") (expected \(allowed))")
+            }
+            schema = child
+            column += part.count + 1
+        }
+        let valueColumn = keyText.count + 2
+        let node: Node
+        do {
+            guard let parsed = try Yams.compose(yaml: valueText) else {
+                throw HarnessError.invalid(SourcePosition(file: origin, line: 1, column: valueColumn), "missing value (expected \(schema.expectation))")
+            }
+            node = parsed
+        } catch let error as YamlError {
+            throw HarnessError.invalid(SourcePosition(file: origin, line: 1, column: valueColumn), "cannot parse value: \(error)")
+        }
+        do {
+            self.value = try NodeReader(file: origin).value(node, schema: schema, path: keyText, partial: false)
+        } catch let HarnessError.invalid(position, message) {
+            // Shift the value's own column to the column within the whole `key=value` text.
+            throw HarnessError.invalid(SourcePosition(file: origin, line: 1, column: position.column + valueColumn - 1), message)
+        }
+        self.path = path
+        self.text = text
+    }
+}
+
+/// The stages of a cell: data preparation -> pretrained base (shared) -> fine-tune -> evaluate.
+public struct Stage: Sendable, Equatable, Codable {
+    public enum Kind: String, Sendable, Codable { case data, base, finetune, evaluate }
+    public let kind: Kind
+    /// Content key: SHA-256 of the config subset the stage depends on.
+    public let key: String
+    public let dependsOn: Kind?
+}
+
+/// One cell of a table: one row, one rank, one seed, with its fully resolved config.
+public struct PlannedCell: Sendable {
+    public let table: String
+    public let file: String
+    public let row: ExperimentRow
+    public let assignment: ModuleAssignment
+    public let seed: Int
+    public let config: ConfigValue
+    public let canonicalJSON: String
+    /// SHA-256 of `canonicalJSON`: the cell id.
+    public let id: String
+    public let published: PublishedNumbers?
+    public let stages: [Stage]
+
+    public var shortID: String { String(id.prefix(12)) }
+    public var label: String { assignment.label }
+    public func stage(_ kind: Stage.Kind) -> Stage { stages.first { $0.kind == kind }! }
+}
+
+/// Expands table files into cells and resolves their configs and stage keys.
+public enum Planner {
+    /// Expands one table: rows x ranks x seeds, in file order.
+    public static func expand(_ table: ExperimentTable, overrides: [ConfigOverride] = []) throws -> [PlannedCell] {
+        var cells: [PlannedCell] = []
+        for row in table.rows {
+            var config = table.config
+            if let rowSet = row.overrides { config = config.merged(with: rowSet) }
+            for override in overrides { config = config.setting(override.path, to: override.value) }
+            let seeds = try seedList(config, row: row)
+            for rank in row.ranks {
+                for seed in seeds {
+                    cells.append(makeCell(table: table, row: row, rank: rank, seed: seed, shared: config))
+                }
+            }
+        }
+        try checkUnique(cells)
+        return cells
+    }
+
+    static func seedList(_ config: ConfigValue, row: ExperimentRow) throws -> [Int] {
+        let seeds = config["recipe.seeds"]?.listValue?.compactMap(\.intValue) ?? []
+        guard !seeds.isEmpty else { throw HarnessError.invalid(row.position, "recipe.seeds is empty for this row; give at least one seed") }
+        guard Set(seeds).count == seeds.count else { throw HarnessError.invalid(row.position, "recipe.seeds lists a seed twice") }
+        return seeds
+    }
+
+    /// Two rows resolving to the same config would silently share one result; refuse that.
+    static func checkUnique(_ cells: [PlannedCell]) throws {
+        var seen: [String: PlannedCell] = [:]
+        for cell in cells {
+            if let other = seen[cell.id] {
+                throw HarnessError.invalid(cell.row.position, "row '\(cell.label)' resolves to the same config as the row at line \(other.row.position.line) (cell \(cell.shortID))")
+            }
+            seen[cell.id] = cell
+        }
+    }
+
+    static func makeCell(table: ExperimentTable, row: ExperimentRow, rank: Int?, seed: Int, shared: ConfigValue) -> PlannedCell {
+        let assignment = row.assignment(rank: rank)
+        let config = resolvedConfig(shared, assignment: assignment, seed: seed)
+        let canonical = config.canonicalJSON
+        return PlannedCell(table: table.name, file: table.file, row: row, assignment: assignment, seed: seed,
+                           config: config, canonicalJSON: canonical, id: SHA256.hex(canonical),
+                           published: row.published[rank], stages: stages(config, cellID: SHA256.hex(canonical)))
+    }
+
+    /// The config a cell runs with: one seed instead of the list, only the PEFT sections its modules use,
+    /// and the module assignment itself. Table names and published numbers are not part of it, so the
+    /// same experiment in two files is the same cell.
+    public static func resolvedConfig(_ shared: ConfigValue, assignment: ModuleAssignment, seed: Int) -> ConfigValue {
+        var config = shared.removing(["recipe", "seeds"]).setting(["recipe", "seed"], to: .int(seed))
+        let used = Set(assignment.modes.filter(\.isPEFT).map(\.rawValue))
+        for method in ModuleMode.allCases where method.isPEFT && !used.contains(method.rawValue) {
+            config = config.removing(["peft", method.rawValue])
+        }
+        if used.isEmpty { config = config.removing(["peft"]) }
+        return config.setting(["cell"], to: assignment.configValue)
+    }
+
+    /// Stage keys: data <- base <- finetune <- evaluate. The base key covers only what pretraining depends on,
+    /// so every cell of a scale shares one base; the fine-tune key leaves out decoding, so a decoding change
+    /// re-evaluates without retraining.
+    public static func stages(_ config: ConfigValue, cellID: String) -> [Stage] {
+        let dataKey = SHA256.hex(ConfigValue.map(["data": config["data"] ?? .map([:])]).canonicalJSON)
+        let baseSubset = ConfigValue.map([
+            "model": config["model"] ?? .map([:]),
+            "pretraining": config["pretraining"] ?? .map([:]),
+            "data_key": .string(dataKey),
+        ])
+        let baseKey = SHA256.hex(baseSubset.canonicalJSON)
+        let finetuneKey = SHA256.hex(config.removing(["decoding"]).canonicalJSON)
+        return [
+            Stage(kind: .data, key: dataKey, dependsOn: nil),
+            Stage(kind: .base, key: baseKey, dependsOn: .data),
+            Stage(kind: .finetune, key: finetuneKey, dependsOn: .base),
+            Stage(kind: .evaluate, key: cellID, dependsOn: .finetune),
+        ]
+    }
+}
+
+extension Planner {
+    /// Cells selected by id prefix (at least 4 hex digits) or exact row label (`F LoRA LoRA r4`), for
+    /// `mile run --cell` / `--row`. An unknown or ambiguous selector is an error naming the candidates.
+    public static func select(_ cells: [PlannedCell], cell selector: String) throws -> [PlannedCell] {
+        let byLabel = cells.filter { $0.label == selector }
+        if !byLabel.isEmpty { return byLabel }
+        let prefix = selector.lowercased()
+        guard prefix.count >= 4, prefix.allSatisfy(\.isHexDigit) else {
+            throw HarnessError.input("'\(selector)' is neither a row label nor a cell id prefix (4+ hex digits); rows: \(Set(cells.map(\.label)).sorted().joined(separator: ", "))")
+        }
+        let matches = cells.filter { $0.id.hasPrefix(prefix) }
+        guard !matches.isEmpty else { throw HarnessError.input("no cell id starts with \(prefix)") }
+        guard Set(matches.map(\.id)).count == 1 else {
+            throw HarnessError.input("cell id prefix \(prefix) is ambiguous: " + matches.map { "\($0.shortID) (\($0.label))" }.joined(separator: ", "))
+        }
+        return matches
+    }
+}

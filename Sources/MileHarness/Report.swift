@@ -1,0 +1,224 @@
+import Foundation
+
+/// One finished run used by a report.
+public struct ReportedRun: Sendable {
+    public let cell: PlannedCell
+    public let run: RunRecord
+    public let results: RunResults
+}
+
+/// One row of a rendered table: every seed of one row label.
+public struct ReportRow: Sendable {
+    public let label: String
+    public let assignment: ModuleAssignment
+    public let published: PublishedNumbers?
+    public let cells: [PlannedCell]
+    public let statuses: [CellStatus]
+    public let runs: [ReportedRun]
+
+    /// Shown instead of numbers when no seed of the row is done.
+    public var pendingWord: String {
+        let states = statuses.map(\.state)
+        for state in [CellState.running, .failed, .interrupted, .stale] where states.contains(state) { return state.rawValue }
+        return CellState.pending.rawValue
+    }
+}
+
+/// A rendered table: markdown, SVG and counts for the summary page.
+public struct TableReport: Sendable {
+    public let table: ExperimentTable
+    public let rows: [ReportRow]
+    public let markdown: String
+    public let svg: String
+    public var doneCells: Int { rows.reduce(0) { $0 + $1.runs.count } }
+    public var totalCells: Int { rows.reduce(0) { $0 + $1.cells.count } }
+}
+
+/// Mean and sample standard deviation (n - 1; 0 for one value).
+public struct MeanStd: Sendable, Equatable {
+    public let mean: Double
+    public let std: Double
+    public let count: Int
+
+    public init?(_ values: [Double]) {
+        guard !values.isEmpty else { return nil }
+        count = values.count
+        let average = values.reduce(0, +) / Double(values.count)
+        mean = average
+        let squares = values.reduce(0) { $0 + ($1 - average) * ($1 - average) }
+        std = values.count > 1 ? (squares / Double(values.count - 1)).squareRoot() : 0
+    }
+}
+
+public enum ReportRenderer {
+    /// Builds the report of one table from the store (no store: every cell pending).
+    public static func render(_ table: ExperimentTable, cells: [PlannedCell], store: ResultsStore?,
+                              versions: CurrentVersions = CurrentVersions()) throws -> TableReport {
+        var order: [String] = []
+        var groups: [String: [PlannedCell]] = [:]
+        for cell in cells {
+            if groups[cell.label] == nil { order.append(cell.label) }
+            groups[cell.label, default: []].append(cell)
+        }
+        var rows: [ReportRow] = []
+        for label in order {
+            let group = groups[label]!
+            var statuses: [CellStatus] = []
+            var runs: [ReportedRun] = []
+            for cell in group {
+                let status = try Planner.status(of: cell, store: store, versions: versions)
+                statuses.append(status)
+                if status.state == .done, let store, let id = status.runID, let run = try store.run(id: id),
+                   let results = try store.results(runID: id) {
+                    runs.append(ReportedRun(cell: cell, run: run, results: results))
+                }
+            }
+            rows.append(ReportRow(label: label, assignment: group[0].assignment, published: group[0].published,
+                                  cells: group, statuses: statuses, runs: runs))
+        }
+        return TableReport(table: table, rows: rows, markdown: markdown(table, rows: rows), svg: SVGPlot.render(table, rows: rows))
+    }
+
+    /// Writes results/<table>.md and .svg for each report and results/README.md linking them.
+    public static func write(_ reports: [TableReport], to directory: String) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        for report in reports {
+            let base = (directory as NSString).appendingPathComponent(report.table.name)
+            try report.markdown.write(toFile: base + ".md", atomically: true, encoding: .utf8)
+            try report.svg.write(toFile: base + ".svg", atomically: true, encoding: .utf8)
+        }
+        try summary(reports).write(toFile: (directory as NSString).appendingPathComponent("README.md"), atomically: true, encoding: .utf8)
+    }
+
+    public static func summary(_ reports: [TableReport]) -> String {
+        var lines = ["# Results", "",
+                     "Each table shows our numbers beside the paper's published values (Δ = ours − paper). Cells without a finished run show their status (pending, running, failed, stale), never numbers. Rendered by `mile report`.", "",
+                     "| Table | Title | Cells done | Plot |", "|---|---|---|---|"]
+        for report in reports {
+            let name = report.table.name
+            lines.append("| [\(name)](\(name).md) | \(report.table.title) | \(report.doneCells) / \(report.totalCells) | [\(name).svg](\(name).svg) |")
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    // MARK: markdown
+
+    static func markdown(_ table: ExperimentTable, rows: [ReportRow]) -> String {
+        let hasRank = rows.contains { $0.assignment.rank != nil }
+        var header = ["ViT", "JTM", "Dec"]
+        if hasRank { header.append("Rank") }
+        header += ["#Params % (paper scale): ours / paper (Δ)", "Memory GB (paper scale, predicted): ours / paper (Δ)",
+                   "Memory measured (run scale): engine peak / RSS", "Opened: ours / paper (Δ)", "Opened recall",
+                   "Closed: ours / paper (Δ)", "Global: ours / paper (Δ)", "Global recall", "Seeds"]
+        var lines = ["# \(table.name): \(table.title)", "",
+                     "Ours beside the paper's published numbers; Δ = ours − paper. Source: `\(table.file)`.", "",
+                     "| " + header.joined(separator: " | ") + " |",
+                     "|" + header.map { _ in "---" }.joined(separator: "|") + "|"]
+        var footnotes: [String] = []
+        for row in rows {
+            var cells = row.assignment.modes.map(\.display)
+            if hasRank { cells.append(row.assignment.rank.map(String.init) ?? "–") }
+            cells += numberCells(row)
+            if let note = row.published?.note {
+                // The marker goes after the published Global, the number most notes are about.
+                if !footnotes.contains(note) { footnotes.append(note) }
+                cells[cells.count - 3] += " [\(footnotes.firstIndex(of: note)! + 1)]"
+            }
+            lines.append("| " + cells.joined(separator: " | ") + " |")
+        }
+        lines += [""]
+        if !footnotes.isEmpty {
+            lines += ["Notes on the published numbers:", ""]
+            lines += footnotes.enumerated().map { "\($0 + 1). \($1)" }
+            lines.append("")
+        }
+        lines += footer(table, rows: rows)
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    static func numberCells(_ row: ReportRow) -> [String] {
+        let paper = row.published
+        let seeds = "\(row.runs.count)/\(row.cells.count)"
+        guard !row.runs.isEmpty else {
+            let word = row.pendingWord
+            return [pair(nil, paper?.params, digits: 3, word: word), pair(nil, paper?.memoryGB, digits: 2, word: word), word,
+                    pair(nil, paper?.opened, digits: 2, word: word), word, pair(nil, paper?.closed, digits: 2, word: word),
+                    pair(nil, paper?.global, digits: 2, word: word), word, seeds]
+        }
+        let results = row.runs.map(\.results)
+        let params = MeanStd(results.map { ($0.paperScale ?? $0.runScale).percent })
+        let predicted = MeanStd(results.compactMap { $0.predictedPaperBytes.map { Double($0) / 1e9 } })
+        let engine = MeanStd(results.compactMap { $0.peakEngineBytes.map(Double.init) })
+        let rss = MeanStd(results.compactMap { $0.peakRSSBytes.map(Double.init) })
+        let measured = "\(bytes(engine)) / \(bytes(rss))"
+        let paperScaleNote = results.contains { $0.paperScale == nil } ? " (run scale)" : ""
+        return [pair(params, paper?.params, digits: 3, word: "n/a") + paperScaleNote,
+                pair(predicted, paper?.memoryGB, digits: 2, word: "n/a"), measured,
+                pair(MeanStd(results.map(\.scores.opened)), paper?.opened, digits: 2, word: "n/a"),
+                value(MeanStd(results.map(\.scores.openedRecall)), digits: 2),
+                pair(MeanStd(results.map(\.scores.closed)), paper?.closed, digits: 2, word: "n/a"),
+                pair(MeanStd(results.map(\.scores.global)), paper?.global, digits: 2, word: "n/a"),
+                value(MeanStd(results.map(\.scores.globalRecall)), digits: 2), seeds]
+    }
+
+    static func value(_ ours: MeanStd?, digits: Int) -> String {
+        guard let ours else { return "n/a" }
+        let mean = String(format: "%.\(digits)f", ours.mean)
+        return ours.count > 1 ? mean + " ± " + String(format: "%.\(digits)f", ours.std) : mean
+    }
+
+    /// "ours / paper (Δ)", or "word / paper" when ours is missing.
+    static func pair(_ ours: MeanStd?, _ paper: Double?, digits: Int, word: String) -> String {
+        let paperText = paper.map { String(format: "%.\(digits)f", $0) } ?? "–"
+        guard let ours else { return "\(word) / \(paperText)" }
+        let delta = paper.map { " (" + String(format: "%+.\(digits)f", ours.mean - $0) + ")" } ?? ""
+        return "\(value(ours, digits: digits)) / \(paperText)\(delta)"
+    }
+
+    static func bytes(_ value: MeanStd?) -> String {
+        guard let value else { return "n/a" }
+        let mean = value.mean
+        if mean >= 1e9 { return String(format: "%.2f GB", mean / 1e9) }
+        return String(format: "%.1f MB", mean / 1e6)
+    }
+
+    static func footer(_ table: ExperimentTable, rows: [ReportRow]) -> [String] {
+        let cells = rows.flatMap(\.cells)
+        let runs = rows.flatMap(\.runs)
+        let first = cells.first?.config ?? table.config
+        func setting(_ path: String) -> String {
+            let values = Set(cells.compactMap { $0.config[path]?.display })
+            return values.isEmpty ? (first[path]?.display ?? "?") : values.sorted().joined(separator: ", ")
+        }
+        var lines = ["## How to read this table", "",
+                     "- **Status**: \(runs.count) of \(cells.count) cells done. Cells without a finished run show their status instead of numbers.",
+                     "- **Scale**: model `\(setting("model.scale"))` (family \(setting("model.family"))). #Params is computed exactly at the paper's scale; Memory (paper scale) is the engine's shape-only prediction of one training step at the paper's dims and batch; the measured memory is the engine allocator's peak and the process peak RSS at the run's scale. Accuracy comes from runs at the run scale, so it is comparable with the paper in trend only unless the scale is `paper`.",
+                     "- **Recipe**: \(setting("recipe.epochs")) epochs, lr \(setting("recipe.lr")), batch \(setting("recipe.batch")), AdamW weight decay \(setting("recipe.weight_decay")), \(setting("recipe.schedule")) schedule per epoch, warmup \(setting("recipe.warmup_epochs")) epochs, label smoothing \(setting("recipe.label_smoothing")); seeds \(Set(cells.map(\.seed)).sorted().map(String.init).joined(separator: ", ")); base pretraining \(setting("pretraining.source")) (\(setting("pretraining.epochs")) epochs on \(setting("pretraining.corpus"))); decoding beam \(setting("decoding.beams")), max length \(setting("decoding.max_length")).",
+                     "- **Closed**: as upstream ACC.py: over the test questions whose ground truth is yes/no (355 of SLAKE-en test), correct when the prediction has the same polarity.",
+                     "- **Opened** (primary): normalised exact match (lower case, punctuation as spaces) over the other questions (706). Upstream's Opened code is unpublished and its figures are not whole counts, so **Opened recall** (secondary) gives partial credit: the fraction of the ground truth's tokens found in the prediction.",
+                     "- **Global**: count-weighted mean, (n_opened · Opened + n_closed · Closed) / n; Global recall uses Opened recall.",
+                     "- Several seeds: mean ± sample standard deviation; Δ uses the mean."]
+        lines += table.notes.map { "- Note: \($0)" }
+        lines += provenanceLines(runs)
+        return lines
+    }
+
+    static func provenanceLines(_ runs: [ReportedRun]) -> [String] {
+        guard !runs.isEmpty else { return ["- **Code and data**: no finished runs yet."] }
+        let commits = Set(runs.map { run -> String in
+            let p = run.run.provenance
+            return (p.gitCommit.map { String($0.prefix(12)) } ?? "unknown commit") + (p.gitDirty == true ? " (dirty)" : "")
+        }).sorted()
+        let codeVersions = Set(runs.map(\.run.provenance.codeVersion)).sorted()
+        let machines = Set(runs.map { run -> String in
+            let p = run.run.provenance
+            return "\(p.cpuModel ?? "unknown CPU"); BLAS \(p.blasLibrary ?? "?") × \(p.blasThreads.map(String.init) ?? "?") threads; Swift \(p.swiftVersion)"
+        }).sorted()
+        var hashes: [String: Set<String>] = [:]
+        for run in runs { for (file, hash) in run.run.provenance.datasetHashes { hashes[file, default: []].insert(String(hash.prefix(16))) } }
+        let data = hashes.keys.sorted().map { "\($0) \(hashes[$0]!.sorted().joined(separator: " / "))" }
+        return ["- **Code**: \(codeVersions.joined(separator: ", ")); git \(commits.joined(separator: ", ")).",
+                "- **Machine**: \(machines.joined(separator: " | ")).",
+                "- **Data (SHA-256 prefixes)**: \(data.isEmpty ? "not recorded" : data.joined(separator: "; "))."]
+    }
+}

@@ -1,0 +1,64 @@
+import ArgumentParser
+import Foundation
+import MileHarness
+
+/// Options shared by `plan` and `report`: the experiment files, the database and overrides.
+struct ExperimentOptions: ParsableArguments {
+    @Argument(help: "Table files (e.g. experiments/table1.yaml).")
+    var files: [String]
+
+    @Option(name: .long, help: "Results database (created by `mile run`).")
+    var db: String = "results/mile.db"
+
+    @Option(name: .customLong("set"), help: "Override a config key for every cell: key.path=value (repeatable).")
+    var overrides: [String] = []
+
+    func parsedOverrides() throws -> [ConfigOverride] { try overrides.map(ConfigOverride.init) }
+
+    /// The store if the database exists; planning never creates one.
+    func existingStore() throws -> ResultsStore? {
+        FileManager.default.fileExists(atPath: db) ? try ResultsStore(path: db) : nil
+    }
+
+    /// Current dataset hashes when SLAKE_DIR points at the data, so data changes show as stale.
+    func currentVersions() throws -> CurrentVersions {
+        guard let dir = ProcessInfo.processInfo.environment["SLAKE_DIR"], FileManager.default.fileExists(atPath: dir) else {
+            return CurrentVersions()
+        }
+        return CurrentVersions(datasetHashes: try ProvenanceCollector.datasetHashes(files: ProvenanceCollector.slakeFiles(slakeDir: dir)))
+    }
+}
+
+/// Runs a command body, printing harness errors as `file:line:column: error: ...` and exiting with 1.
+func reportingErrors(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let error as HarnessError {
+        FileHandle.standardError.write(Data((error.description + "\n").utf8))
+        throw ExitCode(1)
+    }
+}
+
+struct Plan: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Expand experiment files into cells and show each cell's id, row and status.",
+        discussion: "Statuses come from the results database: done, pending, running, failed, interrupted, or stale (with the config key, code or data version that changed).")
+
+    @OptionGroup var experiments: ExperimentOptions
+
+    @Flag(name: .long, help: "Print JSON (cells with resolved configs and stage keys).")
+    var json = false
+
+    func run() throws {
+        try reportingErrors {
+            let plans = try TablePlan.make(files: experiments.files, overrides: experiments.parsedOverrides(),
+                                           store: experiments.existingStore(), versions: experiments.currentVersions())
+            if json {
+                let database: ConfigValue = FileManager.default.fileExists(atPath: experiments.db) ? .string(experiments.db) : .string("")
+                print(ConfigValue.map(["database": database, "tables": .list(plans.map(\.json))]).prettyJSON())
+            } else {
+                print(plans.map(\.text).joined(separator: "\n\n"))
+            }
+        }
+    }
+}

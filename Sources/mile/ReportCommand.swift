@@ -1,0 +1,27 @@
+import ArgumentParser
+import Foundation
+import MileHarness
+
+struct Report: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Render results/<table>.md and .svg beside the paper's numbers, and results/README.md.")
+
+    @OptionGroup var experiments: ExperimentOptions
+
+    @Option(name: .long, help: "Output directory.")
+    var out: String = "results"
+
+    func run() throws {
+        try reportingErrors {
+            let plans = try TablePlan.make(files: experiments.files, overrides: experiments.parsedOverrides(), store: nil)
+            let store = try experiments.existingStore()
+            let versions = try experiments.currentVersions()
+            let reports = try plans.map { try ReportRenderer.render($0.table, cells: $0.cells, store: store, versions: versions) }
+            try ReportRenderer.write(reports, to: out)
+            for report in reports {
+                print("\(out)/\(report.table.name).md: \(report.doneCells)/\(report.totalCells) cells done")
+            }
+            print("\(out)/README.md")
+        }
+    }
+}
