@@ -24,13 +24,8 @@ struct Params: ParsableCommand {
 
     func run() throws {
         let model = try loadConfig()
-        let assignment: PEFTAssignment
-        do {
-            assignment = try PEFTAssignment(vit: ModuleMode(flag: vit), jtm: ModuleMode(flag: jtm),
+        let assignment = try PEFTAssignment(vit: ModuleMode(flag: vit), jtm: ModuleMode(flag: jtm),
                                             dec: ModuleMode(flag: dec), rank: rank)
-        } catch let error as ConfigError {
-            throw ValidationError(error.description)
-        }
         let count = ParameterAccounting.count(config: model, assignment: assignment)
         if json {
             let object: [String: Any] = ["trainable": count.trainable, "total": count.total, "percent": count.percent]
@@ -45,16 +40,14 @@ struct Params: ParsableCommand {
     }
 
     private func loadConfig() throws -> ModelConfig {
-        do {
-            guard let path = config else { return try ModelConfig.preset(scale) }
-            guard let data = FileManager.default.contents(atPath: path) else {
-                throw ConfigError("cannot read model config file '\(path)'")
-            }
-            var object = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
-            let base = object.removeValue(forKey: "scale") as? String ?? scale
-            return try ModelConfig.preset(base).applying(object)
-        } catch let error as ConfigError {
-            throw ValidationError(error.description)
+        guard let path = config else { return try ModelConfig.preset(scale) }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError("cannot read model config file '\(path)'")
         }
+        guard var object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw ConfigError("\(path): not a JSON object")
+        }
+        let base = object.removeValue(forKey: "scale") as? String ?? scale
+        return try ModelConfig.preset(base).applying(object)
     }
 }
