@@ -29,7 +29,7 @@ extension MISSModel {
             let memory = try encode(images: images, question: question)
             let sequences = beams == 1 && greedyForOneBeam
                 ? try greedy(memory: memory, maxLength: maxLength, minLength: minLength)
-                : try beamSearch(memory: repeatRows(memory, beams), batch: question.batch, beams: beams,
+                : try beamSearch(memory: memory, batch: question.batch, beams: beams,
                                  maxLength: maxLength, minLength: minLength)
             return sequences.map(answerTokens)
         }
@@ -55,12 +55,22 @@ extension MISSModel {
         return concat(rows, axis: 0)
     }
 
+    /// Cross-attention keys/values of every decoder layer for the JTM output, each row repeated
+    /// `times` (repeat_interleave for beams). They are constant over decoding steps, so they are
+    /// computed once instead of at every step as upstream does (same values).
+    func crossAttentionCache(_ memory: Tensor, times: Int) -> [LayerPrefix] {
+        textDecoder.bert.encoder.layers.items.map { layer in
+            let kv = layer.crossAttention.selfAttention.memoryKeyValues(memory)
+            return times == 1 ? kv : LayerPrefix(key: repeatRows(kv.key, times), value: repeatRows(kv.value, times))
+        }
+    }
+
     /// Next-token logits [rows][vocab] for equally long sequences (attention mask all ones).
-    private func nextLogits(_ sequences: [[Int32]], memory: Tensor) throws -> [[Float]] {
+    private func nextLogits(_ sequences: [[Int32]], memory: Tensor, cache: [LayerPrefix]) throws -> [[Float]] {
         let length = sequences[0].count, rows = sequences.count
         let tokens = try TokenBatch(ids: sequences.flatMap { $0 }, mask: Array(repeating: 1, count: rows * length),
                                     batch: rows, length: length)
-        let hidden = try decode(tokens, memory: memory, memoryMask: nil)
+        let hidden = try decode(tokens, memory: memory, memoryMask: nil, cachedMemory: cache)
         let last = textDecoder.logits(slice(hidden, axis: 1, range: (length - 1)..<length)).scalars
         let v = config.vocabSize
         return (0..<rows).map { Array(last[($0 * v)..<(($0 + 1) * v)]) }
@@ -68,10 +78,11 @@ extension MISSModel {
 
     private func greedy(memory: Tensor, maxLength: Int, minLength: Int) throws -> [[Int32]] {
         let batch = memory.shape[0]
+        let cache = crossAttentionCache(memory, times: 1)
         var sequences = Array(repeating: [config.decTokenId], count: batch)
         var finished = Array(repeating: false, count: batch)
         while sequences[0].count < maxLength {
-            let logits = try nextLogits(sequences, memory: memory)
+            let logits = try nextLogits(sequences, memory: memory, cache: cache)
             for b in 0..<batch {
                 if finished[b] { sequences[b].append(config.padTokenId); continue }
                 var row = logits[b]
@@ -88,6 +99,7 @@ extension MISSModel {
     private func beamSearch(memory: Tensor, batch: Int, beams: Int, maxLength: Int,
                             minLength: Int) throws -> [[Int32]] {
         let eos = config.sepTokenId, v = config.vocabSize
+        let cache = crossAttentionCache(memory, times: beams)
         var sequences = Array(repeating: [config.decTokenId], count: batch * beams)
         // Only the first beam is live at the start (HF: other beams start at -1e9).
         var beamScores = (0..<(batch * beams)).map { $0 % beams == 0 ? Float(0) : -1e9 }
@@ -95,7 +107,7 @@ extension MISSModel {
         var done = Array(repeating: false, count: batch)
         while true {
             let curLen = sequences[0].count
-            let logits = try nextLogits(sequences, memory: memory)
+            let logits = try nextLogits(sequences, memory: memory, cache: cache)
             var nextSequences: [[Int32]] = [], nextScores: [Float] = []
             for b in 0..<batch {
                 if done[b] {
@@ -129,20 +141,28 @@ extension MISSModel {
         }
     }
 
-    /// The 2·beams best (beam, token) continuations of one batch entry by cumulative log-probability.
+    /// The 2·beams best (beam, token) continuations of one batch entry by cumulative log-probability,
+    /// best first; ties keep the flattened (beam, token) order as torch.topk over [beams·vocab].
     private func topCandidates(logits: [[Float]], scores: [Float], batchIndex b: Int, beams: Int, vocab: Int,
                                banEOS: Bool) -> [(score: Float, token: Int32, beam: Int)] {
-        var all: [(score: Float, token: Int32, beam: Int)] = []
-        all.reserveCapacity(beams * vocab)
+        let keep = 2 * beams
+        var best: [(score: Float, token: Int32, beam: Int)] = []
+        best.reserveCapacity(keep + 1)
         for k in 0..<beams {
             let row = b * beams + k
             var logProbs = logSoftmax(logits[row])
             if banEOS { logProbs[Int(config.sepTokenId)] = -.infinity }
-            for t in 0..<vocab { all.append((logProbs[t] + scores[row], Int32(t), k)) }
+            for t in 0..<vocab {
+                let score = logProbs[t] + scores[row]
+                // Insert into the small sorted list only when it beats the current last entry.
+                if best.count == keep, score <= best[keep - 1].score { continue }
+                var i = best.count
+                while i > 0, best[i - 1].score < score { i -= 1 }
+                best.insert((score, Int32(t), k), at: i)
+                if best.count > keep { best.removeLast() }
+            }
         }
-        // Descending score; ties keep the flattened (beam, token) order.
-        let order = all.indices.sorted { all[$0].score != all[$1].score ? all[$0].score > all[$1].score : $0 < $1 }
-        return order.prefix(2 * beams).map { all[$0] }
+        return best
     }
 }
 

@@ -142,11 +142,12 @@ public final class MISSModel: Module {
     }
 
     /// Decoder hidden states [B, T, h]; `memoryMask` over the question tokens (nil = all ones).
-    func decode(_ tokens: TokenBatch, memory: Tensor, memoryMask: Tensor?) throws -> Tensor {
+    func decode(_ tokens: TokenBatch, memory: Tensor, memoryMask: Tensor?,
+                cachedMemory: [LayerPrefix]? = nil) throws -> Tensor {
         try checkPositions(tokens.length, mode: assignment.dec, what: "answer")
         return textDecoder.bert(ids: tokens.ids, mask: tokens.mask, batch: tokens.batch, length: tokens.length,
                                 memory: memory, memoryMask: memoryMask,
-                                prefixes: decoderPrompt?.prefixes(batch: tokens.batch))
+                                prefixes: decoderPrompt?.prefixes(batch: tokens.batch), cachedMemory: cachedMemory)
     }
 
     /// The training loss (mile_vqa.py): answer `[DEC] a [SEP]` teacher-forced, PAD targets ignored,

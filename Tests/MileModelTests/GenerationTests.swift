@@ -32,6 +32,25 @@ final class GenerationTests: XCTestCase {
         XCTAssertEqual(try model.generate(images: batch.images, question: batch.question, beams: 3), expected)
     }
 
+    /// The cross-attention K/V cache used by generation gives the same decoder states as recomputing.
+    func testCrossAttentionCacheMatchesRecomputation() throws {
+        let model = try smokeModel(try assignment("F", "lora", "prefix"))
+        randomize(model, where: { $0.contains("lora_B") }, std: 0.2, seed: 4)
+        let batch = try SmokeBatch(.smoke, batch: 2)
+        try withNoGrad {
+            let memory = try model.encode(images: batch.images, question: batch.question)
+            let plain = try model.decode(batch.answer, memory: memory, memoryMask: nil).scalars
+            let cached = try model.decode(batch.answer, memory: memory, memoryMask: nil,
+                                          cachedMemory: model.crossAttentionCache(memory, times: 1)).scalars
+            XCTAssertLessThan(maxAbsDifference(plain, cached), 1e-5)
+            let other = try SmokeBatch(.smoke, batch: 2, seed: 99)
+            let otherMemory = try model.encode(images: other.images, question: other.question)
+            let wrong = try model.decode(batch.answer, memory: memory, memoryMask: nil,
+                                         cachedMemory: model.crossAttentionCache(otherMemory, times: 1)).scalars
+            XCTAssertGreaterThan(maxAbsDifference(plain, wrong), 1e-4, "the cache must be what cross-attention reads")
+        }
+    }
+
     func testBeamHypothesesKeepTheBestNormalisedScores() {
         var h = BeamHypotheses(beams: 2)
         h.add([1, 2], score: -4)        // -2

@@ -1,6 +1,7 @@
 import Engine
 
-/// Per-layer prefix keys/values ([B, heads, n, head dim] each) for self-attention (peft prompt learning).
+/// Keys and values split into heads ([B, heads, n, head dim] each): a layer's prompt-tuning prefix for
+/// self-attention, or a cached cross-attention projection of the encoder states (generation).
 struct LayerPrefix {
     let key: Tensor
     let value: Tensor
@@ -61,8 +62,15 @@ final class BertSelfAttention: Module {
 
     /// x [B, T, h]; memory [B, S, kv] for cross-attention; mask additive, broadcastable to [B, H, T, keys].
     func callAsFunction(_ x: Tensor, memory: Tensor?, mask: Tensor?, prefix: LayerPrefix?) -> Tensor {
-        let source = memory ?? x
+        callAsFunction(x, memory: memory, mask: mask, prefix: prefix, cachedMemory: nil)
+    }
+
+    /// `cachedMemory`: keys/values of the memory computed once by `memoryKeyValues` (generation).
+    func callAsFunction(_ x: Tensor, memory: Tensor?, mask: Tensor?, prefix: LayerPrefix?,
+                        cachedMemory: LayerPrefix?) -> Tensor {
         let q = splitHeads(query(x), heads: heads)
+        if let cached = cachedMemory { return mergeHeads(attend(q, cached.key, cached.value, mask)) }
+        let source = memory ?? x
         var k = splitHeads(key(source), heads: heads)
         var v = splitHeads(value(source), heads: heads)
         if memory == nil, let p = prefix {
@@ -70,6 +78,11 @@ final class BertSelfAttention: Module {
             v = concat([p.value, v], axis: 2)
         }
         return mergeHeads(attend(q, k, v, mask))
+    }
+
+    /// Cross-attention keys/values of `memory` (they do not depend on the decoded tokens).
+    func memoryKeyValues(_ memory: Tensor) -> LayerPrefix {
+        LayerPrefix(key: splitHeads(key(memory), heads: heads), value: splitHeads(value(memory), heads: heads))
     }
 
     /// Scaled dot-product attention with dropout on the probabilities (BERT's attention_probs_dropout).
@@ -116,8 +129,9 @@ final class BertAttention: Module {
         register("output", output)
     }
 
-    func callAsFunction(_ x: Tensor, memory: Tensor?, mask: Tensor?, prefix: LayerPrefix?) -> Tensor {
-        output(selfAttention(x, memory: memory, mask: mask, prefix: prefix), residual: x)
+    func callAsFunction(_ x: Tensor, memory: Tensor?, mask: Tensor?, prefix: LayerPrefix?,
+                        cachedMemory: LayerPrefix? = nil) -> Tensor {
+        output(selfAttention(x, memory: memory, mask: mask, prefix: prefix, cachedMemory: cachedMemory), residual: x)
     }
 }
 
@@ -151,9 +165,9 @@ final class BertLayer: Module {
     }
 
     func callAsFunction(_ x: Tensor, selfMask: Tensor?, memory: Tensor, memoryMask: Tensor?,
-                        prefix: LayerPrefix?) -> Tensor {
+                        prefix: LayerPrefix?, cachedMemory: LayerPrefix? = nil) -> Tensor {
         let s = attention(x, memory: nil, mask: selfMask, prefix: prefix)
-        let cross = crossAttention(s, memory: memory, mask: memoryMask, prefix: nil)
+        let cross = crossAttention(s, memory: memory, mask: memoryMask, prefix: nil, cachedMemory: cachedMemory)
         return output(intermediate(cross), residual: cross)
     }
 }
@@ -227,9 +241,9 @@ final class BertModel: Module {
 
     /// ids/mask [B, T] (mask 1 keep, 0 pad); memory [B, S, ·]; memoryMask nil = attend to all of it.
     /// With `prefixes`, every self-attention sees n extra keys (mask extended with ones) and
-    /// positions shift by n.
+    /// positions shift by n. `cachedMemory` replaces each layer's cross-attention K/V of `memory`.
     func callAsFunction(ids: [Int32], mask: [Int32], batch: Int, length: Int, memory: Tensor,
-                        memoryMask: Tensor?, prefixes: [LayerPrefix]?) -> Tensor {
+                        memoryMask: Tensor?, prefixes: [LayerPrefix]?, cachedMemory: [LayerPrefix]? = nil) -> Tensor {
         let n = prefixes?.first?.key.shape[2] ?? 0
         var x = embeddings(ids: ids, batch: batch, length: length, positionOffset: n)
         var keep = mask
@@ -241,7 +255,8 @@ final class BertModel: Module {
         var selfMask = paddingMask(keep, batch: batch, length: n + length)
         if causal { selfMask = causalMask(length, prefix: n) + selfMask }
         for (i, layer) in encoder.layers.items.enumerated() {
-            x = layer(x, selfMask: selfMask, memory: memory, memoryMask: memoryMask, prefix: prefixes?[i])
+            x = layer(x, selfMask: selfMask, memory: memory, memoryMask: memoryMask, prefix: prefixes?[i],
+                      cachedMemory: cachedMemory?[i])
         }
         return x
     }
