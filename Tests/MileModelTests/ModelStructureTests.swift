@@ -60,6 +60,11 @@ final class ModelStructureTests: XCTestCase {
         let batch = try SmokeBatch(.smoke)
         XCTAssertThrowsError(try model.loss(images: Tensor.zeros([2, 3, 16, 16]), question: batch.question, answer: batch.answer))
         XCTAssertThrowsError(try TokenBatch(ids: [1, 2, 3], mask: [1, 1, 1], batch: 2, length: 2))
+        XCTAssertThrowsError(try model.loss(images: batch.images, questionIds: [1, 2, 3], questionMask: [1, 1, 1],
+                                            answerIds: batch.answer.ids, answerMask: batch.answer.mask))
+        let flat = try model.loss(images: batch.images, questionIds: batch.question.ids, questionMask: batch.question.mask,
+                                  answerIds: batch.answer.ids, answerMask: batch.answer.mask).item()
+        XCTAssertEqual(flat, try lossValue(model, batch))
         let long = try SmokeBatch(.smoke, questionLength: 70)
         XCTAssertThrowsError(try model.loss(images: long.images, question: long.question, answer: long.answer)) {
             XCTAssertTrue("\($0)".contains("max_positions"))
