@@ -25,13 +25,48 @@ final class Buffer {
 
     init(count: Int, meta: Bool) {
         self.count = count
-        data = meta ? nil : UnsafeMutablePointer<Float>.allocate(capacity: Swift.max(count, 1))
+        data = meta ? nil : BlockCache.take(count)
         Memory.didAllocate(count * MemoryLayout<Float>.size)
     }
 
     deinit {
-        data?.deallocate()
+        if let data { BlockCache.give(data, count) }
         Memory.didFree(count * MemoryLayout<Float>.size)
+    }
+}
+
+/// Keeps recently freed blocks (by exact size, bounded in total) for reuse: a training step allocates the
+/// same shapes every iteration, and reusing blocks avoids the page faults of fresh large allocations.
+/// Invisible to Memory's accounting, which counts live tensors like torch.cuda.max_memory_allocated.
+enum BlockCache {
+    static let limitBytes = 256 << 20
+    private static var blocks: [Int: [UnsafeMutablePointer<Float>]] = [:]
+    private static var cachedBytes = 0
+
+    static func take(_ count: Int) -> UnsafeMutablePointer<Float> {
+        if let p = blocks[count]?.popLast() {
+            cachedBytes -= count * 4
+            return p
+        }
+        return UnsafeMutablePointer<Float>.allocate(capacity: Swift.max(count, 1))
+    }
+
+    static func give(_ p: UnsafeMutablePointer<Float>, _ count: Int) {
+        guard count >= 1024, count * 4 <= limitBytes / 4 else { p.deallocate(); return }
+        while cachedBytes + count * 4 > limitBytes, let (size, list) = blocks.first(where: { !$0.value.isEmpty }) {
+            list.last!.deallocate()
+            blocks[size]!.removeLast()
+            cachedBytes -= size * 4
+        }
+        blocks[count, default: []].append(p)
+        cachedBytes += count * 4
+    }
+
+    /// Returns every cached block to the system.
+    static func clear() {
+        for (_, list) in blocks { for p in list { p.deallocate() } }
+        blocks = [:]
+        cachedBytes = 0
     }
 }
 

@@ -237,3 +237,20 @@ final class OpGradientTests: XCTestCase {
         XCTAssertLessThan(maxDiff(Array(y[qo..<(qo + 4)]), ref), 1e-5)
     }
 }
+
+final class KernelTests: XCTestCase {
+    func testFastExpAndErfAccuracy() {
+        var worstExp = 0.0, worstErf = 0.0
+        for i in 0...20000 {
+            let x = -Float(i) * 0.004                   // 0 ... -80
+            let e = Double(expNonPositive(x)), r = Foundation.exp(Double(x))
+            worstExp = max(worstExp, abs(e - r) / r)
+            let z = Float(i - 10000) * 0.0006           // -6 ... 6
+            worstErf = max(worstErf, abs(Double(erfApprox(z)) - Foundation.erf(Double(z))))
+        }
+        XCTAssertLessThan(worstExp, 5e-7)
+        XCTAssertLessThan(worstErf, 5e-7)   // A&S bound 1.5e-7 plus Float rounding
+        XCTAssertEqual(expNonPositive(-100), 0)
+        XCTAssertEqual(expNonPositive(0), 1)
+    }
+}

@@ -92,7 +92,7 @@ public func gelu(_ x: Tensor) -> Tensor {
     if let o = out.data {
         let xp = x.ptr
         parallelFor(x.count, grain: 16384) { r in
-            for i in r { o[i] = 0.5 * xp[i] * (1 + erf(xp[i] * invSqrt2)) }
+            for i in r { o[i] = 0.5 * xp[i] * (1 + erfApprox(xp[i] * invSqrt2)) }
         }
     }
     if needsGrad(x) {
@@ -102,8 +102,8 @@ public func gelu(_ x: Tensor) -> Tensor {
             parallelFor(x.count, grain: 16384) { r in
                 for i in r {
                     let v = xp[i]
-                    let cdf = 0.5 * (1 + erf(v * invSqrt2))
-                    let pdf = invSqrt2Pi * exp(-0.5 * v * v)
+                    let cdf = 0.5 * (1 + erfApprox(v * invSqrt2))
+                    let pdf = invSqrt2Pi * expNonPositive(-0.5 * v * v)
                     d[i] += gp[i] * (cdf + v * pdf)
                 }
             }

@@ -47,7 +47,7 @@ public func crossEntropy(logits: Tensor, targets: [Int32], ignoreIndex: Int32 = 
                 let xr = x + r * v
                 var mx = -Float.infinity, s: Float = 0, total: Float = 0
                 for j in 0..<v { mx = Swift.max(mx, xr[j]) }
-                for j in 0..<v { s += exp(xr[j] - mx); total += xr[j] }
+                for j in 0..<v { s += expNonPositive(xr[j] - mx); total += xr[j] }
                 l[r] = mx + log(s)
                 let t = targets[r]
                 o[r] = t == ignoreIndex ? 0 : (1 - ls) * (l[r] - xr[Int(t)]) + ls * (l[r] - total / Float(v))
@@ -62,7 +62,7 @@ public func crossEntropy(logits: Tensor, targets: [Int32], ignoreIndex: Int32 = 
             parallelFor(n, grain: 8) { range in
                 for r in range where targets[r] != ignoreIndex {
                     let xr = x + r * v, dr = d + r * v, gr = gp[r], lr = l[r], u = ls / Float(v)
-                    for j in 0..<v { dr[j] += gr * (exp(xr[j] - lr) - u) }
+                    for j in 0..<v { dr[j] += gr * (expNonPositive(xr[j] - lr) - u) }
                     dr[Int(targets[r])] -= gr * (1 - ls)
                 }
             }

@@ -73,7 +73,7 @@ private func softmaxRow(_ x: UnsafeMutablePointer<Float>, _ m: UnsafeMutablePoin
     if let m { for j in 0..<n { let v = x[j] + m[j * ms]; y[j] = v; mx = Swift.max(mx, v) } }
     else { for j in 0..<n { y[j] = x[j]; mx = Swift.max(mx, x[j]) } }
     var s: Float = 0
-    for j in 0..<n { let e = exp(y[j] - mx); y[j] = e; s += e }
+    for j in 0..<n { let e = expNonPositive(y[j] - mx); y[j] = e; s += e }
     let inv = 1 / s
     for j in 0..<n { y[j] *= inv }
 }
