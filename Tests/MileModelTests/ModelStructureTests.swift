@@ -20,6 +20,25 @@ final class ModelStructureTests: XCTestCase {
         }
     }
 
+    func testEveryViTIA3TargetSetMatchesItsLayout() throws {
+        let a = try assignment("ia3", "F", "F")
+        for target in ViTIA3Target.allCases {
+            var c = ModelConfig.smoke
+            c.vitIA3Target = target
+            let model = try smokeModel(a, config: c)
+            let registered = model.namedParameters()
+            let layout = ParameterLayout.model(c, a)
+            XCTAssertEqual(registered.map(\.name), layout.map(\.name), "\(target)")
+            XCTAssertEqual(registered.map(\.tensor.shape), layout.map(\.shape), "\(target)")
+            // The ViT output (the loss barely reacts to the ViT at BERT's 0.02 init).
+            let images = try SmokeBatch(c).images
+            let reference = withNoGrad { model.visualEncoder(images).scalars }
+            randomize(model, where: { $0.hasSuffix("ia3_l") && $0.hasPrefix("visual_encoder") }, std: 1, seed: 2)
+            let changed = withNoGrad { model.visualEncoder(images).scalars }
+            XCTAssertGreaterThan(maxAbsDifference(reference, changed), 0.1, "\(target): the ViT IA3 vectors are used")
+        }
+    }
+
     func testDecoderHeadIsTiedToWordEmbeddings() throws {
         let model = try smokeModel(.full)
         XCTAssertTrue(model.textDecoder.bert.embeddings.wordEmbeddings.weight === model.namedParameters()
