@@ -30,9 +30,10 @@ public struct PretrainCorpus: Sendable {
     public static let organsQuestion = "which organs are shown in this image?"
     public static let abnormalitiesQuestion = "which abnormalities are shown in this image?"
 
-    /// `is this a CT image?`, `is this an MRI image?`.
+    /// `is this a CT image?`, `is this an MRI image?`, `is this an X-Ray image?`.
     public static func modalityCheck(_ modality: String) -> String {
-        let article = modality.uppercased().hasPrefix("MR") ? "an" : "a"
+        let upper = modality.uppercased()
+        let article = upper.hasPrefix("MR") || upper.hasPrefix("X") || "AEIOU".contains(upper.first ?? "B") ? "an" : "a"
         return "is this \(article) \(modality) image?"
     }
 
