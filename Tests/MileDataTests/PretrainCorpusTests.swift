@@ -70,6 +70,26 @@ final class PretrainCorpusTests: XCTestCase {
         XCTAssertThrowsError(try PretrainCorpus.build(slakeRoot: nil, radRoot: nil))
     }
 
+    func testPartsAreChosenByName() throws {
+        XCTAssertEqual(try PretrainCorpus.parts("vqa-rad-train, slake-captions"), PretrainCorpus.defaultParts)
+        XCTAssertThrowsError(try PretrainCorpus.parts("slake-test")) { error in
+            XCTAssertTrue("\(error)".contains("slake-test") && "\(error)".contains("slake-captions"), "\(error)")
+        }
+        let root = Fixtures.synthetic.root
+        XCTAssertThrowsError(try PretrainCorpus.build(parts: PretrainCorpus.defaultParts, slakeRoot: root, radRoot: nil)) { error in
+            XCTAssertTrue("\(error)".contains("vqa-rad-train"), "\(error)")
+        }
+        XCTAssertThrowsError(try PretrainCorpus.build(parts: [], slakeRoot: root, radRoot: nil))
+        let both = try PretrainCorpus.build(parts: [.slakeCaptions, .slakeTrain], slakeRoot: root, radRoot: nil)
+        let captions = try PretrainCorpus.build(slakeRoot: root, radRoot: nil)
+        let train = try Slake.load(root: root, split: .train)
+        XCTAssertEqual(both.slakeTrainCount, train.count)
+        XCTAssertEqual(both.samples.count, captions.samples.count + train.count)
+        XCTAssertEqual(Array(both.samples.suffix(train.count)).map(\.question), train.map(\.question))
+        XCTAssertEqual(both.samples.map(\.qid), Array(0..<both.samples.count))
+        try assertNoSlakeTestLeak(both, slakeRoot: root)
+    }
+
     func testVQARadTrainRowsOnly() throws {
         let root = Fixtures.temporaryDirectory()
         func row(_ qid: Int, _ phrase: String) -> String {
