@@ -45,7 +45,7 @@ let package = Package(
         .testTarget(name: "EngineTests", dependencies: ["Engine"]),
         .testTarget(name: "MileModelTests", dependencies: ["MileModel", "Engine"]),
         .testTarget(name: "MileDataTests", dependencies: ["MileData"]),
-        .testTarget(name: "MileHarnessTests", dependencies: ["MileHarness"]),
+        .testTarget(name: "MileHarnessTests", dependencies: ["MileHarness", "MileData"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,3 +1,4 @@
+import Foundation
 /// SHA-256 (FIPS 180-4), written here so MileData needs no crypto library. Used for the image cache keys;
 /// public so other layers can hash configurations the same way.
 ///
@@ -78,6 +79,19 @@ public struct SHA256 {
     /// The lower-case hex digest of a string's UTF-8 bytes.
     public static func hex(_ text: String) -> String {
         hex(Array(text.utf8))
+    }
+
+    /// The lower-case hex digest of a file, read in 1 MiB chunks.
+    public static func hex(fileAt path: String) throws -> String {
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw DataError.unreadable(path: path, reason: "cannot open for hashing")
+        }
+        defer { try? handle.close() }
+        var hasher = SHA256()
+        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
+            hasher.update([UInt8](chunk))
+        }
+        return hexString(hasher.finalize())
     }
 
     /// Lower-case hex of any bytes.

@@ -1,3 +1,4 @@
+import MileData
 import Foundation
 import Yams
 

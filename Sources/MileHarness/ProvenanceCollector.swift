@@ -1,3 +1,4 @@
+import MileData
 import Foundation
 
 /// Version facts compiled into the harness.

@@ -33,4 +33,14 @@ final class SHA256Tests: XCTestCase {
         XCTAssertEqual(offset, bytes.count)
         XCTAssertEqual(SHA256.hexString(hasher.finalize()), SHA256.hex(bytes))
     }
+
+    func testFileHash() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sha-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("f.txt").path
+        try Data("abc".utf8).write(to: URL(fileURLWithPath: path))
+        XCTAssertEqual(try SHA256.hex(fileAt: path), SHA256.hex("abc"))
+        XCTAssertThrowsError(try SHA256.hex(fileAt: dir.path + "/missing"))
+    }
 }

@@ -1,5 +1,6 @@
 import XCTest
 @testable import MileHarness
+import MileData
 
 final class PlannerTests: XCTestCase {
     func load(_ name: String) throws -> ExperimentTable { try ExperimentLoader.load(path: TestSupport.experiment(name)) }

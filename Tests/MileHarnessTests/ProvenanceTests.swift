@@ -1,5 +1,6 @@
 import XCTest
 @testable import MileHarness
+import MileData
 
 final class ProvenanceTests: XCTestCase {
     func testProcFileParsing() throws {

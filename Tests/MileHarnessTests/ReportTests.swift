@@ -1,5 +1,6 @@
 import XCTest
 @testable import MileHarness
+import MileData
 
 /// Reports rendered from a database filled through the store API with scorer output.
 final class ReportTests: XCTestCase {
