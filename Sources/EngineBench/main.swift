@@ -22,7 +22,7 @@ func compare(m: Int, k: Int, n: Int, mode: String, rng: inout RNG) -> (raw: Doub
     let av = a.scalars, bv = b.scalars
     var c = [Float](repeating: 0, count: m * n)
     let flops = 2.0 * Double(m * n * k)
-    let reps = max(3, min(20, Int(2e9 / flops)))
+    let reps = max(10, min(40, Int(1e10 / flops)))
     let ta = tA ? CblasTrans : CblasNoTrans, tb = tB ? CblasTrans : CblasNoTrans
     let raw = {
         cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(n), Int32(k), 1, av, Int32(tA ? m : k), bv,
@@ -114,7 +114,7 @@ print(String(format: "ratio: min %.3f  median %.3f  max %.3f over %d shapes", so
 
 func benchBlock() {
 let (d, heads, batch, tokens) = (192, 3, 32, 64)
-let (seconds, peak) = blockSteps(d: d, heads: heads, batch: batch, tokens: tokens, steps: 5)
+let (seconds, peak) = blockSteps(d: d, heads: heads, batch: batch, tokens: tokens, steps: 10)
 let predicted = withShapeOnly { blockSteps(d: d, heads: heads, batch: batch, tokens: tokens, steps: 1).peak }
 print(String(format: "\ntransformer block training step (width %d, %d heads, %d tokens, batch %d, AdamW): %.1f ms",
              d, heads, tokens, batch, seconds * 1e3))

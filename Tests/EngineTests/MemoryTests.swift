@@ -125,3 +125,13 @@ final class MemoryTests: XCTestCase {
         XCTAssertTrue(l(rand([2, 4], &rng)).requiresGrad)
     }
 }
+
+final class ConcurrencyTests: XCTestCase {
+    func testTensorsCreatedOnManyThreadsKeepTheCountExact() {
+        let base = Memory.liveBytes
+        DispatchQueue.concurrentPerform(iterations: 8) { i in
+            for j in 0..<200 { _ = Tensor.zeros([1024 + (i * 200 + j) % 7]) }
+        }
+        XCTAssertEqual(Memory.liveBytes, base)
+    }
+}
