@@ -74,7 +74,7 @@ extension Tensor {
     /// Seeds d(self)/d(self) = 1 and runs reverse mode. Consumes the graph (saved tensors are released
     /// as each node finishes, like PyTorch without retain_graph).
     public func backward() {
-        precondition(count == 1, "backward() needs a single-element tensor, got shape \(shape)")
+        check(count == 1, "backward() needs a single-element tensor, got shape \(shape)")
         guard let root = gradNode else { return }
         let savedGrad = Mode.gradEnabled, savedMeta = Mode.shapeOnly
         Mode.gradEnabled = false

@@ -26,7 +26,7 @@ public struct RNG {
 
     /// Uniform integer in 0..<n.
     public mutating func nextInt(_ n: Int) -> Int {
-        precondition(n > 0, "RNG.nextInt needs n > 0")
+        check(n > 0, "RNG.nextInt needs n > 0")
         return Int(nextUInt64() % UInt64(n))
     }
 

@@ -18,7 +18,7 @@ public enum Safetensors {
         if !metadata.isEmpty { header["__metadata__"] = metadata }
         var offset = 0
         for (name, t) in tensors {
-            precondition(!t.isMeta, "Safetensors.write: '\(name)' is a meta tensor")
+            check(!t.isMeta, "Safetensors.write: '\(name)' is a meta tensor")
             guard header[name] == nil else { throw SafetensorsError(file: url.path, problem: "duplicate tensor name '\(name)'") }
             header[name] = ["dtype": "F32", "shape": t.shape, "data_offsets": [offset, offset + t.byteCount]] as [String: Any]
             offset += t.byteCount

@@ -26,6 +26,20 @@ final class OpGradientTests: XCTestCase {
         }
     }
 
+    func testLargeBroadcastsTakeTheThreadedPathsCorrectly() {
+        var rng = RNG(seed: 18)
+        let a = rand([300, 400], &rng), b = rand([400], &rng), c = rand([300, 400], &rng), s = rand([1], &rng)
+        let av = a.scalars, bv = b.scalars, cv = c.scalars, sv = s.scalars[0]
+        let sumAB = (a + b).scalars, prodAC = (a * c).scalars, diffSA = (s - a).scalars
+        for i in stride(from: 0, to: 120_000, by: 997) {
+            XCTAssertEqual(sumAB[i], av[i] + bv[i % 400])
+            XCTAssertEqual(prodAC[i], av[i] * cv[i])
+            XCTAssertEqual(diffSA[i], sv - av[i])
+        }
+        let e = expand(b, [300, 400]).scalars
+        XCTAssertEqual(e[123 * 400 + 7], bv[7])
+    }
+
     func testBroadcastForwardValues() {
         let a = Tensor(shape: [2, 1], scalars: [1, 2]), b = Tensor(shape: [3], scalars: [10, 20, 30])
         XCTAssertEqual((a + b).scalars, [11, 21, 31, 12, 22, 32])
@@ -261,5 +275,28 @@ final class KernelTests: XCTestCase {
         XCTAssertLessThan(worstErf, 5e-7)   // A&S bound 1.5e-7 plus Float rounding
         XCTAssertEqual(expNonPositive(-100), 0)
         XCTAssertEqual(expNonPositive(0), 1)
+    }
+}
+
+final class ThreadedKernelTests: XCTestCase {
+    /// Forward and backward of the row-parallel kernels on inputs large enough to be split, with 1 and 3
+    /// threads: results must be bit-identical (every row is computed by the same code).
+    func testThreadCountDoesNotChangeResults() {
+        func run(threads: Int) -> [[Float]] {
+            Threads.set(threads)
+            defer { Threads.configure() }
+            var rng = RNG(seed: 19)
+            let x = rand([300, 200], &rng, scale: 3), w = rand([200], &rng), b = rand([200], &rng)
+            let mask = reshape(paddingMask((0..<200).map { Int32($0 % 7 == 0 ? 0 : 1) }, batch: 1, length: 200), [1, 200])
+            let targets = (0..<300).map { Int32($0 % 50 == 0 ? -100 : $0 % 200) }
+            for t in [x, w, b] { t.isTrainable = true }
+            let y = gelu(x) + softmax(x, mask: mask) + layerNorm(x, weight: w, bias: b, eps: 1e-5) + x * x
+            let loss = sum(y * y) + sum(crossEntropy(logits: x, targets: targets, labelSmoothing: 0.1))
+            loss.backward()
+            let opt = AdamW(parameters: [("x", x)], lr: 0.01)
+            opt.step()
+            return [y.scalars, x.scalars, w.grad!.scalars, b.grad!.scalars, [loss.item()]]
+        }
+        XCTAssertEqual(run(threads: 1), run(threads: 3))
     }
 }

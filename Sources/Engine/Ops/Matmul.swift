@@ -21,14 +21,14 @@ public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transpose
 /// alpha * op(a) op(b). a [..., M, K] ([..., K, M] if transposeA); b [K, N] shared, or [..., K, N] with
 /// a's leading dims ([N, K] / [..., N, K] if transposeB) -> [..., M, N].
 public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool, alpha: Float) -> Tensor {
-    precondition(a.shape.count >= 2 && b.shape.count >= 2, "matmul needs rank >= 2, got \(a.shape) x \(b.shape)")
+    check(a.shape.count >= 2 && b.shape.count >= 2, "matmul needs rank >= 2, got \(a.shape) x \(b.shape)")
     let lead = Array(a.shape.dropLast(2))
     let shared = b.shape.count == 2
-    precondition(shared || Array(b.shape.dropLast(2)) == lead, "matmul batch dims differ: \(a.shape) x \(b.shape)")
+    check(shared || Array(b.shape.dropLast(2)) == lead, "matmul batch dims differ: \(a.shape) x \(b.shape)")
     let ra = a.shape.count, rb = b.shape.count
     let m = transposeA ? a.shape[ra - 1] : a.shape[ra - 2], k = transposeA ? a.shape[ra - 2] : a.shape[ra - 1]
     let kb = transposeB ? b.shape[rb - 1] : b.shape[rb - 2], n = transposeB ? b.shape[rb - 2] : b.shape[rb - 1]
-    precondition(k == kb, "matmul inner dims differ: \(a.shape)\(transposeA ? "^T" : "") x \(b.shape)\(transposeB ? "^T" : "")")
+    check(k == kb, "matmul inner dims differ: \(a.shape)\(transposeA ? "^T" : "") x \(b.shape)\(transposeB ? "^T" : "")")
     let batch = lead.reduce(1, *)
     let p = MatmulProblem(m: m, n: n, k: k, batch: batch, shared: shared, tA: transposeA, tB: transposeB, alpha: alpha)
     let out = output(lead + [m, n], a, b)
@@ -98,10 +98,10 @@ struct MatmulProblem {
 /// x [..., In] @ weight[Out, In]^T + bias[Out] -> [..., Out]. Saves x only if weight needs grad and weight
 /// only if x needs grad, so a frozen linear on a frozen input keeps nothing.
 public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
-    precondition(weight.shape.count == 2, "linear weight must be [Out, In], got \(weight.shape)")
+    check(weight.shape.count == 2, "linear weight must be [Out, In], got \(weight.shape)")
     let inF = weight.shape[1], outF = weight.shape[0]
-    precondition(x.shape.last == inF, "linear: input \(x.shape) does not end in \(inF)")
-    if let bias { precondition(bias.shape == [outF], "linear bias must be [\(outF)], got \(bias.shape)") }
+    check(x.shape.last == inF, "linear: input \(x.shape) does not end in \(inF)")
+    if let bias { check(bias.shape == [outF], "linear bias must be [\(outF)], got \(bias.shape)") }
     let rows = x.count / Swift.max(inF, 1)
     let out = bias.map { output(Array(x.shape.dropLast()) + [outF], x, weight, $0) }
         ?? output(Array(x.shape.dropLast()) + [outF], x, weight)
