@@ -40,6 +40,19 @@ final class OpGradientTests: XCTestCase {
         XCTAssertEqual(e[123 * 400 + 7], bv[7])
     }
 
+    /// Inputs used several times: gradients accumulate into an existing buffer (GEMM beta 1, adopted
+    /// buffers, the same node on both sides of an op).
+    func testAccumulationWhenATensorIsUsedTwice() {
+        var rng = RNG(seed: 20)
+        let x = rand([3, 4], &rng), w = rand([5, 4], &rng), b = rand([3, 4, 2], &rng), c = rand([4, 5], &rng)
+        checkGradients([x, w]) { linear($0[0], weight: $0[1], bias: nil) + linear($0[0], weight: $0[1], bias: nil) }
+        checkGradients([x]) { matmul($0[0], $0[0], transposeB: true) }
+        checkGradients([x]) { $0[0] + $0[0] }
+        checkGradients([x]) { ($0[0] - scale($0[0], 3)) * $0[0] }
+        checkGradients([x]) { sum(reshape($0[0], [12]), axis: 0, keepDims: true) + reshape($0[0], [2, 6]) }
+        checkGradients([b, c]) { matmul($0[0], $0[1], transposeA: true) + matmul($0[0], $0[1], transposeA: true) }   // shared b, tA: db sums over the batch
+    }
+
     func testBroadcastForwardValues() {
         let a = Tensor(shape: [2, 1], scalars: [1, 2]), b = Tensor(shape: [3], scalars: [10, 20, 30])
         XCTAssertEqual((a + b).scalars, [11, 21, 31, 12, 22, 32])

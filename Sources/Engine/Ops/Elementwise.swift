@@ -18,8 +18,11 @@ private func binary(_ a: Tensor, _ b: Tensor, _ kind: BinaryKind) -> Tensor {
     if needsGrad(a, b) {
         let savedA = kind == .mul && b.requiresGrad ? a : nil   // d(a*b)/db needs a
         let savedB = kind == .mul && a.requiresGrad ? b : nil
+        let aTakesG = kind != .mul && a.count == out.count   // da is g itself: adopt its buffer
         out.record([a, b]) { g, ins in
-            if let da = ins[0]?.gradTensor(), let gp = g.data {
+            if aTakesG {
+                ins[0]?.accumulate(adopting: g)
+            } else if let da = ins[0]?.gradTensor(), let gp = g.data {
                 binaryBackward(plan, gp, da.ptr, other: savedB?.ptr, otherIsB: true, sign: 1)
             }
             if let db = ins[1]?.gradTensor(), let gp = g.data {

@@ -9,6 +9,7 @@ func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
     let lda = transA ? m : k, ldb = transB ? k : n
     let ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans
     for i in 0..<batch {
+        let beta = strideC == 0 && i > 0 ? 1 : beta   // a shared C accumulates over the batch
         cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(n), Int32(k), alpha, a + i * strideA, Int32(lda),
                     b + i * strideB, Int32(ldb), beta, c + i * strideC, Int32(n))
     }
@@ -36,10 +37,10 @@ public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool,
     if needsGrad(a, b) {
         let savedA = b.requiresGrad ? a : nil, savedB = a.requiresGrad ? b : nil
         out.record([a, b]) { g, ins in
-            let da = ins[0]?.gradTensor(), db = ins[1]?.gradTensor()
+            let da = ins[0]?.gradForWrite(), db = ins[1]?.gradForWrite()
             guard let gp = g.data else { return }
-            if let da { p.backwardA(gp, savedB!.ptr, da.ptr) }
-            if let db { p.backwardB(gp, savedA!.ptr, db.ptr) }
+            if let da { p.backwardA(gp, savedB!.ptr, da.tensor.ptr, beta: da.fresh ? 0 : 1) }
+            if let db { p.backwardB(gp, savedA!.ptr, db.tensor.ptr, beta: db.fresh ? 0 : 1) }
         }
     }
     return out
@@ -68,29 +69,29 @@ struct MatmulProblem {
     }
 
     // !tA: dA [M,K] += alpha dC op(B)^T ;  tA: dA [K,M] += alpha op(B) dC^T
-    func backwardA(_ g: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ da: UnsafeMutablePointer<Float>) {
+    func backwardA(_ g: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ da: UnsafeMutablePointer<Float>, beta: Float) {
         if folds {
             gemm(transA: false, transB: !tB, m: batch * m, n: k, k: n, alpha: alpha, g, strideA: 0, b, strideB: 0,
-                 beta: 1, da, strideC: 0)
+                 beta: beta, da, strideC: 0)
         } else if !tA {
             gemm(transA: false, transB: !tB, m: m, n: k, k: n, alpha: alpha, g, strideA: sC, b, strideB: sB,
-                 beta: 1, da, strideC: sA, batch: batch)
+                 beta: beta, da, strideC: sA, batch: batch)
         } else {
             gemm(transA: tB, transB: true, m: k, n: m, k: n, alpha: alpha, b, strideA: sB, g, strideB: sC,
-                 beta: 1, da, strideC: sA, batch: batch)
+                 beta: beta, da, strideC: sA, batch: batch)
         }
     }
 
     // !tB: dB [K,N] += alpha op(A)^T dC ;  tB: dB [N,K] += alpha dC^T op(A). Shared b sums over the batch.
-    func backwardB(_ g: UnsafePointer<Float>, _ a: UnsafePointer<Float>, _ db: UnsafeMutablePointer<Float>) {
+    func backwardB(_ g: UnsafePointer<Float>, _ a: UnsafePointer<Float>, _ db: UnsafeMutablePointer<Float>, beta: Float) {
         let rows = folds ? batch * m : m, count = folds ? 1 : batch
         let sa = folds ? 0 : sA, sg = folds ? 0 : sC
         if !tB {
             gemm(transA: !tA, transB: false, m: k, n: n, k: rows, alpha: alpha, a, strideA: sa, g, strideB: sg,
-                 beta: 1, db, strideC: sB, batch: count)
+                 beta: beta, db, strideC: sB, batch: count)
         } else {
             gemm(transA: true, transB: tA, m: n, n: k, k: rows, alpha: alpha, g, strideA: sg, a, strideB: sa,
-                 beta: 1, db, strideC: sB, batch: count)
+                 beta: beta, db, strideC: sB, batch: count)
         }
     }
 }
@@ -114,17 +115,17 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     if Mode.gradEnabled && inputs.contains(where: { $0.requiresGrad }) {
         let savedX = weight.requiresGrad ? x : nil, savedW = x.requiresGrad ? weight : nil
         out.record(inputs) { g, ins in
-            let dx = ins[0]?.gradTensor(), dw = ins[1]?.gradTensor(), db = ins.count > 2 ? ins[2]?.gradTensor() : nil
+            let dx = ins[0]?.gradForWrite(), dw = ins[1]?.gradForWrite(), db = ins.count > 2 ? ins[2]?.gradTensor() : nil
             guard let gp = g.data else { return }
             // dx [rows, In] += dy [rows, Out] W [Out, In]
             if let dx {
                 gemm(transA: false, transB: false, m: rows, n: inF, k: outF, alpha: 1, gp, strideA: 0, savedW!.ptr,
-                     strideB: 0, beta: 1, dx.ptr, strideC: 0)
+                     strideB: 0, beta: dx.fresh ? 0 : 1, dx.tensor.ptr, strideC: 0)
             }
             // dW [Out, In] += dy^T [Out, rows] x [rows, In]
             if let dw {
                 gemm(transA: true, transB: false, m: outF, n: inF, k: rows, alpha: 1, gp, strideA: 0, savedX!.ptr,
-                     strideB: 0, beta: 1, dw.ptr, strideC: 0)
+                     strideB: 0, beta: dw.fresh ? 0 : 1, dw.tensor.ptr, strideC: 0)
             }
             // db [Out] += sum over rows of dy
             if let db {

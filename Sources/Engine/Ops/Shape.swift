@@ -11,11 +11,7 @@ public func reshape(_ x: Tensor, _ shape: [Int]) -> Tensor {
     check(s.reduce(1, *) == x.count, "cannot reshape \(x.shape) (\(x.count) values) to \(shape)")
     let out = Tensor(shape: s, buffer: x.buffer)
     if needsGrad(x) {
-        out.record([x]) { g, ins in
-            guard let dx = ins[0]?.gradTensor(), let gp = g.data else { return }
-            let d = dx.ptr
-            for i in 0..<g.count { d[i] += gp[i] }
-        }
+        out.record([x]) { g, ins in ins[0]?.accumulate(adopting: g) }
     }
     return out
 }
