@@ -87,9 +87,13 @@ print("BLAS: \(BLAS.configuration)")
 print("threads: \(Threads.count)")
 // Arguments: none = everything; "matmul" or "block" = one part only.
 let part = CommandLine.arguments.dropFirst().first ?? "all"
-if part != "block" { benchMatmul() }
-if part != "matmul" && part != "attention" { benchBlock() }
+if part == "all" || part == "matmul" { benchMatmul() }
+if part == "all" || part == "block" { benchBlock() }
 if part == "attention" { benchAttention() }
+if part == "vit" {   // one ViT-B block at 224 px (197 tokens), batch 4: profiling aid
+    let (seconds, peak) = blockSteps(d: 768, heads: 12, batch: 4, tokens: 197, steps: 3)
+    print(String(format: "ViT-B block step (768, 12 heads, 197 tokens, batch 4): %.1f ms, peak %d bytes", seconds * 1e3, peak))
+}
 
 func benchMatmul() {
 print("\nmatmul op vs raw cblas_sgemm (ratio = raw time / engine time; 1.00 = no overhead)")
