@@ -303,7 +303,9 @@ final class ThreadedKernelTests: XCTestCase {
             let mask = reshape(paddingMask((0..<200).map { Int32($0 % 7 == 0 ? 0 : 1) }, batch: 1, length: 200), [1, 200])
             let targets = (0..<300).map { Int32($0 % 50 == 0 ? -100 : $0 % 200) }
             for t in [x, w, b] { t.isTrainable = true }
+            var dropRng = RNG(seed: 4)
             let y = gelu(x) + softmax(x, mask: mask) + layerNorm(x, weight: w, bias: b, eps: 1e-5) + x * x
+                + dropout(x, p: 0.2, rng: &dropRng, training: true)
             let loss = sum(y * y) + sum(crossEntropy(logits: x, targets: targets, labelSmoothing: 0.1))
             loss.backward()
             let opt = AdamW(parameters: [("x", x)], lr: 0.01)

@@ -162,7 +162,8 @@ public func tanh(_ x: Tensor) -> Tensor {
 }
 
 /// Inverted dropout: zero with probability p, scale kept values by 1/(1-p). Identity when not training or
-/// p == 0. Saves only a seed: the mask is regenerated in backward (no mask buffer).
+/// p == 0. The mask is a counter-based stream (element i keeps iff uniform(seed, i) >= p), so it is
+/// computed in parallel and regenerated in backward: only the seed is saved, no mask buffer.
 public func dropout(_ x: Tensor, p: Float, rng: inout RNG, training: Bool) -> Tensor {
     check(p >= 0 && p < 1, "dropout p must be in [0, 1), got \(p)")
     guard training && p > 0 else { return x }
@@ -170,16 +171,18 @@ public func dropout(_ x: Tensor, p: Float, rng: inout RNG, training: Bool) -> Te
     let keepScale = 1 / (1 - p)
     let out = output(x.shape, x)
     if let o = out.data {
-        var r = RNG(seed: seed)
         let xp = x.ptr
-        for i in 0..<x.count { o[i] = r.nextFloat() < p ? 0 : xp[i] * keepScale }
+        parallelFor(x.count, grain: 16384) { r in
+            for i in r { o[i] = RNG.uniform(seed: seed, index: i) < p ? 0 : xp[i] * keepScale }
+        }
     }
     if needsGrad(x) {
         out.record([x]) { g, ins in
             guard let dx = ins[0]?.gradTensor(), let gp = g.data else { return }
-            var r = RNG(seed: seed)
             let d = dx.ptr
-            for i in 0..<g.count where r.nextFloat() >= p { d[i] += gp[i] * keepScale }
+            parallelFor(g.count, grain: 16384) { r in
+                for i in r where RNG.uniform(seed: seed, index: i) >= p { d[i] += gp[i] * keepScale }
+            }
         }
     }
     return out
