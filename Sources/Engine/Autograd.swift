@@ -31,8 +31,9 @@ final class Node {
     /// run in the other mode (meta vs real) does not count.
     private var existing: Tensor? {
         guard let leaf else { return grad }
-        if let g = leaf.grad, g.isMeta == meta { return g }
-        return nil
+        guard let g = leaf.grad, g.isMeta == meta else { return nil }
+        check(g.count == leaf.count, "grad of shape \(g.shape) assigned to a tensor of shape \(leaf.shape)")
+        return g
     }
 
     private func install(_ g: Tensor) {

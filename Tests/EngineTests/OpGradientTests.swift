@@ -53,6 +53,16 @@ final class OpGradientTests: XCTestCase {
         checkGradients([b, c]) { matmul($0[0], $0[1], transposeA: true) + matmul($0[0], $0[1], transposeA: true) }   // shared b, tA: db sums over the batch
     }
 
+    func testZeroSizeTensors() {
+        let a = Tensor.zeros([0, 3]), b = Tensor.ones([3])
+        a.isTrainable = true
+        let y = a + b
+        XCTAssertEqual(y.shape, [0, 3])
+        sum(y * y).backward()
+        XCTAssertEqual(a.grad?.count, 0)
+        XCTAssertEqual(concat([Tensor.zeros([2, 0]), Tensor.ones([2, 2])], axis: 1).scalars, [1, 1, 1, 1])
+    }
+
     func testBroadcastForwardValues() {
         let a = Tensor(shape: [2, 1], scalars: [1, 2]), b = Tensor(shape: [3], scalars: [10, 20, 30])
         XCTAssertEqual((a + b).scalars, [11, 21, 31, 12, 22, 32])

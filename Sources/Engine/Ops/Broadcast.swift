@@ -15,7 +15,7 @@ struct BroadcastPlan {
         var out: [Int] = []
         for i in 0..<rank {
             check(pa[i] == pb[i] || pa[i] == 1 || pb[i] == 1, "cannot broadcast shapes \(a) and \(b)")
-            out.append(Swift.max(pa[i], pb[i]))
+            out.append(pa[i] == 1 ? pb[i] : pa[i])   // numpy: a size-1 dim takes the other size (also 0)
         }
         outShape = out
         // Merge dims with the same broadcast pattern (size-1 output dims are dropped).
@@ -52,6 +52,7 @@ struct BroadcastPlan {
     }
 
     private func forEachRow(in range: Range<Int>, _ body: (Int, Int, Int) -> Void) {
+        guard !range.isEmpty else { return }   // also covers zero-size dims
         let outer = dims.count - 1
         var idx = Array(repeating: 0, count: outer)
         var ia = 0, ib = 0, rest = range.lowerBound
