@@ -117,6 +117,19 @@ final class MemoryTests: XCTestCase {
         XCTAssertGreaterThan(measured, 100_000)
     }
 
+    func testGraphWithoutBackwardIsFreed() {
+        let base = Memory.liveBytes
+        do {
+            var rng = RNG(seed: 8)
+            let model = TinyLM(vocab: 9, d: 8, heads: 2, rng: &rng)
+            let (ids, targets) = toyBatch(vocab: 9, batch: 2, length: 4, rng: &rng)
+            let loss = model.loss(ids, targets, batch: 2, length: 4)   // graph recorded, never run
+            XCTAssertTrue(loss.requiresGrad)
+            XCTAssertGreaterThan(Memory.liveBytes, base)
+        }
+        XCTAssertEqual(Memory.liveBytes, base, "no reference cycle keeps the graph alive")
+    }
+
     func testNoGradRecordsNothing() {
         var rng = RNG(seed: 6)
         let l = Linear(4, 4, rng: &rng)
