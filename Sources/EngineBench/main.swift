@@ -22,7 +22,7 @@ func compare(m: Int, k: Int, n: Int, mode: String, rng: inout RNG) -> (raw: Doub
     let av = a.scalars, bv = b.scalars
     var c = [Float](repeating: 0, count: m * n)
     let flops = 2.0 * Double(m * n * k)
-    let reps = max(10, min(40, Int(1e10 / flops)))
+    let reps = max(10, min(60, Int(2e10 / flops)))
     let ta = tA ? CblasTrans : CblasNoTrans, tb = tB ? CblasTrans : CblasNoTrans
     let raw = {
         cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(n), Int32(k), 1, av, Int32(tA ? m : k), bv,
