@@ -325,3 +325,35 @@ final class ThreadedKernelTests: XCTestCase {
         XCTAssertEqual(run(threads: 1), run(threads: 3))
     }
 }
+
+/// Gradient checks on randomly drawn small shapes (seeded, so a failure reproduces).
+final class RandomShapeGradientTests: XCTestCase {
+    func testRandomShapes() {
+        var rng = RNG(seed: 31)
+        func dim() -> Int { 1 + rng.nextInt(4) }
+        for _ in 0..<8 {
+            // Broadcasting: b drops leading dims and sets random dims to 1.
+            let rank = 1 + rng.nextInt(4)
+            let sa = (0..<rank).map { _ in dim() }
+            let sb = Array(sa.dropFirst(rng.nextInt(rank)).map { rng.nextInt(2) == 0 ? 1 : $0 })
+            let a = rand(sa, &rng), b = rand(sb, &rng)
+            checkGradients([a, b]) { $0[0] * $0[1] + $0[1] - $0[0] }
+            // Batched matmul with random transposes.
+            let (m, k, n, batch) = (dim(), dim(), dim(), dim())
+            let tA = rng.nextInt(2) == 0, tB = rng.nextInt(2) == 0
+            let x = rand([batch] + (tA ? [k, m] : [m, k]), &rng), y = rand([batch] + (tB ? [n, k] : [k, n]), &rng)
+            checkGradients([x, y]) { matmul($0[0], $0[1], transposeA: tA, transposeB: tB) }
+            // Softmax with a random padding mask, layer norm, attention.
+            let (bt, h, t) = (dim(), dim(), 1 + dim())
+            let s = rand([bt, h, t, t], &rng, scale: 2)
+            let keep = (0..<(bt * t)).map { i in Int32(i % t == 0 || rng.nextInt(3) > 0 ? 1 : 0) }
+            let pad = paddingMask(keep, batch: bt, length: t)
+            checkGradients([s]) { softmax($0[0], mask: pad + causalMask(t)) }
+            let ln = rand([bt, t, 2 + dim()], &rng)
+            let w = rand([ln.shape[2]], &rng), bias = rand([ln.shape[2]], &rng)
+            checkGradients([ln, w, bias]) { layerNorm($0[0], weight: $0[1], bias: $0[2], eps: 1e-5) }
+            let q = rand([bt, h, t, 2], &rng), kk = rand([bt, h, t, 2], &rng), v = rand([bt, h, t, 2], &rng)
+            checkGradients([q, kk, v]) { attention(q: $0[0], k: $0[1], v: $0[2], mask: pad) }
+        }
+    }
+}
