@@ -128,6 +128,13 @@ for m in [1024, 2048, 4096, 8192] {
         }
     }
 }
+// The engine's fixed cost per call, measured where the product itself is negligible.
+let one = Tensor.ones([1, 1])
+var oneC: [Float] = [0]
+let oneRaw = best(20000) { cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 1, 1, 1, 1, [1], 1, [1], 1, 0, &oneC, 1) }
+let oneEngine = best(20000) { _ = withNoGrad { matmul(one, one) } }
+print(String(format: "1x1x1 product: raw %.2f us, engine op %.2f us (the op's fixed overhead is the difference)",
+             oneRaw * 1e6, oneEngine * 1e6))
 for (name, r) in [("wall", wall.sorted()), ("cpu1", cpu.sorted())] {
     print(String(format: "%@ ratio: min %.3f  median %.3f  max %.3f over %d shapes", name, r.first!, r[r.count / 2],
                  r.last!, r.count))
