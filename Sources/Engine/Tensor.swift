@@ -33,7 +33,7 @@ public final class Tensor {
         check(shape.reduce(1, *) == scalars.count,
                      "Tensor(shape: \(shape)) needs \(shape.reduce(1, *)) scalars, got \(scalars.count)")
         self.init(empty: shape)
-        if let d = data { scalars.withUnsafeBufferPointer { d.update(from: $0.baseAddress!, count: count) } }
+        if let d = data, count > 0 { scalars.withUnsafeBufferPointer { d.update(from: $0.baseAddress!, count: count) } }
     }
 
     // MARK: storage access

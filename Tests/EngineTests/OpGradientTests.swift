@@ -54,6 +54,7 @@ final class OpGradientTests: XCTestCase {
     }
 
     func testZeroSizeTensors() {
+        XCTAssertEqual(Tensor(shape: [0, 2], scalars: []).count, 0)
         let a = Tensor.zeros([0, 3]), b = Tensor.ones([3])
         a.isTrainable = true
         let y = a + b
