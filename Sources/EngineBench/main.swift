@@ -34,7 +34,7 @@ func bestPair(_ reps: Int, clock: () -> Double, _ raw: () -> Void, _ engine: () 
 }
 
 /// Raw sgemm vs engine matmul for one shape and transpose mode: wall times with all threads, and
-/// single-thread CPU times (the engine's own overhead, immune to other processes on the machine).
+/// single-thread CPU times (less disturbed by other processes on the machine).
 func compare(m: Int, k: Int, n: Int, mode: String, rng: inout RNG) -> (raw: Double, engine: Double, cpuRatio: Double) {
     let tA = mode == "TN", tB = mode == "NT"
     let a = randomTensor(tA ? [k, m] : [m, k], &rng), b = randomTensor(tB ? [n, k] : [k, n], &rng)
@@ -114,7 +114,7 @@ if part == "vit" {   // one ViT-B block at 224 px (197 tokens), batch 4: profili
 
 func benchMatmul() {
 print("\nmatmul op vs raw cblas_sgemm (ratio = raw time / engine time; 1.00 = no overhead)")
-print("wall: best wall time with all threads; cpu1: best thread CPU time with 1 thread (immune to machine load)")
+print("wall: best wall time with all threads; cpu1: best thread CPU time with 1 thread (less disturbed by machine load)")
 print("     M     K     N  mode    raw ms  engine ms  GFLOP/s  wall ratio  cpu1 ratio")
 var rng = RNG(seed: 7)
 var wall: [Double] = [], cpu: [Double] = []
