@@ -729,7 +729,11 @@ def worker(args):
         extra = {"answers": out}
     else:
         model.train()
-        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-5, weight_decay=0.05)
+        params = [p for p in model.parameters() if p.requires_grad]
+        try:   # the fused CPU kernel is PyTorch's fastest AdamW (2.4+); the default loops over tensors
+            opt = torch.optim.AdamW(params, lr=2e-5, weight_decay=0.05, fused=True)
+        except (RuntimeError, TypeError, ValueError):
+            opt = torch.optim.AdamW(params, lr=2e-5, weight_decay=0.05)
         for i in range(args.warmup + args.steps):
             t0 = time.perf_counter()
             opt.zero_grad(set_to_none=True)
@@ -807,9 +811,12 @@ def bench(args):
     work = os.path.abspath(args.work)
     os.makedirs(work, exist_ok=True)
     env = dict(os.environ, MILE_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
+    engine_env = dict(env)
+    for item in args.engine_env:
+        key, _, value = item.partition("=")
+        engine_env[key] = value
     engine = os.path.abspath(args.engine)
-    subprocess.run([engine, "prepare", "--dir", work, "--batch", str(args.batch), "--question", str(args.question),
-                    "--answer", str(args.answer)], env=env, check=True)
+    args.blas_core = openblas_core(engine, engine_env, work, args)   # also writes the weights and the batch
     modes = args.modes.split(",")
     results = {m: {"engine": [], "torch": []} for m in modes}
     for r in range(args.rounds):
@@ -822,7 +829,7 @@ def bench(args):
                 else:
                     cmd = [sys.executable, os.path.abspath(__file__), "worker", "--mode", mode, "--dir", work,
                            "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads)]
-                res = run_side(cmd, env)
+                res = run_side(cmd, engine_env if side == "engine" else env)
                 results[mode][side].append(res)
                 sps = [res["batch"] / t for t in res["times"]]
                 print("round %d %-5s %-6s samples/s %s  peak RSS %.0f MB" % (
@@ -830,11 +837,25 @@ def bench(args):
     report(results, modes, args)
 
 
+def openblas_core(engine, env, work, args):
+    """The kernel set OpenBLAS picks for the engine (OPENBLAS_VERBOSE=2 prints it at load time)."""
+    p = subprocess.run([engine, "prepare", "--dir", work, "--batch", str(args.batch), "--question",
+                        str(args.question), "--answer", str(args.answer)],
+                       env=dict(env, OPENBLAS_VERBOSE="2"), capture_output=True, text=True)
+    if p.returncode != 0:
+        raise SystemExit("PeerBench prepare failed:\n" + p.stderr[-4000:])
+    lines = [l for l in (p.stdout + p.stderr).splitlines() if l.startswith("Core:")]
+    return lines[-1].split(":", 1)[1].strip() if lines else "unknown"
+
+
 def report(results, modes, args):
     c = make_config("small", {})
     print()
     print("small preset, batch %d, question %d / answer %d tokens, fp32, %d threads, %d rounds x %d timed steps "
           "(alternating engine/PyTorch)" % (args.batch, args.question, args.answer, args.threads, args.rounds, args.steps))
+    print("engine: OpenBLAS core %s%s; PyTorch %s (%s)" % (
+        args.blas_core, (" (" + " ".join(args.engine_env) + ")") if args.engine_env else "", torch.__version__,
+        "MKL" if torch.backends.mkl.is_available() else "no MKL"))
     print()
     print("| mode | engine samples/s (median, range) | PyTorch samples/s (median, range) | ratio (median, range) | "
           "engine peak RSS MB | PyTorch peak RSS MB | RSS ratio |")
@@ -903,6 +924,8 @@ def main():
     b.add_argument("--question", type=int, default=35)
     b.add_argument("--answer", type=int, default=6)
     b.add_argument("--json", default="")
+    b.add_argument("--engine-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra environment for the engine workers, e.g. OPENBLAS_CORETYPE=SkylakeX")
     args = ap.parse_args()
     torch.manual_seed(0)
     {"golden": golden, "worker": worker, "bench": bench}[args.cmd](args)

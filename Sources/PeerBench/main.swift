@@ -114,6 +114,13 @@ func prepare(_ o: [String: String]) throws {
     let config = ModelConfig.small
     try config.jsonData().write(to: dir.appendingPathComponent("config.json"))
     let model = try MISSModel(config: config, assignment: .full, rng: RNG(seed: 1))
+    // N(0, 0.05) added to every weight: with BERT's 0.02 init alone the logits of an untrained model
+    // are so close that float rounding flips beam-search ties, and the two sides would decode different tokens.
+    var noise = RNG(seed: 4)
+    for (_, t) in model.namedParameters() {
+        let n = Tensor.randn(t.shape, std: 0.05, rng: &noise).scalars
+        t.copy(from: Tensor(shape: t.shape, scalars: zip(t.scalars, n).map(+)))
+    }
     try model.save(to: dir.appendingPathComponent("weights.safetensors"))
     var rng = RNG(seed: 2)
     let images = Tensor.uniform([b, 3, config.imageSize, config.imageSize], low: 0, high: 1, rng: &rng)
