@@ -709,6 +709,10 @@ def worker(args):
     model = MISS(c, vit, jtm, dec, rank=args.rank)
     tensors = read_safetensors(os.path.join(args.dir, "weights.safetensors"))
     own = dict(model.named_parameters())
+    base = [n for n in own if not any(k in n for k in ("lora_", "ia3_l", "prompt_encoder"))]
+    absent = [n for n in base if n not in tensors] + [n for n in tensors if n not in own]
+    if absent:
+        raise SystemExit(f"weights.safetensors does not match the peer's base model: {absent[:5]}")
     with torch.no_grad():   # base weights from the engine; fresh adapters keep the peer's init
         for n, t in tensors.items():
             own[n].copy_(torch.from_numpy(t))
