@@ -31,8 +31,8 @@ public final class AdamW {
             let id = ObjectIdentifier(p)
             let m = expAvg[id] ?? Tensor.zeros(p.shape), v = expAvgSq[id] ?? Tensor.zeros(p.shape)
             expAvg[id] = m; expAvgSq[id] = v
-            guard let pp = p.data, let gp = g.data else { continue }
-            update(pp, gp, m.ptr, v.ptr, p.count, bc1: bc1, bc2: bc2)
+            guard let pp = p.data, let gp = g.data, let mp = m.data, let vp = v.data else { continue }   // meta: shapes only
+            update(pp, gp, mp, vp, p.count, bc1: bc1, bc2: bc2)
         }
     }
 

@@ -11,4 +11,9 @@ final class BLASTests: XCTestCase {
         XCTAssertEqual(c, [19, 22, 43, 50])
         XCTAssertGreaterThan(BLAS.threads, 0)
     }
+
+    func testCoreNameAndRecommendation() {
+        XCTAssertNotEqual(BLAS.coreName, "unknown", BLAS.configuration)
+        if let core = BLAS.recommendedCoreType() { XCTAssertTrue(["SkylakeX", "Haswell"].contains(core)) }
+    }
 }
