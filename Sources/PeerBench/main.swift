@@ -192,6 +192,8 @@ func worker(_ o: [String: String]) throws {
           + "\"times\": \(times), \"peak_rss_mb\": \(peakRSSMegabytes())\(extra)}")
 }
 
+// OpenBLAS falls back to SSE3 kernels on CPUs it does not know: re-exec with OPENBLAS_CORETYPE set.
+BLAS.reexecWithFasterKernelsIfNeeded()
 let args = CommandLine.arguments
 do {
     guard args.count >= 2 else { throw UsageError(description: "usage: PeerBench export|prepare|worker --key value ...") }
