@@ -746,7 +746,7 @@ def worker(args):
             opt.step()
             if i >= args.warmup:
                 times.append(time.perf_counter() - t0)
-        extra = {"loss": float(loss)}
+        extra = {"loss": float(loss.detach())}
     print(json.dumps(dict(side="torch", mode=args.mode, batch=images.shape[0], times=times,
                           peak_rss_mb=peak_rss_mb(), **extra)))
 
@@ -815,6 +815,9 @@ def bench(args):
     work = os.path.abspath(args.work)
     os.makedirs(work, exist_ok=True)
     env = dict(os.environ, MILE_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
+    # On a loaded machine libgomp's active waiting makes PyTorch 10-30x slower (a parked worker stalls
+    # every parallel region); --torch-omp-passive trades that for a small cost on a quiet machine.
+    torch_env = dict(env, OMP_WAIT_POLICY="PASSIVE") if args.torch_omp_passive else env
     engine_env = dict(env)
     for item in args.engine_env:
         key, _, value = item.partition("=")
@@ -833,7 +836,7 @@ def bench(args):
                 else:
                     cmd = [sys.executable, os.path.abspath(__file__), "worker", "--mode", mode, "--dir", work,
                            "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads)]
-                res = run_side(cmd, engine_env if side == "engine" else env)
+                res = run_side(cmd, engine_env if side == "engine" else torch_env)
                 results[mode][side].append(res)
                 sps = [res["batch"] / t for t in res["times"]]
                 print("round %d %-5s %-6s samples/s %s  peak RSS %.0f MB" % (
@@ -859,7 +862,8 @@ def report(results, modes, args):
           "(alternating engine/PyTorch)" % (args.batch, args.question, args.answer, args.threads, args.rounds, args.steps))
     print("engine: OpenBLAS core %s%s; PyTorch %s (%s)" % (
         args.blas_core, (" (" + " ".join(args.engine_env) + ")") if args.engine_env else "", torch.__version__,
-        "MKL" if torch.backends.mkl.is_available() else "no MKL"))
+        "MKL" if torch.backends.mkl.is_available() else "no MKL") +
+        (", OMP_WAIT_POLICY=PASSIVE" if args.torch_omp_passive else ""))
     print()
     print("| mode | engine samples/s (median, range) | PyTorch samples/s (median, range) | ratio (median, range) | "
           "ratio of best steps | engine peak RSS MB | PyTorch peak RSS MB | RSS ratio |")
@@ -933,6 +937,8 @@ def main():
     b.add_argument("--question", type=int, default=35)
     b.add_argument("--answer", type=int, default=6)
     b.add_argument("--json", default="")
+    b.add_argument("--torch-omp-passive", action="store_true",
+                   help="run the PyTorch workers with OMP_WAIT_POLICY=PASSIVE (use on a loaded machine)")
     b.add_argument("--engine-env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for the engine workers, e.g. OPENBLAS_CORETYPE=SkylakeX")
     args = ap.parse_args()
