@@ -41,9 +41,10 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "EngineBench", dependencies: ["Engine", "CBLAS"], swiftSettings: optimized),
+        .executableTarget(name: "PeerBench", dependencies: ["MileModel", "Engine"], swiftSettings: optimized),
 
         .testTarget(name: "EngineTests", dependencies: ["Engine"]),
-        .testTarget(name: "MileModelTests", dependencies: ["MileModel", "Engine"]),
+        .testTarget(name: "MileModelTests", dependencies: ["MileModel", "Engine"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MileDataTests", dependencies: ["MileData"]),
         .testTarget(name: "MileHarnessTests", dependencies: ["MileHarness", "MileData"]),
     ],
