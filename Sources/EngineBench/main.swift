@@ -1,2 +1,120 @@
+// `make bench-engine`: the engine's matmul op against raw cblas_sgemm at transformer shapes, and the time
+// and peak memory of a transformer-block training step. Not a test: prints figures.
+import CBLAS
 import Engine
-print("BLAS: \(BLAS.configuration), threads \(BLAS.threads)")
+import Foundation
+
+func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }
+
+/// Best time of `reps` runs of body.
+func best(_ reps: Int, _ body: () -> Void) -> Double {
+    var t = Double.infinity
+    for _ in 0..<reps { let s = now(); body(); t = min(t, now() - s) }
+    return t
+}
+
+func randomTensor(_ shape: [Int], _ rng: inout RNG) -> Tensor { Tensor.uniform(shape, low: -1, high: 1, rng: &rng) }
+
+/// Raw sgemm time vs engine matmul time for one shape and transpose mode.
+func compare(m: Int, k: Int, n: Int, mode: String, rng: inout RNG) -> (raw: Double, engine: Double) {
+    let tA = mode == "TN", tB = mode == "NT"
+    let a = randomTensor(tA ? [k, m] : [m, k], &rng), b = randomTensor(tB ? [n, k] : [k, n], &rng)
+    let av = a.scalars, bv = b.scalars
+    var c = [Float](repeating: 0, count: m * n)
+    let flops = 2.0 * Double(m * n * k)
+    let reps = max(3, min(20, Int(2e9 / flops)))
+    let ta = tA ? CblasTrans : CblasNoTrans, tb = tB ? CblasTrans : CblasNoTrans
+    let raw = {
+        cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(n), Int32(k), 1, av, Int32(tA ? m : k), bv,
+                    Int32(tB ? k : n), 0, &c, Int32(n))
+    }
+    let engine = { _ = withNoGrad { matmul(a, b, transposeA: tA, transposeB: tB) } }
+    raw(); engine()
+    var tr = Double.infinity, te = Double.infinity
+    for _ in 0..<reps {   // interleaved so that machine load affects both alike
+        tr = min(tr, best(1, raw))
+        te = min(te, best(1, engine))
+    }
+    return (tr, te)
+}
+
+/// Pre-LN transformer block with a vocabulary head, as the engine tests use.
+final class Block: Module {
+    let d: Int, heads: Int
+    let ln1: LayerNorm, qkv: Linear, proj: Linear, ln2: LayerNorm, fc1: Linear, fc2: Linear
+
+    init(_ d: Int, heads: Int, rng: inout RNG) {
+        self.d = d; self.heads = heads
+        ln1 = LayerNorm(d, eps: 1e-6); qkv = Linear(d, 3 * d, rng: &rng); proj = Linear(d, d, rng: &rng)
+        ln2 = LayerNorm(d, eps: 1e-6); fc1 = Linear(d, 4 * d, rng: &rng); fc2 = Linear(4 * d, d, rng: &rng)
+        super.init()
+        register("norm1", ln1); register("qkv", qkv); register("proj", proj)
+        register("norm2", ln2); register("fc1", fc1); register("fc2", fc2)
+    }
+
+    func callAsFunction(_ x: Tensor) -> Tensor {
+        let h = qkv(ln1(x))
+        let q = splitHeads(slice(h, axis: 2, range: 0..<d), heads: heads)
+        let k = splitHeads(slice(h, axis: 2, range: d..<(2 * d)), heads: heads)
+        let v = splitHeads(slice(h, axis: 2, range: (2 * d)..<(3 * d)), heads: heads)
+        let x1 = x + proj(mergeHeads(attention(q: q, k: k, v: v, mask: nil)))
+        return x1 + fc2(gelu(fc1(ln2(x1))))
+    }
+}
+
+/// Runs `steps` training steps of one block (B x T tokens of width d) on a regression loss; returns
+/// seconds per step (after one warm-up step) and the peak bytes above the starting live bytes.
+func blockSteps(d: Int, heads: Int, batch: Int, tokens: Int, steps: Int) -> (seconds: Double, peak: Int) {
+    let base = Memory.liveBytes
+    Memory.resetPeak()
+    var rng = RNG(seed: 1)
+    let block = Block(d, heads: heads, rng: &rng)
+    let opt = AdamW(parameters: block.namedParameters(), lr: 1e-4)
+    let x = randomTensor([batch, tokens, d], &rng)
+    func step() {
+        let y = block(x)
+        let loss = mean(y * y.detached())   // gradient reaches every weight; cheap to form
+        loss.backward(); opt.step(); opt.zeroGrad()
+    }
+    step()
+    let t = best(steps, step)
+    return (t, Memory.peakBytes - base)
+}
+
+Threads.configure()
+print("BLAS: \(BLAS.configuration)")
+print("threads: \(Threads.count)")
+// Arguments: none = everything; "matmul" or "block" = one part only.
+let part = CommandLine.arguments.dropFirst().first ?? "all"
+if part != "block" { benchMatmul() }
+if part != "matmul" { benchBlock() }
+
+func benchMatmul() {
+print("\nmatmul op vs raw cblas_sgemm (ratio = raw time / engine time; 1.00 = no overhead)")
+print("     M     K     N  mode    raw ms  engine ms  GFLOP/s  ratio")
+var rng = RNG(seed: 7)
+var ratios: [Double] = []
+for m in [1024, 2048, 4096, 8192] {
+    for (k, n) in [(192, 192), (192, 768), (768, 192), (768, 768)] {
+        for mode in ["NN", "NT", "TN"] {
+            let (raw, engine) = compare(m: m, k: k, n: n, mode: mode, rng: &rng)
+            ratios.append(raw / engine)
+            print(String(format: "%6d %5d %5d  %@  %8.3f  %9.3f  %7.1f  %5.3f", m, k, n, mode, raw * 1e3, engine * 1e3,
+                         2.0 * Double(m * n * k) / raw * 1e-9, raw / engine))
+        }
+    }
+}
+let sorted = ratios.sorted()
+print(String(format: "ratio: min %.3f  median %.3f  max %.3f over %d shapes", sorted.first!, sorted[sorted.count / 2],
+             sorted.last!, sorted.count))
+
+}
+
+func benchBlock() {
+let (d, heads, batch, tokens) = (192, 3, 32, 64)
+let (seconds, peak) = blockSteps(d: d, heads: heads, batch: batch, tokens: tokens, steps: 5)
+let predicted = withShapeOnly { blockSteps(d: d, heads: heads, batch: batch, tokens: tokens, steps: 1).peak }
+print(String(format: "\ntransformer block training step (width %d, %d heads, %d tokens, batch %d, AdamW): %.1f ms",
+             d, heads, tokens, batch, seconds * 1e3))
+print("peak bytes: measured \(peak), shape-only prediction \(predicted)")
+}

@@ -1,0 +1,114 @@
+// Reverse mode over a tape of nodes. A node exists only for an op result that requires grad, so
+// backward visits only nodes on a path from a trainable leaf. Nodes reference their input *nodes*, never
+// input tensors: only what a backward closure explicitly saves stays alive.
+
+final class Node {
+    let shape: [Int]
+    let meta: Bool
+    var inputs: [Node?]
+    /// (node, its output gradient) -> accumulates (+=) into the inputs' gradients.
+    var backwardFn: ((Node, Tensor) -> Void)?
+    /// Gradient accumulated for the tensor this node produced (op nodes only).
+    var grad: Tensor?
+    /// Trainable leaf whose `.grad` receives the gradient (leaf nodes only).
+    weak var leaf: Tensor?
+
+    init(shape: [Int], meta: Bool, inputs: [Node?], backward: @escaping (Node, Tensor) -> Void) {
+        self.shape = shape
+        self.meta = meta
+        self.inputs = inputs
+        backwardFn = backward
+    }
+
+    init(leaf: Tensor) {
+        shape = leaf.shape
+        meta = leaf.isMeta
+        inputs = []
+        self.leaf = leaf
+    }
+
+    /// The gradient buffer of this node's tensor, created as zeros on first use (then += into it).
+    func gradTensor() -> Tensor {
+        if let leaf {
+            if let g = leaf.grad { return g }
+            let g = Tensor(empty: shape, meta: meta)
+            g.data?.update(repeating: 0, count: g.count)
+            leaf.grad = g
+            return g
+        }
+        if let g = grad { return g }
+        let g = Tensor(empty: shape, meta: meta)
+        g.data?.update(repeating: 0, count: g.count)
+        grad = g
+        return g
+    }
+}
+
+/// Counters for tests: how many op nodes the last backward() ran.
+public enum Autograd {
+    public internal(set) static var lastVisitedNodes = 0
+}
+
+/// True when an op on these inputs must record a node.
+@inline(__always)
+func needsGrad(_ xs: Tensor...) -> Bool {
+    Mode.gradEnabled && xs.contains { $0.requiresGrad }
+}
+
+/// Output tensor of an op: meta when in shape-only mode or when any input is meta.
+@inline(__always)
+func output(_ shape: [Int], _ inputs: Tensor...) -> Tensor {
+    Tensor(empty: shape, meta: inputs.contains { $0.isMeta })
+}
+
+extension Tensor {
+    /// Records the node of this op result. Call only when needsGrad(inputs) is true. `inputs` order is
+    /// the order of `ins` seen by the closure; an entry is nil when that input needs no gradient.
+    func record(_ inputs: [Tensor], _ backward: @escaping (_ g: Tensor, _ ins: [Node?]) -> Void) {
+        node = Node(shape: shape, meta: isMeta, inputs: inputs.map { $0.gradNode }) { n, g in
+            backward(g, n.inputs)
+        }
+    }
+
+    /// Seeds d(self)/d(self) = 1 and runs reverse mode. Consumes the graph (saved tensors are released
+    /// as each node finishes, like PyTorch without retain_graph).
+    public func backward() {
+        precondition(count == 1, "backward() needs a single-element tensor, got shape \(shape)")
+        guard let root = gradNode else { return }
+        let savedGrad = Mode.gradEnabled, savedMeta = Mode.shapeOnly
+        Mode.gradEnabled = false
+        Mode.shapeOnly = isMeta
+        defer { Mode.gradEnabled = savedGrad; Mode.shapeOnly = savedMeta }
+        let seed = root.gradTensor()
+        seed.data?[0] += 1
+        let order = topologicalOrder(root)
+        var visited = 0
+        for n in order.reversed() {
+            if let fn = n.backwardFn, let g = n.grad {
+                fn(n, g)
+                visited += 1
+            }
+            n.backwardFn = nil
+            n.grad = nil
+            n.inputs = []
+        }
+        Autograd.lastVisitedNodes = visited
+    }
+}
+
+/// Post-order (inputs before users) of the nodes reachable from `root`, iterative.
+func topologicalOrder(_ root: Node) -> [Node] {
+    var order: [Node] = []
+    var seen: Set<ObjectIdentifier> = [ObjectIdentifier(root)]
+    var stack: [(Node, Int)] = [(root, 0)]
+    while let (n, i) = stack.last {
+        if i < n.inputs.count {
+            stack[stack.count - 1].1 = i + 1
+            if let c = n.inputs[i], seen.insert(ObjectIdentifier(c)).inserted { stack.append((c, 0)) }
+        } else {
+            stack.removeLast()
+            order.append(n)
+        }
+    }
+    return order
+}

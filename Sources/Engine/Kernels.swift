@@ -1,0 +1,38 @@
+// Scalar math written branch-free so that loops over it vectorise (libm's expf/erff are calls per element).
+
+private let log2e: Float = 1.442695040888963
+private let ln2Hi: Float = 0.693145751953125
+private let ln2Lo: Float = 1.428606765330187e-06
+
+/// e^x for x <= 0 (0 below -87), relative error ~2e-7.
+@inline(__always)
+func expNonPositive(_ x: Float) -> Float {
+    let v = Swift.max(x, -87)
+    let k = (v * log2e).rounded(.toNearestOrEven)
+    let r = v - k * ln2Hi - k * ln2Lo                       // |r| <= ln2 / 2
+    // Taylor/minimax polynomial of e^r on [-ln2/2, ln2/2]
+    var p: Float = 1.0 / 5040
+    p = p * r + 1.0 / 720
+    p = p * r + 1.0 / 120
+    p = p * r + 1.0 / 24
+    p = p * r + 1.0 / 6
+    p = p * r + 0.5
+    p = p * r + 1
+    p = p * r + 1
+    let e = p * Float(bitPattern: UInt32(bitPattern: Int32(k) + 127) << 23)
+    return x < -87 ? 0 : e
+}
+
+/// erf(x), Abramowitz & Stegun 7.1.26 (absolute error <= 1.5e-7).
+@inline(__always)
+func erfApprox(_ x: Float) -> Float {
+    let a = Swift.abs(x)
+    let t = 1 / (1 + 0.3275911 * a)
+    var p: Float = 1.061405429
+    p = p * t - 1.453152027
+    p = p * t + 1.421413741
+    p = p * t - 0.284496736
+    p = p * t + 0.254829592
+    let y = 1 - p * t * expNonPositive(-a * a)
+    return x < 0 ? -y : y
+}

@@ -1,0 +1,152 @@
+import Foundation
+
+// Element-wise ops. Forward and backward side by side; gradients accumulate with +=.
+
+private enum BinaryKind { case add, sub, mul }
+
+public func + (a: Tensor, b: Tensor) -> Tensor { binary(a, b, .add) }
+public func - (a: Tensor, b: Tensor) -> Tensor { binary(a, b, .sub) }
+public func * (a: Tensor, b: Tensor) -> Tensor { binary(a, b, .mul) }
+
+/// Broadcasting a (op) b -> out [broadcast shape].
+private func binary(_ a: Tensor, _ b: Tensor, _ kind: BinaryKind) -> Tensor {
+    let plan = BroadcastPlan(a.shape, b.shape)
+    let out = output(plan.outShape, a, b)
+    if let o = out.data {
+        binaryForward(plan, a.ptr, b.ptr, o, kind)
+    }
+    if needsGrad(a, b) {
+        let savedA = kind == .mul && b.requiresGrad ? a : nil   // d(a*b)/db needs a
+        let savedB = kind == .mul && a.requiresGrad ? b : nil
+        out.record([a, b]) { g, ins in
+            if let da = ins[0]?.gradTensor(), let gp = g.data {
+                binaryBackward(plan, gp, da.ptr, other: savedB?.ptr, otherIsB: true, sign: 1)
+            }
+            if let db = ins[1]?.gradTensor(), let gp = g.data {
+                binaryBackward(plan, gp, db.ptr, other: savedA?.ptr, otherIsB: false, sign: kind == .sub ? -1 : 1)
+            }
+        }
+    }
+    return out
+}
+
+private func binaryForward(_ plan: BroadcastPlan, _ a: UnsafeMutablePointer<Float>,
+                           _ b: UnsafeMutablePointer<Float>, _ o: UnsafeMutablePointer<Float>, _ kind: BinaryKind) {
+    let n = plan.inner, sa = plan.aStrides.last!, sb = plan.bStrides.last!
+    plan.forEachRow { io, ia, ib in
+        let x = a + ia, y = b + ib, z = o + io
+        switch (kind, sa, sb) {
+        case (.add, 1, 1): for j in 0..<n { z[j] = x[j] + y[j] }
+        case (.sub, 1, 1): for j in 0..<n { z[j] = x[j] - y[j] }
+        case (.mul, 1, 1): for j in 0..<n { z[j] = x[j] * y[j] }
+        case (.add, _, _): for j in 0..<n { z[j] = x[j * sa] + y[j * sb] }
+        case (.sub, _, _): for j in 0..<n { z[j] = x[j * sa] - y[j * sb] }
+        case (.mul, _, _): for j in 0..<n { z[j] = x[j * sa] * y[j * sb] }
+        }
+    }
+}
+
+/// d(target) += sign * g (* other) reduced over the target's broadcast dims.
+private func binaryBackward(_ plan: BroadcastPlan, _ g: UnsafeMutablePointer<Float>, _ d: UnsafeMutablePointer<Float>,
+                            other: UnsafeMutablePointer<Float>?, otherIsB: Bool, sign: Float) {
+    let n = plan.inner
+    let sd = otherIsB ? plan.aStrides.last! : plan.bStrides.last!
+    let so = otherIsB ? plan.bStrides.last! : plan.aStrides.last!
+    plan.forEachRow { io, ia, ib in
+        let gr = g + io
+        let dr = d + (otherIsB ? ia : ib)
+        if let other {
+            let orow = other + (otherIsB ? ib : ia)
+            if sd == 1 && so == 1 { for j in 0..<n { dr[j] += gr[j] * orow[j] } }
+            else { for j in 0..<n { dr[j * sd] += gr[j] * orow[j * so] } }
+        } else if sd == 1 {
+            if sign == 1 { for j in 0..<n { dr[j] += gr[j] } } else { for j in 0..<n { dr[j] -= gr[j] } }
+        } else {
+            var s: Float = 0
+            for j in 0..<n { s += gr[j] }
+            dr[0] += sign * s
+        }
+    }
+}
+
+/// out = s * x
+public func scale(_ x: Tensor, _ s: Float) -> Tensor {
+    let out = output(x.shape, x)
+    if let o = out.data { let xp = x.ptr; for i in 0..<x.count { o[i] = s * xp[i] } }
+    if needsGrad(x) {
+        out.record([x]) { g, ins in
+            guard let dx = ins[0]?.gradTensor(), let gp = g.data else { return }
+            let d = dx.ptr
+            for i in 0..<g.count { d[i] += s * gp[i] }
+        }
+    }
+    return out
+}
+
+private let invSqrt2: Float = 0.70710678118654752
+private let invSqrt2Pi: Float = 0.39894228040143268
+
+/// GELU, erf form: 0.5 x (1 + erf(x / sqrt 2)). Saves x.
+public func gelu(_ x: Tensor) -> Tensor {
+    let out = output(x.shape, x)
+    if let o = out.data {
+        let xp = x.ptr
+        parallelFor(x.count, grain: 16384) { r in
+            for i in r { o[i] = 0.5 * xp[i] * (1 + erfApprox(xp[i] * invSqrt2)) }
+        }
+    }
+    if needsGrad(x) {
+        out.record([x]) { g, ins in
+            guard let dx = ins[0]?.gradTensor(), let gp = g.data else { return }
+            let xp = x.ptr, d = dx.ptr
+            parallelFor(x.count, grain: 16384) { r in
+                for i in r {
+                    let v = xp[i]
+                    let cdf = 0.5 * (1 + erfApprox(v * invSqrt2))
+                    let pdf = invSqrt2Pi * expNonPositive(-0.5 * v * v)
+                    d[i] += gp[i] * (cdf + v * pdf)
+                }
+            }
+        }
+    }
+    return out
+}
+
+/// tanh. Saves its output.
+public func tanh(_ x: Tensor) -> Tensor {
+    let out = output(x.shape, x)
+    if let o = out.data { let xp = x.ptr; for i in 0..<x.count { o[i] = Foundation.tanh(xp[i]) } }
+    if needsGrad(x) {
+        let y = out.alias()
+        out.record([x]) { g, ins in
+            guard let dx = ins[0]?.gradTensor(), let gp = g.data else { return }
+            let yp = y.ptr, d = dx.ptr
+            for i in 0..<g.count { d[i] += gp[i] * (1 - yp[i] * yp[i]) }
+        }
+    }
+    return out
+}
+
+/// Inverted dropout: zero with probability p, scale kept values by 1/(1-p). Identity when not training or
+/// p == 0. Saves only a seed: the mask is regenerated in backward (no mask buffer).
+public func dropout(_ x: Tensor, p: Float, rng: inout RNG, training: Bool) -> Tensor {
+    precondition(p >= 0 && p < 1, "dropout p must be in [0, 1), got \(p)")
+    guard training && p > 0 else { return x }
+    let seed = rng.nextUInt64()
+    let keepScale = 1 / (1 - p)
+    let out = output(x.shape, x)
+    if let o = out.data {
+        var r = RNG(seed: seed)
+        let xp = x.ptr
+        for i in 0..<x.count { o[i] = r.nextFloat() < p ? 0 : xp[i] * keepScale }
+    }
+    if needsGrad(x) {
+        out.record([x]) { g, ins in
+            guard let dx = ins[0]?.gradTensor(), let gp = g.data else { return }
+            var r = RNG(seed: seed)
+            let d = dx.ptr
+            for i in 0..<g.count where r.nextFloat() >= p { d[i] += gp[i] * keepScale }
+        }
+    }
+    return out
+}

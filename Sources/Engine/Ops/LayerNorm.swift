@@ -1,0 +1,59 @@
+/// Layer norm over the last axis: (x - mean) / sqrt(var + eps) * weight + bias.
+/// x [..., D], weight/bias [D]. Saves x, weight and per-row mean and rstd ([rows] each).
+public func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float) -> Tensor {
+    let d = x.shape.last!, rows = x.count / Swift.max(d, 1)
+    precondition(weight.shape == [d] && bias.shape == [d], "layerNorm: x \(x.shape), weight \(weight.shape), bias \(bias.shape)")
+    let out = output(x.shape, x, weight, bias)
+    let grad = needsGrad(x, weight, bias)
+    let mean = grad ? Tensor(empty: [rows], meta: out.isMeta) : nil
+    let rstd = grad ? Tensor(empty: [rows], meta: out.isMeta) : nil
+    if let o = out.data {
+        let xp = x.ptr, w = weight.ptr, b = bias.ptr, mp = mean?.data, rp = rstd?.data
+        parallelFor(rows, grain: 32) { range in
+            for r in range {
+                let xr = xp + r * d, yr = o + r * d
+                var m: Float = 0
+                for j in 0..<d { m += xr[j] }
+                m /= Float(d)
+                var v: Float = 0
+                for j in 0..<d { let c = xr[j] - m; v += c * c }
+                let s = 1 / (v / Float(d) + eps).squareRoot()
+                for j in 0..<d { yr[j] = (xr[j] - m) * s * w[j] + b[j] }
+                mp?[r] = m; rp?[r] = s
+            }
+        }
+    }
+    if grad {
+        out.record([x, weight, bias]) { g, ins in
+            let dx = ins[0]?.gradTensor(), dw = ins[1]?.gradTensor(), db = ins[2]?.gradTensor()
+            guard let gp = g.data else { return }
+            layerNormBackward(gp, x.ptr, weight.ptr, mean!.ptr, rstd!.ptr, dx?.ptr, dw?.ptr, db?.ptr, rows, d)
+        }
+    }
+    return out
+}
+
+// llm.c layernorm_backward: dx += (dnorm - mean(dnorm) - norm * mean(dnorm * norm)) * rstd,
+// dweight += norm * dy, dbias += dy, with dnorm = weight * dy.
+private func layerNormBackward(_ g: UnsafeMutablePointer<Float>, _ x: UnsafeMutablePointer<Float>,
+                               _ w: UnsafeMutablePointer<Float>, _ mean: UnsafeMutablePointer<Float>,
+                               _ rstd: UnsafeMutablePointer<Float>, _ dx: UnsafeMutablePointer<Float>?,
+                               _ dw: UnsafeMutablePointer<Float>?, _ db: UnsafeMutablePointer<Float>?, _ rows: Int, _ d: Int) {
+    if let dx {
+        parallelFor(rows, grain: 32) { range in
+            for r in range {
+                let xr = x + r * d, gr = g + r * d, dr = dx + r * d, m = mean[r], s = rstd[r]
+                var a: Float = 0, b: Float = 0
+                for j in 0..<d { let dn = w[j] * gr[j]; a += dn; b += dn * (xr[j] - m) * s }
+                a /= Float(d); b /= Float(d)
+                for j in 0..<d { dr[j] += (w[j] * gr[j] - a - (xr[j] - m) * s * b) * s }
+            }
+        }
+    }
+    if dw == nil && db == nil { return }
+    for r in 0..<rows {
+        let xr = x + r * d, gr = g + r * d, m = mean[r], s = rstd[r]
+        if let dw { for j in 0..<d { dw[j] += (xr[j] - m) * s * gr[j] } }
+        if let db { for j in 0..<d { db[j] += gr[j] } }
+    }
+}

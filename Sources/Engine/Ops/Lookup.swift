@@ -1,0 +1,72 @@
+import Foundation
+
+/// table [V, D] gathered at ids -> shape + [D]. Backward scatter-adds into the table's gradient.
+public func embedding(ids: [Int32], shape: [Int], table: Tensor) -> Tensor {
+    precondition(table.shape.count == 2, "embedding table must be [V, D], got \(table.shape)")
+    precondition(shape.reduce(1, *) == ids.count, "embedding: \(ids.count) ids for shape \(shape)")
+    let v = table.shape[0], d = table.shape[1]
+    for (i, id) in ids.enumerated() {
+        precondition(id >= 0 && Int(id) < v, "embedding: id \(id) at position \(i) outside vocabulary of \(v)")
+    }
+    let out = output(shape + [d], table)
+    if let o = out.data {
+        let t = table.ptr
+        for (i, id) in ids.enumerated() { (o + i * d).update(from: t + Int(id) * d, count: d) }
+    }
+    if needsGrad(table) {
+        out.record([table]) { g, ins in
+            guard let dt = ins[0]?.gradTensor(), let gp = g.data else { return }
+            let t = dt.ptr
+            for (i, id) in ids.enumerated() {
+                let dr = t + Int(id) * d, gr = gp + i * d
+                for j in 0..<d { dr[j] += gr[j] }
+            }
+        }
+    }
+    return out
+}
+
+/// Per-row cross-entropy, PyTorch F.cross_entropy(reduction='none', ignore_index, label_smoothing):
+/// loss = (1 - ls) (lse - x_t) + ls/V sum_j (lse - x_j); 0 on ignored rows. logits [N, V], targets [N] -> [N].
+/// Saves logits and per-row log-sum-exp [N].
+public func crossEntropy(logits: Tensor, targets: [Int32], ignoreIndex: Int32 = -100,
+                         labelSmoothing: Float = 0) -> Tensor {
+    precondition(logits.shape.count == 2, "crossEntropy logits must be [N, V], got \(logits.shape)")
+    let n = logits.shape[0], v = logits.shape[1], ls = labelSmoothing
+    precondition(targets.count == n, "crossEntropy: \(targets.count) targets for \(n) rows")
+    for (i, t) in targets.enumerated() {
+        precondition(t == ignoreIndex || (t >= 0 && Int(t) < v), "crossEntropy: target \(t) at row \(i) outside 0..<\(v)")
+    }
+    let out = output([n], logits)
+    let grad = needsGrad(logits)
+    let lse = Tensor(empty: [n], meta: out.isMeta)
+    if let o = out.data {
+        let x = logits.ptr, l = lse.ptr
+        parallelFor(n, grain: 8) { range in
+            for r in range {
+                let xr = x + r * v
+                var mx = -Float.infinity, s: Float = 0, total: Float = 0
+                for j in 0..<v { mx = Swift.max(mx, xr[j]) }
+                for j in 0..<v { s += expNonPositive(xr[j] - mx); total += xr[j] }
+                l[r] = mx + log(s)
+                let t = targets[r]
+                o[r] = t == ignoreIndex ? 0 : (1 - ls) * (l[r] - xr[Int(t)]) + ls * (l[r] - total / Float(v))
+            }
+        }
+    }
+    if grad {
+        out.record([logits]) { g, ins in
+            guard let dl = ins[0]?.gradTensor(), let gp = g.data else { return }
+            let x = logits.ptr, l = lse.ptr, d = dl.ptr
+            // dx_j += g_r (softmax_j - (1 - ls) [j == t] - ls / V)
+            parallelFor(n, grain: 8) { range in
+                for r in range where targets[r] != ignoreIndex {
+                    let xr = x + r * v, dr = d + r * v, gr = gp[r], lr = l[r], u = ls / Float(v)
+                    for j in 0..<v { dr[j] += gr * (expNonPositive(xr[j] - lr) - u) }
+                    dr[Int(targets[r])] -= gr * (1 - ls)
+                }
+            }
+        }
+    }
+    return out
+}

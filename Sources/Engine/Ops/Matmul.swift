@@ -1,0 +1,137 @@
+import CBLAS
+
+// Matrix products through cblas_sgemm. Notation: op(A) [M, K], op(B) [K, N], C [M, N], all row-major.
+
+/// C = alpha * op(A) op(B) + beta * C for `batch` matrices at the given element strides (0 = shared).
+func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+          _ a: UnsafePointer<Float>, strideA: Int, _ b: UnsafePointer<Float>, strideB: Int,
+          beta: Float, _ c: UnsafeMutablePointer<Float>, strideC: Int, batch: Int = 1) {
+    let lda = transA ? m : k, ldb = transB ? k : n
+    let ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans
+    for i in 0..<batch {
+        cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(n), Int32(k), alpha, a + i * strideA, Int32(lda),
+                    b + i * strideB, Int32(ldb), beta, c + i * strideC, Int32(n))
+    }
+}
+
+public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) -> Tensor {
+    matmul(a, b, transposeA: transposeA, transposeB: transposeB, alpha: 1)
+}
+
+/// alpha * op(a) op(b). a [..., M, K] ([..., K, M] if transposeA); b [K, N] shared, or [..., K, N] with
+/// a's leading dims ([N, K] / [..., N, K] if transposeB) -> [..., M, N].
+public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool, alpha: Float) -> Tensor {
+    precondition(a.shape.count >= 2 && b.shape.count >= 2, "matmul needs rank >= 2, got \(a.shape) x \(b.shape)")
+    let lead = Array(a.shape.dropLast(2))
+    let shared = b.shape.count == 2
+    precondition(shared || Array(b.shape.dropLast(2)) == lead, "matmul batch dims differ: \(a.shape) x \(b.shape)")
+    let ra = a.shape.count, rb = b.shape.count
+    let m = transposeA ? a.shape[ra - 1] : a.shape[ra - 2], k = transposeA ? a.shape[ra - 2] : a.shape[ra - 1]
+    let kb = transposeB ? b.shape[rb - 1] : b.shape[rb - 2], n = transposeB ? b.shape[rb - 2] : b.shape[rb - 1]
+    precondition(k == kb, "matmul inner dims differ: \(a.shape)\(transposeA ? "^T" : "") x \(b.shape)\(transposeB ? "^T" : "")")
+    let batch = lead.reduce(1, *)
+    let p = MatmulProblem(m: m, n: n, k: k, batch: batch, shared: shared, tA: transposeA, tB: transposeB, alpha: alpha)
+    let out = output(lead + [m, n], a, b)
+    if let c = out.data { p.forward(a.ptr, b.ptr, c) }
+    if needsGrad(a, b) {
+        let savedA = b.requiresGrad ? a : nil, savedB = a.requiresGrad ? b : nil
+        out.record([a, b]) { g, ins in
+            let da = ins[0]?.gradTensor(), db = ins[1]?.gradTensor()
+            guard let gp = g.data else { return }
+            if let da { p.backwardA(gp, savedB!.ptr, da.ptr) }
+            if let db { p.backwardB(gp, savedA!.ptr, db.ptr) }
+        }
+    }
+    return out
+}
+
+struct MatmulProblem {
+    let m, n, k, batch: Int
+    let shared, tA, tB: Bool
+    let alpha: Float
+
+    var sA: Int { m * k }
+    var sB: Int { shared ? 0 : k * n }
+    var sC: Int { m * n }
+    /// With a shared b and an untransposed a, the batch folds into one tall GEMM.
+    var folds: Bool { shared && !tA }
+
+    // C [M, N] = alpha op(A) op(B)
+    func forward(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>) {
+        if folds {
+            gemm(transA: false, transB: tB, m: batch * m, n: n, k: k, alpha: alpha, a, strideA: 0, b, strideB: 0,
+                 beta: 0, c, strideC: 0)
+        } else {
+            gemm(transA: tA, transB: tB, m: m, n: n, k: k, alpha: alpha, a, strideA: sA, b, strideB: sB,
+                 beta: 0, c, strideC: sC, batch: batch)
+        }
+    }
+
+    // !tA: dA [M,K] += alpha dC op(B)^T ;  tA: dA [K,M] += alpha op(B) dC^T
+    func backwardA(_ g: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ da: UnsafeMutablePointer<Float>) {
+        if folds {
+            gemm(transA: false, transB: !tB, m: batch * m, n: k, k: n, alpha: alpha, g, strideA: 0, b, strideB: 0,
+                 beta: 1, da, strideC: 0)
+        } else if !tA {
+            gemm(transA: false, transB: !tB, m: m, n: k, k: n, alpha: alpha, g, strideA: sC, b, strideB: sB,
+                 beta: 1, da, strideC: sA, batch: batch)
+        } else {
+            gemm(transA: tB, transB: true, m: k, n: m, k: n, alpha: alpha, b, strideA: sB, g, strideB: sC,
+                 beta: 1, da, strideC: sA, batch: batch)
+        }
+    }
+
+    // !tB: dB [K,N] += alpha op(A)^T dC ;  tB: dB [N,K] += alpha dC^T op(A). Shared b sums over the batch.
+    func backwardB(_ g: UnsafePointer<Float>, _ a: UnsafePointer<Float>, _ db: UnsafeMutablePointer<Float>) {
+        let rows = folds ? batch * m : m, count = folds ? 1 : batch
+        let sa = folds ? 0 : sA, sg = folds ? 0 : sC
+        if !tB {
+            gemm(transA: !tA, transB: false, m: k, n: n, k: rows, alpha: alpha, a, strideA: sa, g, strideB: sg,
+                 beta: 1, db, strideC: sB, batch: count)
+        } else {
+            gemm(transA: true, transB: tA, m: n, n: k, k: rows, alpha: alpha, g, strideA: sg, a, strideB: sa,
+                 beta: 1, db, strideC: sB, batch: count)
+        }
+    }
+}
+
+/// x [..., In] @ weight[Out, In]^T + bias[Out] -> [..., Out]. Saves x only if weight needs grad and weight
+/// only if x needs grad, so a frozen linear on a frozen input keeps nothing.
+public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+    precondition(weight.shape.count == 2, "linear weight must be [Out, In], got \(weight.shape)")
+    let inF = weight.shape[1], outF = weight.shape[0]
+    precondition(x.shape.last == inF, "linear: input \(x.shape) does not end in \(inF)")
+    if let bias { precondition(bias.shape == [outF], "linear bias must be [\(outF)], got \(bias.shape)") }
+    let rows = x.count / Swift.max(inF, 1)
+    let out = bias.map { output(Array(x.shape.dropLast()) + [outF], x, weight, $0) }
+        ?? output(Array(x.shape.dropLast()) + [outF], x, weight)
+    if let o = out.data {
+        if let bias { for r in 0..<rows { (o + r * outF).update(from: bias.ptr, count: outF) } }
+        gemm(transA: false, transB: true, m: rows, n: outF, k: inF, alpha: 1, x.ptr, strideA: 0, weight.ptr,
+             strideB: 0, beta: bias == nil ? 0 : 1, o, strideC: 0)
+    }
+    let inputs = [x, weight] + (bias.map { [$0] } ?? [])
+    if Mode.gradEnabled && inputs.contains(where: { $0.requiresGrad }) {
+        let savedX = weight.requiresGrad ? x : nil, savedW = x.requiresGrad ? weight : nil
+        out.record(inputs) { g, ins in
+            let dx = ins[0]?.gradTensor(), dw = ins[1]?.gradTensor(), db = ins.count > 2 ? ins[2]?.gradTensor() : nil
+            guard let gp = g.data else { return }
+            // dx [rows, In] += dy [rows, Out] W [Out, In]
+            if let dx {
+                gemm(transA: false, transB: false, m: rows, n: inF, k: outF, alpha: 1, gp, strideA: 0, savedW!.ptr,
+                     strideB: 0, beta: 1, dx.ptr, strideC: 0)
+            }
+            // dW [Out, In] += dy^T [Out, rows] x [rows, In]
+            if let dw {
+                gemm(transA: true, transB: false, m: outF, n: inF, k: rows, alpha: 1, gp, strideA: 0, savedX!.ptr,
+                     strideB: 0, beta: 1, dw.ptr, strideC: 0)
+            }
+            // db [Out] += sum over rows of dy
+            if let db {
+                let d = db.ptr
+                for r in 0..<rows { let gr = gp + r * outF; for j in 0..<outF { d[j] += gr[j] } }
+            }
+        }
+    }
+    return out
+}

@@ -1,0 +1,95 @@
+import Foundation
+
+public struct OptimizerError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// AdamW as torch.optim.AdamW: decoupled weight decay, bias correction. State (exp_avg, exp_avg_sq) is
+/// created lazily at the first step, only for trainable tensors that received a gradient.
+public final class AdamW {
+    public var lr: Float
+    public let beta1: Float, beta2: Float, eps: Float, weightDecay: Float
+    public private(set) var stepCount = 0
+    private let params: [(name: String, tensor: Tensor)]
+    private var expAvg: [ObjectIdentifier: Tensor] = [:]
+    private var expAvgSq: [ObjectIdentifier: Tensor] = [:]
+
+    public init(parameters: [(name: String, tensor: Tensor)], lr: Float, betas: (Float, Float) = (0.9, 0.999),
+                eps: Float = 1e-8, weightDecay: Float = 0.05) {
+        params = parameters.filter { $0.tensor.isTrainable }
+        self.lr = lr
+        (beta1, beta2) = betas
+        self.eps = eps
+        self.weightDecay = weightDecay
+    }
+
+    public func step() {
+        stepCount += 1
+        let bc1 = 1 - pow(beta1, Float(stepCount)), bc2 = 1 - pow(beta2, Float(stepCount))
+        for (_, p) in params {
+            guard let g = p.grad else { continue }
+            let id = ObjectIdentifier(p)
+            let m = expAvg[id] ?? Tensor.zeros(p.shape), v = expAvgSq[id] ?? Tensor.zeros(p.shape)
+            expAvg[id] = m; expAvgSq[id] = v
+            guard let pp = p.data, let gp = g.data else { continue }
+            update(pp, gp, m.ptr, v.ptr, p.count, bc1: bc1, bc2: bc2)
+        }
+    }
+
+    // p *= 1 - lr wd; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= lr (m / bc1) / (sqrt(v / bc2) + eps)
+    private func update(_ p: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, _ m: UnsafeMutablePointer<Float>,
+                        _ v: UnsafeMutablePointer<Float>, _ n: Int, bc1: Float, bc2: Float) {
+        let decay = 1 - lr * weightDecay, stepSize = lr / bc1, sqrtBc2 = bc2.squareRoot()
+        let (b1, b2, e) = (beta1, beta2, eps)
+        parallelFor(n, grain: 65536) { r in
+            for i in r {
+                p[i] *= decay
+                m[i] = b1 * m[i] + (1 - b1) * g[i]
+                v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]
+                p[i] -= stepSize * m[i] / (v[i].squareRoot() / sqrtBc2 + e)
+            }
+        }
+    }
+
+    /// Drops all gradients (set_to_none), which frees their memory.
+    public func zeroGrad() {
+        for (_, p) in params { p.grad = nil }
+    }
+
+    /// "exp_avg.<name>" and "exp_avg_sq.<name>" for every parameter that has state.
+    public func stateTensors() -> [(name: String, tensor: Tensor)] {
+        var out: [(name: String, tensor: Tensor)] = []
+        for (name, p) in params {
+            let id = ObjectIdentifier(p)
+            if let m = expAvg[id], let v = expAvgSq[id] {
+                out.append(("exp_avg." + name, m)); out.append(("exp_avg_sq." + name, v))
+            }
+        }
+        return out
+    }
+
+    /// Restores state written by stateTensors(); every tensor must match its parameter's shape.
+    public func loadState(_ tensors: [String: Tensor], step: Int) throws {
+        var m: [ObjectIdentifier: Tensor] = [:], v: [ObjectIdentifier: Tensor] = [:]
+        for (name, p) in params {
+            let a = tensors["exp_avg." + name], b = tensors["exp_avg_sq." + name]
+            if a == nil && b == nil { continue }
+            guard let a, let b else { throw OptimizerError(description: "optimizer state for '\(name)' has only one of exp_avg/exp_avg_sq") }
+            guard a.shape == p.shape, b.shape == p.shape else {
+                throw OptimizerError(description: "optimizer state for '\(name)' has shape \(a.shape)/\(b.shape), parameter is \(p.shape)")
+            }
+            m[ObjectIdentifier(p)] = a; v[ObjectIdentifier(p)] = b
+        }
+        let known = Set(params.flatMap { ["exp_avg." + $0.name, "exp_avg_sq." + $0.name] })
+        if let stray = tensors.keys.sorted().first(where: { !known.contains($0) }) {
+            throw OptimizerError(description: "optimizer state '\(stray)' matches no trainable parameter")
+        }
+        guard step >= 0 else { throw OptimizerError(description: "optimizer step \(step) is negative") }
+        expAvg = m; expAvgSq = v; stepCount = step
+    }
+}
+
+/// Per-epoch cosine schedule to 0 (spec §4): 0.5 lr (1 + cos(pi epoch / maxEpoch)).
+public func cosineLR(initial: Float, epoch: Int, maxEpoch: Int) -> Float {
+    0.5 * initial * (1 + Float(Foundation.cos(Double.pi * Double(epoch) / Double(Swift.max(maxEpoch, 1)))))
+}

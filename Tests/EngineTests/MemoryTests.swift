@@ -1,0 +1,127 @@
+import XCTest
+@testable import Engine
+
+final class MemoryTests: XCTestCase {
+    /// A 4-layer MLP; `frozen` layers come first.
+    private func mlp(frozen: Int, rng: inout RNG) -> [Linear] {
+        (0..<4).map { i in
+            let l = Linear(32, 32, rng: &rng)
+            l.setTrainable(i >= frozen)
+            return l
+        }
+    }
+
+    private func forward(_ layers: [Linear], _ x: Tensor) -> Tensor {
+        layers.reduce(x) { gelu($1($0)) }
+    }
+
+    func testAllocatorCountsLiveAndPeakBytes() {
+        let base = Memory.liveBytes
+        Memory.resetPeak()
+        do {
+            let a = Tensor.zeros([10, 10])
+            XCTAssertEqual(Memory.liveBytes - base, 400)
+            _ = a
+        }
+        XCTAssertEqual(Memory.liveBytes, base)
+        XCTAssertEqual(Memory.peakBytes - base, 400)
+        Memory.resetPeak()
+        XCTAssertEqual(Memory.peakBytes, Memory.liveBytes)
+    }
+
+    func testFrozenBranchGetsNoGradientsAndLowerPeak() {
+        func peak(frozen: Int) -> (Int, [Linear]) {
+            var rng = RNG(seed: 1)
+            let layers = mlp(frozen: frozen, rng: &rng)
+            let x = rand([64, 32], &rng)
+            let base = Memory.liveBytes
+            Memory.resetPeak()
+            sum(forward(layers, x)).backward()
+            return (Memory.peakBytes - base, layers)
+        }
+        let (trained, all) = peak(frozen: 0)
+        let (frozen, part) = peak(frozen: 3)
+        XCTAssertLessThan(frozen, trained)
+        for l in part.prefix(3) { XCTAssertNil(l.weight.grad); XCTAssertNil(l.bias!.grad) }
+        XCTAssertNotNil(part[3].weight.grad)
+        XCTAssertTrue(all.allSatisfy { $0.weight.grad != nil })
+    }
+
+    func testFrozenForwardKeepsNoIntermediates() {
+        var rng = RNG(seed: 2)
+        let layers = mlp(frozen: 4, rng: &rng)
+        let x = rand([64, 32], &rng)
+        let base = Memory.liveBytes
+        Memory.resetPeak()
+        let y = forward(layers, x)
+        XCTAssertFalse(y.requiresGrad)
+        XCTAssertEqual(Memory.liveBytes - base, y.byteCount)        // only the output is alive
+        // At most: the previous activation (still held by reduce), the linear output and the gelu output.
+        XCTAssertEqual(Memory.peakBytes - base, 3 * y.byteCount)
+    }
+
+    func testBackwardVisitsOnlyNodesFromTrainableLeaves() {
+        var rng = RNG(seed: 3)
+        let layers = mlp(frozen: 3, rng: &rng)
+        let x = rand([8, 32], &rng)
+        sum(forward(layers, x)).backward()
+        XCTAssertEqual(Autograd.lastVisitedNodes, 3)   // last linear, its gelu, the sum
+        let all = mlp(frozen: 0, rng: &rng)
+        sum(forward(all, x)).backward()
+        XCTAssertEqual(Autograd.lastVisitedNodes, 9)
+    }
+
+    func testTrainableInputThroughFrozenLayerSavesNoInput() {
+        // x needs grad but the weight is frozen: the op must not keep x (only W, which is alive anyway).
+        var rng = RNG(seed: 4)
+        let l = Linear(32, 32, rng: &rng)
+        l.setTrainable(false)
+        let x = rand([64, 32], &rng)
+        x.isTrainable = true
+        let base = Memory.liveBytes
+        var h: Tensor? = scale(x, 2)        // intermediate needed by nobody's backward
+        let y = l(h!)
+        h = nil
+        XCTAssertEqual(Memory.liveBytes - base, y.byteCount)
+        sum(y).backward()
+        XCTAssertNotNil(x.grad)
+        XCTAssertNil(l.weight.grad)
+    }
+
+    func testShapeOnlyHasNoStorageButSameAccounting() {
+        let base = Memory.liveBytes
+        withShapeOnly {
+            let a = Tensor.zeros([100, 10])
+            XCTAssertTrue(a.isMeta)
+            XCTAssertEqual(Memory.liveBytes - base, 4000)
+            let b = matmul(a, Tensor.ones([10, 3]))
+            XCTAssertTrue(b.isMeta)
+            XCTAssertEqual(b.shape, [100, 3])
+            XCTAssertEqual(sum(b).item(), 0)
+        }
+        XCTAssertEqual(Memory.liveBytes, base)
+        XCTAssertFalse(Tensor.zeros([1]).isMeta)
+    }
+
+    func testShapeOnlyPeakEqualsMeasuredPeakOnTransformerBlock() {
+        func peak() -> Int {
+            let base = Memory.liveBytes
+            Memory.resetPeak()
+            _ = trainTinyLM(steps: 2, seed: 5, vocab: 50, d: 32, heads: 4, batch: 4, length: 12)
+            XCTAssertEqual(Memory.liveBytes, base, "everything is freed after training")
+            return Memory.peakBytes - base
+        }
+        let measured = peak()
+        let predicted = withShapeOnly { peak() }
+        XCTAssertEqual(predicted, measured)
+        XCTAssertGreaterThan(measured, 100_000)
+    }
+
+    func testNoGradRecordsNothing() {
+        var rng = RNG(seed: 6)
+        let l = Linear(4, 4, rng: &rng)
+        let y = withNoGrad { l(rand([2, 4], &rng)) }
+        XCTAssertFalse(y.requiresGrad)
+        XCTAssertTrue(l(rand([2, 4], &rng)).requiresGrad)
+    }
+}

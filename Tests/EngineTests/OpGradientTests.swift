@@ -1,0 +1,256 @@
+import XCTest
+@testable import Engine
+
+final class OpGradientTests: XCTestCase {
+    func testCheckerDetectsAWrongGradient() {
+        // A deliberately wrong composite (forward x*x but the checker compares with analytic of x*x*1.5)
+        // must be caught: compare d(scale(x*x, 1.5)) against finite differences of x*x.
+        var rng = RNG(seed: 1)
+        let x = rand([5], &rng)
+        x.isTrainable = true
+        sum(scale(x * x, 1.5)).backward()
+        let analytic = x.grad!.scalars
+        let numeric = x.scalars.map { 2 * Double($0) }
+        XCTAssertGreaterThan(maxDiff(analytic, numeric), 1e-2)
+    }
+
+    func testBroadcastBinaryOps() {
+        var rng = RNG(seed: 2)
+        let pairs: [([Int], [Int])] = [([2, 3, 4], [2, 3, 4]), ([2, 3, 4], [4]), ([2, 1, 4], [3, 1]),
+                                       ([1], [2, 3]), ([2, 3, 1, 5], [1, 3, 4, 1])]
+        for (sa, sb) in pairs {
+            let a = rand(sa, &rng), b = rand(sb, &rng)
+            checkGradients([a, b]) { $0[0] + $0[1] }
+            checkGradients([a, b]) { $0[0] - $0[1] }
+            checkGradients([a, b]) { $0[0] * $0[1] }
+        }
+    }
+
+    func testBroadcastForwardValues() {
+        let a = Tensor(shape: [2, 1], scalars: [1, 2]), b = Tensor(shape: [3], scalars: [10, 20, 30])
+        XCTAssertEqual((a + b).scalars, [11, 21, 31, 12, 22, 32])
+        XCTAssertEqual((a - b).shape, [2, 3])
+        XCTAssertEqual((a * b).scalars, [10, 20, 30, 20, 40, 60])
+    }
+
+    func testScaleGeluTanh() {
+        var rng = RNG(seed: 3)
+        let x = rand([3, 7], &rng, scale: 3)
+        checkGradients([x]) { scale($0[0], -2.5) }
+        checkGradients([x]) { gelu($0[0]) }
+        checkGradients([x]) { tanh($0[0]) }
+        let v: [Float] = [-3, -1, 0, 0.5, 2]
+        let ref = v.map { 0.5 * Double($0) * (1 + erf(Double($0) / 2.0.squareRoot())) }
+        XCTAssertLessThan(maxDiff(gelu(Tensor(shape: [5], scalars: v)).scalars, ref), 1e-6)
+    }
+
+    func testMatmulAllTransposesSharedAndBatched() {
+        var rng = RNG(seed: 4)
+        let (m, k, n) = (3, 4, 5)
+        for tA in [false, true] {
+            for tB in [false, true] {
+                let a2 = rand(tA ? [k, m] : [m, k], &rng), b2 = rand(tB ? [n, k] : [k, n], &rng)
+                checkGradients([a2, b2]) { matmul($0[0], $0[1], transposeA: tA, transposeB: tB) }
+                let a = rand([2, 3] + (tA ? [k, m] : [m, k]), &rng)
+                checkGradients([a, b2]) { matmul($0[0], $0[1], transposeA: tA, transposeB: tB) }   // shared b
+                let b = rand([2, 3] + (tB ? [n, k] : [k, n]), &rng)
+                checkGradients([a, b]) { matmul($0[0], $0[1], transposeA: tA, transposeB: tB, alpha: 0.7) }
+            }
+        }
+    }
+
+    func testMatmulForwardMatchesDoubleReference() {
+        var rng = RNG(seed: 5)
+        let a = rand([2, 3, 4], &rng), b = rand([2, 5, 4], &rng)
+        let c = matmul(a, b, transposeB: true)
+        XCTAssertEqual(c.shape, [2, 3, 5])
+        let av = a.scalars, bv = b.scalars
+        var ref: [Double] = []
+        for z in 0..<2 { for i in 0..<3 { for j in 0..<5 {
+            ref.append((0..<4).reduce(0.0) { $0 + Double(av[z * 12 + i * 4 + $1]) * Double(bv[z * 20 + j * 4 + $1]) })
+        } } }
+        XCTAssertLessThan(maxDiff(c.scalars, ref), 1e-5)
+    }
+
+    func testLinear() {
+        var rng = RNG(seed: 6)
+        let x = rand([2, 3, 4], &rng), w = rand([5, 4], &rng), b = rand([5], &rng)
+        checkGradients([x, w, b]) { linear($0[0], weight: $0[1], bias: $0[2]) }
+        checkGradients([x, w]) { linear($0[0], weight: $0[1], bias: nil) }
+        let y = withNoGrad { linear(x, weight: w, bias: b) }
+        let ref = matmul(x, w, transposeB: true) + b
+        XCTAssertLessThan(maxDiff(y.scalars, ref.scalars.map(Double.init)), 1e-6)
+    }
+
+    func testSoftmaxWithPaddingAndCausalMasks() {
+        var rng = RNG(seed: 7)
+        let x = rand([2, 2, 3, 4], &rng, scale: 2)
+        checkGradients([x]) { softmax($0[0]) }
+        let pad = paddingMask([1, 1, 1, 0, 1, 1, 0, 0], batch: 2, length: 4)
+        checkGradients([x]) { softmax($0[0], mask: pad) }
+        let causal = causalMask(3, prefix: 1)
+        XCTAssertEqual(causal.shape, [1, 1, 3, 4])
+        checkGradients([x]) { softmax($0[0], mask: causal) }
+        // A trainable mask gets the same gradient as the scores, summed over its broadcast dims.
+        let m = rand([2, 1, 1, 4], &rng)
+        checkGradients([x, m]) { softmax($0[0], mask: $0[1]) }
+        // Masked keys get exactly zero probability; rows sum to one.
+        let y = withNoGrad { softmax(x, mask: pad) }.scalars
+        XCTAssertEqual(y[3], 0)
+        XCTAssertEqual(y[24 + 2], 0)
+        XCTAssertEqual(Double(y[0] + y[1] + y[2] + y[3]), 1, accuracy: 1e-6)
+        let yc = withNoGrad { softmax(x, mask: causal) }.scalars
+        XCTAssertEqual(yc[2], 0); XCTAssertEqual(yc[3], 0); XCTAssertNotEqual(yc[4 + 2], 0); XCTAssertEqual(yc[4 + 3], 0)
+    }
+
+    func testLayerNorm() {
+        var rng = RNG(seed: 8)
+        let x = rand([2, 3, 6], &rng, scale: 2), w = rand([6], &rng), b = rand([6], &rng)
+        checkGradients([x, w, b]) { layerNorm($0[0], weight: $0[1], bias: $0[2], eps: 1e-5) }
+        let y = withNoGrad { layerNorm(x, weight: w, bias: b, eps: 1e-5) }.scalars
+        let xv = x.scalars.map(Double.init), wv = w.scalars.map(Double.init), bv = b.scalars.map(Double.init)
+        var ref: [Double] = []
+        for r in 0..<6 {
+            let row = Array(xv[(r * 6)..<(r * 6 + 6)])
+            let mu = row.reduce(0, +) / 6, v = row.map { ($0 - mu) * ($0 - mu) }.reduce(0, +) / 6
+            for j in 0..<6 { ref.append((row[j] - mu) / (v + 1e-5).squareRoot() * wv[j] + bv[j]) }
+        }
+        XCTAssertLessThan(maxDiff(y, ref), 1e-5)
+    }
+
+    func testEmbeddingScatterAdd() {
+        var rng = RNG(seed: 9)
+        let table = rand([5, 3], &rng)
+        let ids: [Int32] = [1, 4, 1, 0, 1, 2]
+        checkGradients([table]) { embedding(ids: ids, shape: [2, 3], table: $0[0]) }
+        let e = withNoGrad { embedding(ids: ids, shape: [2, 3], table: table) }
+        XCTAssertEqual(e.shape, [2, 3, 3])
+        XCTAssertEqual(Array(e.scalars[0..<3]), Array(table.scalars[3..<6]))
+    }
+
+    func testDropout() {
+        var rng = RNG(seed: 10)
+        let x = rand([4, 50], &rng)
+        checkGradients([x]) { var r = RNG(seed: 5); return dropout($0[0], p: 0.3, rng: &r, training: true) }
+        var r = RNG(seed: 11)
+        let ones = Tensor.ones([10_000])
+        let y = dropout(ones, p: 0.25, rng: &r, training: true).scalars
+        let zeros = y.filter { $0 == 0 }.count
+        XCTAssertEqual(Double(zeros) / 10_000, 0.25, accuracy: 0.02)
+        XCTAssertTrue(y.allSatisfy { $0 == 0 || abs($0 - 4.0 / 3.0) < 1e-6 })
+        XCTAssertTrue(dropout(ones, p: 0.25, rng: &r, training: false) === ones)
+    }
+
+    func testShapeOps() {
+        var rng = RNG(seed: 12)
+        let x = rand([2, 3, 4], &rng)
+        checkGradients([x]) { reshape($0[0], [4, -1]) }
+        checkGradients([x]) { permute($0[0], [2, 0, 1]) }
+        checkGradients([x]) { permute($0[0], [1, 0, 2]) }
+        checkGradients([x]) { splitHeads($0[0], heads: 2) }
+        checkGradients([x]) { mergeHeads(splitHeads($0[0], heads: 2)) * $0[0] }
+        let y = rand([2, 5, 4], &rng)
+        checkGradients([x, y]) { concat([$0[0], $0[1]], axis: 1) }
+        checkGradients([x]) { slice($0[0], axis: 1, range: 1..<3) }
+        checkGradients([x]) { slice($0[0], axis: 2, range: 0..<1) }
+        let p = withNoGrad { permute(x, [2, 0, 1]) }
+        XCTAssertEqual(p.shape, [4, 2, 3])
+        XCTAssertEqual(p.scalars[11], x.scalars[21])   // p[1,1,2] = x[1,2,1]
+        let s = withNoGrad { splitHeads(x, heads: 2) }   // [2, 2, 3, 2]
+        XCTAssertEqual(s.scalars[11], x.scalars[11])   // s[0,1,2,1] = x[0,2,1*2+1]
+        XCTAssertEqual(withNoGrad { mergeHeads(s) }.scalars, x.scalars)
+        let c = withNoGrad { concat([x, y], axis: 1) }
+        XCTAssertEqual(c.shape, [2, 8, 4])
+        XCTAssertEqual(Array(c.scalars[12..<32]), Array(y.scalars[0..<20]))
+    }
+
+    func testReductions() {
+        var rng = RNG(seed: 13)
+        let x = rand([3, 4, 2], &rng)
+        checkGradients([x]) { sum($0[0]) }
+        checkGradients([x]) { mean($0[0]) }
+        checkGradients([x]) { sum($0[0], axis: 1) }
+        checkGradients([x]) { sum($0[0], axis: 0, keepDims: true) }
+        XCTAssertEqual(sum(x, axis: 2, keepDims: true).shape, [3, 4, 1])
+        XCTAssertEqual(Double(sum(x).item()), x.scalars.reduce(0.0) { $0 + Double($1) }, accuracy: 1e-5)
+    }
+
+    func testCrossEntropyLabelSmoothingAndIgnoreIndex() {
+        var rng = RNG(seed: 14)
+        let logits = rand([5, 7], &rng, scale: 3)
+        let targets: [Int32] = [3, -100, 0, 6, -100]
+        for ls: Float in [0, 0.1] {
+            checkGradients([logits]) { crossEntropy(logits: $0[0], targets: targets, labelSmoothing: ls) }
+            let loss = withNoGrad { crossEntropy(logits: logits, targets: targets, labelSmoothing: ls) }.scalars
+            XCTAssertLessThan(maxDiff(loss, referenceCE(logits.scalars, targets, 7, Double(ls))), 1e-5)
+            XCTAssertEqual(loss[1], 0); XCTAssertEqual(loss[4], 0)
+        }
+        checkGradients([logits]) { crossEntropy(logits: $0[0], targets: [1, 1, 2, 2, 0], ignoreIndex: 2, labelSmoothing: 0.2) }
+    }
+
+    /// PyTorch semantics in Double: (1 - ls) * nll + ls * mean_j(-log p_j); 0 on ignored rows.
+    private func referenceCE(_ x: [Float], _ t: [Int32], _ v: Int, _ ls: Double) -> [Double] {
+        t.enumerated().map { r, target in
+            guard target != -100 else { return 0 }
+            let row = x[(r * v)..<(r * v + v)].map(Double.init)
+            let mx = row.max()!, lse = mx + log(row.map { exp($0 - mx) }.reduce(0, +))
+            let logp = row.map { $0 - lse }
+            return (1 - ls) * -logp[Int(target)] + ls * -logp.reduce(0, +) / Double(v)
+        }
+    }
+
+    func testPatchConvMatchesDirectConvolution() {
+        var rng = RNG(seed: 15)
+        let (b, c, h, w, o, p) = (2, 3, 4, 6, 5, 2)
+        let img = rand([b, c, h, w], &rng), wt = rand([o, c, p, p], &rng), bias = rand([o], &rng)
+        checkGradients([img, wt, bias]) { patchConv($0[0], weight: $0[1], bias: $0[2], patch: p) }
+        let y = withNoGrad { patchConv(img, weight: wt, bias: bias, patch: p) }
+        XCTAssertEqual(y.shape, [b, (h / p) * (w / p), o])
+        let iv = img.scalars, wv = wt.scalars, bv = bias.scalars
+        var ref: [Double] = []
+        for n in 0..<b { for gy in 0..<(h / p) { for gx in 0..<(w / p) { for oc in 0..<o {
+            var s = Double(bv[oc])
+            for ci in 0..<c { for ky in 0..<p { for kx in 0..<p {
+                s += Double(iv[((n * c + ci) * h + gy * p + ky) * w + gx * p + kx]) * Double(wv[((oc * c + ci) * p + ky) * p + kx])
+            } } }
+            ref.append(s)
+        } } } }
+        XCTAssertLessThan(maxDiff(y.scalars, ref), 1e-5)
+    }
+
+    func testAttentionWithMasks() {
+        var rng = RNG(seed: 16)
+        let q = rand([2, 2, 3, 4], &rng), k = rand([2, 2, 5, 4], &rng), v = rand([2, 2, 5, 4], &rng)
+        let pad = paddingMask([1, 1, 1, 1, 0, 1, 1, 0, 0, 0], batch: 2, length: 5)
+        checkGradients([q, k, v]) { attention(q: $0[0], k: $0[1], v: $0[2], mask: pad) }
+        let causal = causalMask(3, prefix: 2)
+        checkGradients([q, k, v]) { attention(q: $0[0], k: $0[1], v: $0[2], mask: causal + pad) }
+        // Forward against a Double reference for one (batch, head, query).
+        let y = withNoGrad { attention(q: q, k: k, v: v, mask: pad) }.scalars
+        let qv = q.scalars.map(Double.init), kv = k.scalars.map(Double.init), vv = v.scalars.map(Double.init)
+        let (bz, hd, i) = (1, 1, 2)
+        let qo = ((bz * 2 + hd) * 3 + i) * 4, ko = (bz * 2 + hd) * 5 * 4
+        var s = (0..<5).map { j in (0..<4).reduce(0.0) { $0 + qv[qo + $1] * kv[ko + j * 4 + $1] } / 2 }
+        for j in 2..<5 { s[j] += -10000 }
+        let e = s.map { exp($0 - s.max()!) }, z = e.reduce(0, +)
+        let ref = (0..<4).map { d in (0..<5).reduce(0.0) { $0 + e[$1] / z * vv[ko + $1 * 4 + d] } }
+        XCTAssertLessThan(maxDiff(Array(y[qo..<(qo + 4)]), ref), 1e-5)
+    }
+}
+
+final class KernelTests: XCTestCase {
+    func testFastExpAndErfAccuracy() {
+        var worstExp = 0.0, worstErf = 0.0
+        for i in 0...20000 {
+            let x = -Float(i) * 0.004                   // 0 ... -80
+            let e = Double(expNonPositive(x)), r = Foundation.exp(Double(x))
+            worstExp = max(worstExp, abs(e - r) / r)
+            let z = Float(i - 10000) * 0.0006           // -6 ... 6
+            worstErf = max(worstErf, abs(Double(erfApprox(z)) - Foundation.erf(Double(z))))
+        }
+        XCTAssertLessThan(worstExp, 5e-7)
+        XCTAssertLessThan(worstErf, 5e-7)   // A&S bound 1.5e-7 plus Float rounding
+        XCTAssertEqual(expNonPositive(-100), 0)
+        XCTAssertEqual(expNonPositive(0), 1)
+    }
+}
