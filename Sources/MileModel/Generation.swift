@@ -1,0 +1,210 @@
+import Engine
+import Foundation
+
+/// Answer generation as upstream evaluates (mile_vqa.py with transformers 4.26 `generate`): decoding
+/// starts from `[DEC]`, `maxLength` counts `[DEC]`, `[SEP]` ends a sequence, the decoder cross-attends
+/// to every question token (mask all ones, padding included), and there is no KV cache (each step
+/// recomputes the prefix, which gives the same tokens).
+extension MISSModel {
+    /// Returns, per question, the generated token ids after `[DEC]` up to (excluding) `[SEP]`.
+    /// `beams == 1` is greedy decoding; otherwise HF beam search (length penalty 1, no early stopping).
+    public func generate(images: Tensor, question: TokenBatch, beams: Int = 3, maxLength: Int = 10,
+                         minLength: Int = 1) throws -> [[Int32]] {
+        try generate(images: images, question: question, beams: beams, maxLength: maxLength,
+                     minLength: minLength, greedyForOneBeam: true)
+    }
+
+    /// `greedyForOneBeam: false` runs the beam-search code path even for one beam (tests compare it
+    /// with greedy decoding).
+    func generate(images: Tensor, question: TokenBatch, beams: Int, maxLength: Int, minLength: Int,
+                  greedyForOneBeam: Bool) throws -> [[Int32]] {
+        guard beams >= 1, maxLength >= 2 else {
+            throw ConfigError("generation needs beams >= 1 and maxLength >= 2, got \(beams) and \(maxLength)")
+        }
+        try checkGenerationLength(maxLength)
+        let wasTraining = training
+        train(false)
+        defer { train(wasTraining) }
+        return try withNoGrad {
+            let memory = try encode(images: images, question: question)
+            let sequences = beams == 1 && greedyForOneBeam
+                ? try greedy(memory: memory, maxLength: maxLength, minLength: minLength)
+                : try beamSearch(memory: memory, batch: question.batch, beams: beams,
+                                 maxLength: maxLength, minLength: minLength)
+            return sequences.map(answerTokens)
+        }
+    }
+
+    private func checkGenerationLength(_ maxLength: Int) throws {
+        let offset = assignment.dec.isPrompt ? config.prefixTokens : 0
+        guard maxLength + offset <= config.maxPositions else {
+            throw ConfigError("maxLength \(maxLength) (+\(offset) prefix) exceeds max_positions \(config.maxPositions)")
+        }
+    }
+
+    /// Tokens after [DEC], cut at the first [SEP] or PAD.
+    private func answerTokens(_ sequence: [Int32]) -> [Int32] {
+        Array(sequence.dropFirst().prefix { $0 != config.sepTokenId && $0 != config.padTokenId })
+    }
+
+    /// repeat_interleave over the batch axis.
+    private func repeatRows(_ x: Tensor, _ times: Int) -> Tensor {
+        let rows = (0..<x.shape[0]).flatMap { b in
+            Array(repeating: slice(x, axis: 0, range: b..<(b + 1)), count: times)
+        }
+        return concat(rows, axis: 0)
+    }
+
+    /// Cross-attention keys/values of every decoder layer for the JTM output, each row repeated
+    /// `times` (repeat_interleave for beams). They are constant over decoding steps, so they are
+    /// computed once instead of at every step as upstream does (same values).
+    func crossAttentionCache(_ memory: Tensor, times: Int) -> [LayerPrefix] {
+        textDecoder.bert.encoder.layers.items.map { layer in
+            let kv = layer.crossAttention.selfAttention.memoryKeyValues(memory)
+            return times == 1 ? kv : LayerPrefix(key: repeatRows(kv.key, times), value: repeatRows(kv.value, times))
+        }
+    }
+
+    /// Next-token logits [rows][vocab] for equally long sequences (attention mask all ones).
+    private func nextLogits(_ sequences: [[Int32]], memory: Tensor, cache: [LayerPrefix]) throws -> [[Float]] {
+        let length = sequences[0].count, rows = sequences.count
+        let tokens = try TokenBatch(ids: sequences.flatMap { $0 }, mask: Array(repeating: 1, count: rows * length),
+                                    batch: rows, length: length)
+        let hidden = try decode(tokens, memory: memory, memoryMask: nil, cachedMemory: cache)
+        let last = textDecoder.logits(slice(hidden, axis: 1, range: (length - 1)..<length)).scalars
+        let v = config.vocabSize
+        return (0..<rows).map { Array(last[($0 * v)..<(($0 + 1) * v)]) }
+    }
+
+    private func greedy(memory: Tensor, maxLength: Int, minLength: Int) throws -> [[Int32]] {
+        let batch = memory.shape[0]
+        let cache = crossAttentionCache(memory, times: 1)
+        var sequences = Array(repeating: [config.decTokenId], count: batch)
+        var finished = Array(repeating: false, count: batch)
+        while sequences[0].count < maxLength {
+            let logits = try nextLogits(sequences, memory: memory, cache: cache)
+            for b in 0..<batch {
+                if finished[b] { sequences[b].append(config.padTokenId); continue }
+                var row = logits[b]
+                if sequences[b].count < minLength { row[Int(config.sepTokenId)] = -.infinity }
+                let token = Int32(row.indices.max { row[$0] < row[$1] }!)
+                sequences[b].append(token)
+                if token == config.sepTokenId { finished[b] = true }
+            }
+            if !finished.contains(false) { break }
+        }
+        return sequences
+    }
+
+    private func beamSearch(memory: Tensor, batch: Int, beams: Int, maxLength: Int,
+                            minLength: Int) throws -> [[Int32]] {
+        let eos = config.sepTokenId, v = config.vocabSize
+        let cache = crossAttentionCache(memory, times: beams)
+        var sequences = Array(repeating: [config.decTokenId], count: batch * beams)
+        // Only the first beam is live at the start (HF: other beams start at -1e9).
+        var beamScores = (0..<(batch * beams)).map { $0 % beams == 0 ? Float(0) : -1e9 }
+        var hypotheses = Array(repeating: BeamHypotheses(beams: beams), count: batch)
+        var done = Array(repeating: false, count: batch)
+        while true {
+            let curLen = sequences[0].count
+            let logits = try nextLogits(sequences, memory: memory, cache: cache)
+            var nextSequences: [[Int32]] = [], nextScores: [Float] = []
+            for b in 0..<batch {
+                if done[b] {
+                    for _ in 0..<beams { nextSequences.append(sequences[b * beams] + [config.padTokenId]); nextScores.append(0) }
+                    continue
+                }
+                let candidates = topCandidates(logits: logits, scores: beamScores, batchIndex: b, beams: beams,
+                                               vocab: v, banEOS: curLen < minLength)
+                var kept = 0
+                for (rank, c) in candidates.enumerated() {
+                    let source = b * beams + c.beam
+                    if c.token == eos {
+                        if rank < beams { hypotheses[b].add(sequences[source], score: c.score) }
+                    } else {
+                        nextSequences.append(sequences[source] + [c.token]); nextScores.append(c.score)
+                        kept += 1
+                    }
+                    if kept == beams { break }
+                }
+                done[b] = done[b] || hypotheses[b].isDone(bestSum: candidates[0].score, curLen: curLen)
+            }
+            sequences = nextSequences
+            beamScores = nextScores
+            if !done.contains(false) || sequences[0].count >= maxLength { break }
+        }
+        return (0..<batch).map { b in
+            if !done[b] {
+                for k in 0..<beams { hypotheses[b].add(sequences[b * beams + k], score: beamScores[b * beams + k]) }
+            }
+            return hypotheses[b].best
+        }
+    }
+
+    /// The 2·beams best (beam, token) continuations of one batch entry by cumulative log-probability,
+    /// best first; ties keep the flattened (beam, token) order as torch.topk over [beams·vocab].
+    private func topCandidates(logits: [[Float]], scores: [Float], batchIndex b: Int, beams: Int, vocab: Int,
+                               banEOS: Bool) -> [(score: Float, token: Int32, beam: Int)] {
+        let keep = 2 * beams
+        var best: [(score: Float, token: Int32, beam: Int)] = []
+        best.reserveCapacity(keep + 1)
+        for k in 0..<beams {
+            let row = b * beams + k
+            var logProbs = logSoftmax(logits[row])
+            if banEOS { logProbs[Int(config.sepTokenId)] = -.infinity }
+            for t in 0..<vocab {
+                let score = logProbs[t] + scores[row]
+                // Insert into the small sorted list only when it beats the current last entry.
+                if best.count == keep, score <= best[keep - 1].score { continue }
+                var i = best.count
+                while i > 0, best[i - 1].score < score { i -= 1 }
+                best.insert((score, Int32(t), k), at: i)
+                if best.count > keep { best.removeLast() }
+            }
+        }
+        return best
+    }
+}
+
+func logSoftmax(_ x: [Float]) -> [Float] {
+    let m = x.max() ?? 0
+    var total: Double = 0
+    for value in x { total += Double(Foundation.exp(value - m)) }
+    let lse = m + Float(Foundation.log(total))
+    return x.map { $0 - lse }
+}
+
+/// transformers 4.26 `BeamHypotheses` with length_penalty 1.0 and early_stopping False.
+struct BeamHypotheses {
+    let beams: Int
+    private(set) var entries: [(score: Float, tokens: [Int32])] = []
+    private var worstScore: Float = 1e9
+
+    init(beams: Int) { self.beams = beams }
+
+    /// Score = sum of log-probs / sequence length (the length counts [DEC], not the final [SEP]).
+    mutating func add(_ tokens: [Int32], score sumLogProbs: Float) {
+        let score = sumLogProbs / Float(tokens.count)
+        guard entries.count < beams || score > worstScore else { return }
+        entries.append((score, tokens))
+        if entries.count > beams {
+            let sorted = entries.indices.sorted { entries[$0].score < entries[$1].score }
+            entries.remove(at: sorted[0])
+            worstScore = entries.map(\.score).min()!
+        } else {
+            worstScore = min(score, worstScore)
+        }
+    }
+
+    func isDone(bestSum: Float, curLen: Int) -> Bool {
+        guard entries.count >= beams else { return false }
+        return worstScore >= bestSum / Float(curLen)
+    }
+
+    /// Highest score; among equal scores the last added (Python's stable sort then pop()).
+    var best: [Int32] {
+        var bestIndex = 0
+        for i in entries.indices where entries[i].score >= entries[bestIndex].score { bestIndex = i }
+        return entries[bestIndex].tokens
+    }
+}

@@ -1,0 +1,241 @@
+import Engine
+import Foundation
+
+/// A batch of token ids, row-major [batch, length], with its attention mask (1 keep, 0 pad).
+public struct TokenBatch {
+    public let ids: [Int32]
+    public let mask: [Int32]
+    public let batch: Int
+    public let length: Int
+
+    public init(ids: [Int32], mask: [Int32], batch: Int, length: Int) throws {
+        guard batch > 0, length > 0 else { throw ConfigError("token batch must be non-empty, got [\(batch), \(length)]") }
+        guard ids.count == batch * length, mask.count == ids.count else {
+            throw ConfigError("token batch [\(batch), \(length)] needs \(batch * length) ids and mask values, got \(ids.count) and \(mask.count)")
+        }
+        self.ids = ids; self.mask = mask; self.batch = batch; self.length = length
+    }
+}
+
+/// MISS as fine-tuned by MILE: `visual_encoder` (ViT) -> `text_encoder` (JTM, cross-attends to all
+/// image tokens) -> `text_decoder` (causal BERT, cross-attends to the JTM output) with PEFT applied
+/// per module by `PEFTAssignment`. Parameter names are upstream's module paths.
+public final class MISSModel: Module {
+    public let config: ModelConfig
+    public let assignment: PEFTAssignment
+    let visualEncoder: VisionTransformer
+    let textEncoder: BertModel
+    let textDecoder: BertLMHeadModel
+    let encoderPrompt: PromptEncoder?
+    let decoderPrompt: PromptEncoder?
+    let random: RandomSource
+
+    public init(config: ModelConfig, assignment: PEFTAssignment, rng: RNG) throws {
+        try config.validate()
+        self.config = config
+        self.assignment = assignment
+        random = RandomSource(rng)
+        visualEncoder = VisionTransformer(config, random: random)
+        textEncoder = BertModel(config, layers: config.textLayers, crossWidth: config.visionWidth,
+                                causal: false, random: random)
+        textDecoder = BertLMHeadModel(config, random: random)
+        encoderPrompt = Self.promptEncoder(config, layers: config.textLayers, mode: assignment.jtm, random: random)
+        decoderPrompt = Self.promptEncoder(config, layers: config.decoderLayers, mode: assignment.dec, random: random)
+        super.init()
+        register("visual_encoder", visualEncoder)
+        register("text_encoder", textEncoder)
+        register("text_decoder", textDecoder)
+        if let p = encoderPrompt { textEncoder.register("prompt_encoder", p) }
+        if let p = decoderPrompt { textDecoder.register("prompt_encoder", p) }
+        applyAdapters()
+        applyTrainability()
+    }
+
+    private static func promptEncoder(_ c: ModelConfig, layers: Int, mode: ModuleMode,
+                                      random: RandomSource) -> PromptEncoder? {
+        mode.isPrompt ? PromptEncoder(c, layers: layers, projection: mode == .prefix, random: random) : nil
+    }
+
+    // MARK: PEFT wiring (spec §3)
+
+    private func applyAdapters() {
+        let c = config, r = assignment.rank
+        switch assignment.vit {
+        case .lora:
+            visualEncoder.patchEmbed.proj.addLoRA(rank: r, alpha: c.loraAlpha, dropout: c.loraDropout)
+            for block in visualEncoder.blocks.items {
+                for l in [block.attn.qkv, block.attn.proj, block.mlp.fc1, block.mlp.fc2] {
+                    l.addLoRA(rank: r, alpha: c.loraAlpha, dropout: c.loraDropout)
+                }
+            }
+        case .ia3:
+            for block in visualEncoder.blocks.items {
+                for (path, l) in [("attn.qkv", block.attn.qkv), ("attn.proj", block.attn.proj),
+                                  ("mlp.fc1", block.mlp.fc1), ("mlp.fc2", block.mlp.fc2)] {
+                    if let role = ParameterLayout.vitIA3(c, path) { l.addIA3(role) }
+                }
+            }
+        default:
+            break
+        }
+        applyBertAdapters(textEncoder, mode: assignment.jtm)
+        applyBertAdapters(textDecoder.bert, mode: assignment.dec)
+    }
+
+    /// LoRA: query and value of self- and cross-attention (peft's BERT default). IA3: key and value
+    /// (scale outputs) and every `output.dense` (feed-forward by suffix match: scale inputs).
+    private func applyBertAdapters(_ bert: BertModel, mode: ModuleMode) {
+        let c = config
+        for layer in bert.encoder.layers.items {
+            for block in [layer.attention, layer.crossAttention] {
+                let s = block.selfAttention
+                if mode == .lora {
+                    s.query.addLoRA(rank: assignment.rank, alpha: c.loraAlpha, dropout: c.loraDropout)
+                    s.value.addLoRA(rank: assignment.rank, alpha: c.loraAlpha, dropout: c.loraDropout)
+                }
+                if mode == .ia3 {
+                    s.key.addIA3(.scaleOutput); s.value.addIA3(.scaleOutput)
+                    block.output.dense.addIA3(.scaleInput)
+                }
+            }
+            if mode == .ia3 { layer.output.dense.addIA3(.scaleInput) }
+        }
+    }
+
+    /// F freezes a module, T trains it, a method freezes its base and trains only its adapters.
+    private func applyTrainability() {
+        for (module, mode) in [(visualEncoder as Module, assignment.vit), (textEncoder, assignment.jtm),
+                               (textDecoder, assignment.dec)] {
+            module.setTrainable(mode.trainsBase)
+            guard mode.isMethod else { continue }
+            for (name, tensor) in module.namedParameters() where Self.isAdapterPath(name) {
+                tensor.isTrainable = true
+            }
+        }
+    }
+
+    /// True for adapter tensors (LoRA factors, IA3 vectors, prompt encoders), at any path depth.
+    static func isAdapterPath(_ name: String) -> Bool {
+        let path = "." + name
+        return path.contains(".lora_A.") || path.contains(".lora_B.") || path.hasSuffix(".ia3_l")
+            || path.contains(".prompt_encoder.")
+    }
+
+    /// Folds every LoRA update into its base weight (peft `merge_adapter`), or undoes it.
+    public func mergeLoRA(_ on: Bool) {
+        for (_, module) in namedModules() {
+            if let l = module as? AdaptedLinear { on ? l.mergeLoRA() : l.unmergeLoRA() }
+            if let p = module as? PatchProjection { on ? p.mergeLoRA() : p.unmergeLoRA() }
+        }
+    }
+
+    // MARK: Forward
+
+    /// JTM output [B, Tq, h] for the question, cross-attending to all image tokens.
+    func encode(images: Tensor, question: TokenBatch) throws -> Tensor {
+        try check(images: images, batch: question.batch)
+        try checkPositions(question.length, mode: assignment.jtm, what: "question")
+        let imageTokens = visualEncoder(images)
+        return textEncoder(ids: question.ids, mask: question.mask, batch: question.batch,
+                           length: question.length, memory: imageTokens, memoryMask: nil,
+                           prefixes: encoderPrompt?.prefixes(batch: question.batch))
+    }
+
+    /// Decoder hidden states [B, T, h]; `memoryMask` over the question tokens (nil = all ones).
+    func decode(_ tokens: TokenBatch, memory: Tensor, memoryMask: Tensor?,
+                cachedMemory: [LayerPrefix]? = nil) throws -> Tensor {
+        try checkPositions(tokens.length, mode: assignment.dec, what: "answer")
+        return textDecoder.bert(ids: tokens.ids, mask: tokens.mask, batch: tokens.batch, length: tokens.length,
+                                memory: memory, memoryMask: memoryMask,
+                                prefixes: decoderPrompt?.prefixes(batch: tokens.batch), cachedMemory: cachedMemory)
+    }
+
+    /// The training loss (mile_vqa.py): answer `[DEC] a [SEP]` teacher-forced, PAD targets ignored,
+    /// cross-entropy with label smoothing 0.1 on the shifted sequence, summed per sequence, then
+    /// summed over the batch and divided by the batch size. The decoder cross-attends with the real
+    /// question mask. images [B, 3, S, S].
+    public func loss(images: Tensor, question: TokenBatch, answer: TokenBatch) throws -> Tensor {
+        guard answer.batch == question.batch else {
+            throw ConfigError("answer batch \(answer.batch) != question batch \(question.batch)")
+        }
+        guard answer.length >= 2 else { throw ConfigError("answers need at least [DEC] and one token") }
+        let memory = try encode(images: images, question: question)
+        let questionMask = paddingMask(question.mask, batch: question.batch, length: question.length)
+        let hidden = try decode(answer, memory: memory, memoryMask: questionMask)
+        let b = answer.batch, t = answer.length
+        // Only positions 0..<t-1 predict a next token: skip the head on the last one.
+        let logits = textDecoder.logits(slice(hidden, axis: 1, range: 0..<(t - 1)))
+        var targets = [Int32]()
+        targets.reserveCapacity(b * (t - 1))
+        for row in 0..<b {
+            for i in 1..<t {
+                let id = answer.ids[row * t + i]
+                targets.append(id == config.padTokenId ? -100 : id)
+            }
+        }
+        let perToken = crossEntropy(logits: reshape(logits, [b * (t - 1), config.vocabSize]), targets: targets,
+                                    ignoreIndex: -100, labelSmoothing: 0.1)
+        return scale(sum(perToken), 1 / Float(b))
+    }
+
+    private func check(images: Tensor, batch: Int) throws {
+        let s = config.imageSize
+        guard images.shape == [batch, 3, s, s] else {
+            throw ConfigError("images must have shape [\(batch), 3, \(s), \(s)], got \(images.shape)")
+        }
+    }
+
+    private func checkPositions(_ length: Int, mode: ModuleMode, what: String) throws {
+        let offset = mode.isPrompt ? config.prefixTokens : 0
+        guard length + offset <= config.maxPositions else {
+            throw ConfigError("\(what) of \(length) tokens (+\(offset) prefix) exceeds max_positions \(config.maxPositions)")
+        }
+    }
+
+    // MARK: Parameters and state
+
+    /// Every parameter by upstream name (tied weights once), registration order.
+    public func parameters() -> [(name: String, tensor: Tensor)] { namedParameters() }
+
+    public func trainableParameters() -> [(name: String, tensor: Tensor)] {
+        namedParameters().filter { $0.tensor.isTrainable }
+    }
+
+    public var parameterCount: ParameterCount {
+        var trainable = 0, total = 0, adapters = 0
+        for (name, t) in namedParameters() {
+            total += t.count
+            if t.isTrainable { trainable += t.count }
+            if Self.isAdapterPath(name) { adapters += t.count }
+        }
+        return ParameterCount(trainable: trainable, total: total, adapters: adapters)
+    }
+
+    public func save(to url: URL, onlyTrainable: Bool = false, metadata: [String: String] = [:]) throws {
+        try Safetensors.write(onlyTrainable ? trainableParameters() : namedParameters(), to: url, metadata: metadata)
+    }
+
+    /// Loads tensors by name. Shape mismatches are errors. Returns the names of this model's
+    /// parameters absent from the file (e.g. fresh adapters when loading a base checkpoint) and the
+    /// names in the file this model does not have. With `strict`, any base (non-adapter) parameter
+    /// missing from the file is an error.
+    @discardableResult
+    public func load(from url: URL, strict: Bool = true) throws -> (missing: [String], unexpected: [String]) {
+        let (tensors, _) = try Safetensors.read(url)
+        var missing: [String] = []
+        let own = namedParameters()
+        for (name, tensor) in own {
+            guard let stored = tensors[name] else { missing.append(name); continue }
+            guard stored.shape == tensor.shape else {
+                throw ConfigError("\(url.path): tensor '\(name)' has shape \(stored.shape), model expects \(tensor.shape)")
+            }
+            tensor.copy(from: stored)
+        }
+        let ownNames = Set(own.map(\.name))
+        let unexpected = tensors.keys.filter { !ownNames.contains($0) }.sorted()
+        if strict, let base = missing.first(where: { !Self.isAdapterPath($0) }) {
+            throw ConfigError("\(url.path): base tensor '\(base)' is missing (\(missing.count) missing in total)")
+        }
+        return (missing, unexpected)
+    }
+}

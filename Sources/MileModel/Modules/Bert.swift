@@ -1,0 +1,319 @@
+import Engine
+
+/// Keys and values split into heads ([B, heads, n, head dim] each): a layer's prompt-tuning prefix for
+/// self-attention, or a cached cross-attention projection of the encoder states (generation).
+struct LayerPrefix {
+    let key: Tensor
+    let value: Tensor
+}
+
+/// `embeddings`: word + absolute position (no token types), LayerNorm, dropout.
+final class BertEmbeddings: Module {
+    let wordEmbeddings: Embedding
+    let positionEmbeddings: Embedding
+    let layerNorm: LayerNorm
+    let dropoutP: Float
+    let random: RandomSource
+
+    init(_ c: ModelConfig, random: RandomSource) {
+        wordEmbeddings = Embedding(c.vocabSize, c.textHidden, rng: &random.rng)
+        positionEmbeddings = Embedding(c.maxPositions, c.textHidden, rng: &random.rng)
+        layerNorm = LayerNorm(c.textHidden, eps: c.textLayerNormEps)
+        dropoutP = c.hiddenDropout
+        self.random = random
+        super.init()
+        register("word_embeddings", wordEmbeddings)
+        register("position_embeddings", positionEmbeddings)
+        register("LayerNorm", layerNorm)
+    }
+
+    /// ids [B, T]; positions start at `positionOffset` (the prefix length under prompt tuning, med.py:81).
+    func callAsFunction(ids: [Int32], batch: Int, length: Int, positionOffset: Int) -> Tensor {
+        let words = wordEmbeddings(ids: ids, shape: [batch, length])
+        let positionIds = (0..<length).map { Int32($0 + positionOffset) }
+        let positions = positionEmbeddings(ids: positionIds, shape: [1, length])
+        return drop(layerNorm(words + positions), dropoutP, random, training: training)
+    }
+}
+
+/// `attention.self` / `crossattention.self`: query, key, value. Self-attention prepends the layer's
+/// prefix K/V; cross-attention reads K/V from the encoder states and never sees a prefix.
+final class BertSelfAttention: Module {
+    let query: AdaptedLinear
+    let key: AdaptedLinear
+    let value: AdaptedLinear
+    let heads: Int
+    let dropoutP: Float
+    let random: RandomSource
+
+    init(_ c: ModelConfig, kvWidth: Int, random: RandomSource) {
+        let h = c.textHidden, std = c.initializerRange
+        query = AdaptedLinear(h, h, std: std, random: random)
+        key = AdaptedLinear(kvWidth, h, std: std, random: random)
+        value = AdaptedLinear(kvWidth, h, std: std, random: random)
+        heads = c.textHeads
+        dropoutP = c.attentionDropout
+        self.random = random
+        super.init()
+        register("query", query)
+        register("key", key)
+        register("value", value)
+    }
+
+    /// x [B, T, h]; memory [B, S, kv] for cross-attention; mask additive, broadcastable to [B, H, T, keys].
+    func callAsFunction(_ x: Tensor, memory: Tensor?, mask: Tensor?, prefix: LayerPrefix?) -> Tensor {
+        callAsFunction(x, memory: memory, mask: mask, prefix: prefix, cachedMemory: nil)
+    }
+
+    /// `cachedMemory`: keys/values of the memory computed once by `memoryKeyValues` (generation).
+    func callAsFunction(_ x: Tensor, memory: Tensor?, mask: Tensor?, prefix: LayerPrefix?,
+                        cachedMemory: LayerPrefix?) -> Tensor {
+        let q = splitHeads(query(x), heads: heads)
+        if let cached = cachedMemory { return mergeHeads(attend(q, cached.key, cached.value, mask)) }
+        let source = memory ?? x
+        var k = splitHeads(key(source), heads: heads)
+        var v = splitHeads(value(source), heads: heads)
+        if memory == nil, let p = prefix {
+            k = concat([p.key, k], axis: 2)
+            v = concat([p.value, v], axis: 2)
+        }
+        return mergeHeads(attend(q, k, v, mask))
+    }
+
+    /// Cross-attention keys/values of `memory` (they do not depend on the decoded tokens).
+    func memoryKeyValues(_ memory: Tensor) -> LayerPrefix {
+        LayerPrefix(key: splitHeads(key(memory), heads: heads), value: splitHeads(value(memory), heads: heads))
+    }
+
+    /// Scaled dot-product attention with dropout on the probabilities (BERT's attention_probs_dropout).
+    private func attend(_ q: Tensor, _ k: Tensor, _ v: Tensor, _ mask: Tensor?) -> Tensor {
+        guard training, dropoutP > 0 else { return attention(q: q, k: k, v: v, mask: mask) }
+        let dh = q.shape[3]
+        let scores = scale(matmul(q, k, transposeB: true), 1 / Float(dh).squareRoot())
+        let probs = drop(softmax(scores, mask: mask), dropoutP, random, training: true)
+        return matmul(probs, v)
+    }
+}
+
+/// `*.output`: dense -> dropout -> LayerNorm(residual + ·) (post-LN).
+final class BertResidualOutput: Module {
+    let dense: AdaptedLinear
+    let layerNorm: LayerNorm
+    let dropoutP: Float
+    let random: RandomSource
+
+    init(_ c: ModelConfig, inFeatures: Int, random: RandomSource) {
+        dense = AdaptedLinear(inFeatures, c.textHidden, std: c.initializerRange, random: random)
+        layerNorm = LayerNorm(c.textHidden, eps: c.textLayerNormEps)
+        dropoutP = c.hiddenDropout
+        self.random = random
+        super.init()
+        register("dense", dense)
+        register("LayerNorm", layerNorm)
+    }
+
+    func callAsFunction(_ x: Tensor, residual: Tensor) -> Tensor {
+        layerNorm(drop(dense(x), dropoutP, random, training: training) + residual)
+    }
+}
+
+/// `attention` / `crossattention`: self-attention part + output part.
+final class BertAttention: Module {
+    let selfAttention: BertSelfAttention
+    let output: BertResidualOutput
+    init(_ c: ModelConfig, kvWidth: Int, random: RandomSource) {
+        selfAttention = BertSelfAttention(c, kvWidth: kvWidth, random: random)
+        output = BertResidualOutput(c, inFeatures: c.textHidden, random: random)
+        super.init()
+        register("self", selfAttention)
+        register("output", output)
+    }
+
+    func callAsFunction(_ x: Tensor, memory: Tensor?, mask: Tensor?, prefix: LayerPrefix?,
+                        cachedMemory: LayerPrefix? = nil) -> Tensor {
+        output(selfAttention(x, memory: memory, mask: mask, prefix: prefix, cachedMemory: cachedMemory), residual: x)
+    }
+}
+
+final class BertIntermediate: Module {
+    let dense: AdaptedLinear
+    init(_ c: ModelConfig, random: RandomSource) {
+        dense = AdaptedLinear(c.textHidden, c.textIntermediate, std: c.initializerRange, random: random)
+        super.init()
+        register("dense", dense)
+    }
+    func callAsFunction(_ x: Tensor) -> Tensor { gelu(dense(x)) }
+}
+
+/// One layer: self-attention -> cross-attention -> FFN, all post-LN (med.py BertLayer, multimodal mode).
+final class BertLayer: Module {
+    let attention: BertAttention
+    let crossAttention: BertAttention
+    let intermediate: BertIntermediate
+    let output: BertResidualOutput
+
+    init(_ c: ModelConfig, crossWidth: Int, random: RandomSource) {
+        attention = BertAttention(c, kvWidth: c.textHidden, random: random)
+        crossAttention = BertAttention(c, kvWidth: crossWidth, random: random)
+        intermediate = BertIntermediate(c, random: random)
+        output = BertResidualOutput(c, inFeatures: c.textIntermediate, random: random)
+        super.init()
+        register("attention", attention)
+        register("crossattention", crossAttention)
+        register("intermediate", intermediate)
+        register("output", output)
+    }
+
+    func callAsFunction(_ x: Tensor, selfMask: Tensor?, memory: Tensor, memoryMask: Tensor?,
+                        prefix: LayerPrefix?, cachedMemory: LayerPrefix? = nil) -> Tensor {
+        let s = attention(x, memory: nil, mask: selfMask, prefix: prefix)
+        let cross = crossAttention(s, memory: memory, mask: memoryMask, prefix: nil, cachedMemory: cachedMemory)
+        return output(intermediate(cross), residual: cross)
+    }
+}
+
+final class BertEncoder: Module {
+    let layers: ModuleList<BertLayer>
+    init(_ c: ModelConfig, layers count: Int, crossWidth: Int, random: RandomSource) {
+        layers = ModuleList((0..<count).map { _ in BertLayer(c, crossWidth: crossWidth, random: random) })
+        super.init()
+        register("layer", layers)
+    }
+}
+
+/// peft's PrefixEncoder: prefix tuning = Embedding(n, d) -> Linear(d, d) -> Tanh -> Linear(d, L·2·d);
+/// P-tuning v2 = Embedding(n, L·2·d). Output row layout per token: [layer][key|value][head][head dim],
+/// as peft's view(n, L·2, heads, head dim).permute(2, 0, 3, 1, 4).split(2).
+final class PromptEncoder: Module {
+    let embedding: Embedding
+    /// transform.0 and transform.2 (index 1 is the parameter-free Tanh of peft's nn.Sequential).
+    let transform: (first: Linear, second: Linear)?
+    let tokens: Int
+    let layers: Int
+    let hidden: Int
+    let heads: Int
+
+    init(_ c: ModelConfig, layers: Int, projection: Bool, random: RandomSource) {
+        let d = c.textHidden, out = layers * 2 * d
+        tokens = c.prefixTokens; self.layers = layers; hidden = d; heads = c.textHeads
+        embedding = Embedding(tokens, projection ? d : out, rng: &random.rng)
+        transform = projection ? (Linear(d, d, rng: &random.rng), Linear(d, out, rng: &random.rng)) : nil
+        super.init()
+        // peft's prompt embedding is a plain torch Embedding: N(0, 1), not BERT's N(0, 0.02).
+        embedding.weight.copy(from: Tensor.randn(embedding.weight.shape, std: 1, rng: &random.rng))
+        register("embedding", embedding)
+        if let t = transform {
+            let sequential = register("transform", Module())
+            sequential.register("0", t.first)
+            sequential.register("2", t.second)
+        }
+    }
+
+    /// The prefix K/V of every layer, expanded over the batch.
+    func prefixes(batch: Int) -> [LayerPrefix] {
+        var table = embedding.weight                 // all n virtual tokens, in order
+        if let t = transform { table = t.second(tanh(t.first(table))) }   // [n, L·2·d]
+        let dh = hidden / heads
+        let expand = Tensor.zeros([batch, heads, tokens, dh])
+        func part(_ index: Int) -> Tensor {
+            let cols = slice(table, axis: 1, range: (index * hidden)..<((index + 1) * hidden))   // [n, d]
+            return permute(reshape(cols, [1, tokens, heads, dh]), [0, 2, 1, 3]) + expand
+        }
+        return (0..<layers).map { LayerPrefix(key: part(2 * $0), value: part(2 * $0 + 1)) }
+    }
+}
+
+/// BLIP's `BertModel` (add_pooling_layer=False), multimodal mode: the JTM (`text_encoder`), and the
+/// body (`bert`) of the decoder with `causal` self-attention.
+final class BertModel: Module {
+    let embeddings: BertEmbeddings
+    let encoder: BertEncoder
+    let causal: Bool
+
+    init(_ c: ModelConfig, layers: Int, crossWidth: Int, causal: Bool, random: RandomSource) {
+        embeddings = BertEmbeddings(c, random: random)
+        encoder = BertEncoder(c, layers: layers, crossWidth: crossWidth, random: random)
+        self.causal = causal
+        super.init()
+        register("embeddings", embeddings)
+        register("encoder", encoder)
+    }
+
+    /// ids/mask [B, T] (mask 1 keep, 0 pad); memory [B, S, ·]; memoryMask nil = attend to all of it.
+    /// With `prefixes`, every self-attention sees n extra keys (mask extended with ones) and
+    /// positions shift by n. `cachedMemory` replaces each layer's cross-attention K/V of `memory`.
+    func callAsFunction(ids: [Int32], mask: [Int32], batch: Int, length: Int, memory: Tensor,
+                        memoryMask: Tensor?, prefixes: [LayerPrefix]?, cachedMemory: [LayerPrefix]? = nil) -> Tensor {
+        let n = prefixes?.first?.key.shape[2] ?? 0
+        var x = embeddings(ids: ids, batch: batch, length: length, positionOffset: n)
+        var keep = mask
+        if n > 0 {
+            keep = []
+            keep.reserveCapacity(batch * (n + length))
+            for b in 0..<batch { keep += Array(repeating: 1, count: n) + mask[(b * length)..<((b + 1) * length)] }
+        }
+        var selfMask = paddingMask(keep, batch: batch, length: n + length)
+        if causal { selfMask = causalMask(length, prefix: n) + selfMask }
+        for (i, layer) in encoder.layers.items.enumerated() {
+            x = layer(x, selfMask: selfMask, memory: memory, memoryMask: memoryMask, prefix: prefixes?[i],
+                      cachedMemory: cachedMemory?[i])
+        }
+        return x
+    }
+}
+
+/// `cls.predictions`: bias (own), transform (dense, GELU, LayerNorm); the projection is the tied
+/// word-embedding matrix.
+final class BertLMPredictionHead: Module {
+    let bias: Tensor
+    let transform: PredictionTransform
+    init(_ c: ModelConfig, random: RandomSource) {
+        bias = Tensor.zeros([c.vocabSize])
+        transform = PredictionTransform(c, random: random)
+        super.init()
+        register(parameter: "bias", bias)
+        register("transform", transform)
+    }
+}
+
+final class PredictionTransform: Module {
+    let dense: AdaptedLinear
+    let layerNorm: LayerNorm
+    init(_ c: ModelConfig, random: RandomSource) {
+        dense = AdaptedLinear(c.textHidden, c.textHidden, std: c.initializerRange, random: random)
+        layerNorm = LayerNorm(c.textHidden, eps: c.textLayerNormEps)
+        super.init()
+        register("dense", dense)
+        register("LayerNorm", layerNorm)
+    }
+    func callAsFunction(_ x: Tensor) -> Tensor { layerNorm(gelu(dense(x))) }
+}
+
+final class BertOnlyMLMHead: Module {
+    let predictions: BertLMPredictionHead
+    init(_ c: ModelConfig, random: RandomSource) {
+        predictions = BertLMPredictionHead(c, random: random)
+        super.init()
+        register("predictions", predictions)
+    }
+}
+
+/// BLIP's `BertLMHeadModel` (`text_decoder`): causal BERT with cross-attention to the JTM output and
+/// the MLM head whose output projection is tied to `bert.embeddings.word_embeddings.weight`.
+final class BertLMHeadModel: Module {
+    let bert: BertModel
+    let cls: BertOnlyMLMHead
+    init(_ c: ModelConfig, random: RandomSource) {
+        bert = BertModel(c, layers: c.decoderLayers, crossWidth: c.textHidden, causal: true, random: random)
+        cls = BertOnlyMLMHead(c, random: random)
+        super.init()
+        register("bert", bert)
+        register("cls", cls)
+    }
+
+    /// hidden [..., h] -> logits [..., vocab].
+    func logits(_ hidden: Tensor) -> Tensor {
+        linear(cls.predictions.transform(hidden), weight: bert.embeddings.wordEmbeddings.weight,
+               bias: cls.predictions.bias)
+    }
+}

@@ -1,0 +1,182 @@
+import Engine
+
+/// `patch_embed.proj`: Conv2d(3, w, p, stride p), optionally with peft's LoRA for Conv2d:
+/// A = Conv2d(3, r, p, stride p) (kaiming-uniform), B = Conv2d(r, w, 1x1) (zero), no biases.
+final class PatchProjection: Module {
+    let weight: Tensor
+    let bias: Tensor
+    let patch: Int
+    private(set) var loraA: Tensor?
+    private(set) var loraB: Tensor?
+    private var loraScaling: Float = 0
+    private var loraDropout: Float = 0
+    private(set) var merged = false
+    let random: RandomSource
+
+    init(width: Int, patch: Int, std: Float, random: RandomSource) {
+        self.patch = patch
+        self.random = random
+        weight = Tensor.randn([width, 3, patch, patch], std: std, rng: &random.rng)
+        bias = Tensor.zeros([width])
+        super.init()
+        register(parameter: "weight", weight)
+        register(parameter: "bias", bias)
+    }
+
+    func addLoRA(rank: Int, alpha: Float, dropout: Float) {
+        let fanIn = 3 * patch * patch
+        let a = kaimingUniform([rank, 3, patch, patch], fanIn: fanIn, rng: &random.rng)
+        let b = Tensor.zeros([weight.shape[0], rank, 1, 1])
+        register("lora_A", WeightModule(a))
+        register("lora_B", WeightModule(b))
+        loraA = a; loraB = b
+        loraScaling = alpha / Float(rank)
+        loraDropout = dropout
+    }
+
+    /// image [B, 3, S, S] -> tokens [B, (S/p)^2, w]
+    func callAsFunction(_ image: Tensor) -> Tensor {
+        let out = patchConv(image, weight: weight, bias: bias, patch: patch)
+        guard let a = loraA, let b = loraB, !merged else { return out }
+        let dropped = drop(image, loraDropout, random, training: training)
+        let low = patchConv(dropped, weight: a, bias: nil, patch: patch)            // [B, N, r]
+        let up = linear(low, weight: reshape(b, [b.shape[0], b.shape[1]]), bias: nil)  // 1x1 conv
+        return out + scale(up, loraScaling)
+    }
+
+    func mergeLoRA() { fold(sign: 1) }
+    func unmergeLoRA() { fold(sign: -1) }
+
+    private func fold(sign: Float) {
+        guard let a = loraA, let b = loraB, merged == (sign < 0) else { return }
+        withNoGrad {
+            let b2 = reshape(b.detached(), [b.shape[0], b.shape[1]])
+            let a2 = reshape(a.detached(), [a.shape[0], a.count / a.shape[0]])
+            let delta = reshape(matmul(b2, a2), weight.shape)
+            weight.copy(from: weight.detached() + scale(delta, sign * loraScaling))
+        }
+        merged = sign > 0
+    }
+}
+
+final class PatchEmbed: Module {
+    let proj: PatchProjection
+    init(_ c: ModelConfig, random: RandomSource) {
+        proj = PatchProjection(width: c.visionWidth, patch: c.patchSize, std: c.initializerRange, random: random)
+        super.init()
+        register("proj", proj)
+    }
+}
+
+final class ViTAttention: Module {
+    let qkv: AdaptedLinear
+    let proj: AdaptedLinear
+    let heads: Int
+    init(_ c: ModelConfig, random: RandomSource) {
+        let w = c.visionWidth
+        heads = c.visionHeads
+        qkv = AdaptedLinear(w, 3 * w, std: c.initializerRange, random: random)
+        proj = AdaptedLinear(w, w, std: c.initializerRange, random: random)
+        super.init()
+        register("qkv", qkv)
+        register("proj", proj)
+    }
+
+    /// x [B, T, w]; timm's layout: qkv output is [3][heads][head dim].
+    func callAsFunction(_ x: Tensor) -> Tensor {
+        let w = x.shape[2]
+        let packed = qkv(x)
+        let q = splitHeads(slice(packed, axis: 2, range: 0..<w), heads: heads)
+        let k = splitHeads(slice(packed, axis: 2, range: w..<(2 * w)), heads: heads)
+        let v = splitHeads(slice(packed, axis: 2, range: (2 * w)..<(3 * w)), heads: heads)
+        return proj(mergeHeads(attention(q: q, k: k, v: v, mask: nil)))
+    }
+}
+
+final class ViTMLP: Module {
+    let fc1: AdaptedLinear
+    let fc2: AdaptedLinear
+    init(_ c: ModelConfig, random: RandomSource) {
+        fc1 = AdaptedLinear(c.visionWidth, c.visionMLP, std: c.initializerRange, random: random)
+        fc2 = AdaptedLinear(c.visionMLP, c.visionWidth, std: c.initializerRange, random: random)
+        super.init()
+        register("fc1", fc1)
+        register("fc2", fc2)
+    }
+    func callAsFunction(_ x: Tensor) -> Tensor { fc2(gelu(fc1(x))) }
+}
+
+/// Pre-LN block: x + DropPath(attn(norm1 x)); x + DropPath(mlp(norm2 x)).
+final class ViTBlock: Module {
+    let norm1: LayerNorm
+    let attn: ViTAttention
+    let norm2: LayerNorm
+    let mlp: ViTMLP
+    let dropPath: Float
+    let random: RandomSource
+
+    init(_ c: ModelConfig, dropPath: Float, random: RandomSource) {
+        norm1 = LayerNorm(c.visionWidth, eps: c.visionLayerNormEps)
+        attn = ViTAttention(c, random: random)
+        norm2 = LayerNorm(c.visionWidth, eps: c.visionLayerNormEps)
+        mlp = ViTMLP(c, random: random)
+        self.dropPath = dropPath
+        self.random = random
+        super.init()
+        register("norm1", norm1)
+        register("attn", attn)
+        register("norm2", norm2)
+        register("mlp", mlp)
+    }
+
+    func callAsFunction(_ x: Tensor) -> Tensor {
+        let h = x + stochasticDepth(attn(norm1(x)))
+        return h + stochasticDepth(mlp(norm2(h)))
+    }
+
+    /// timm's drop_path: zero a whole sample's branch with probability p, scale survivors by 1/(1-p).
+    private func stochasticDepth(_ branch: Tensor) -> Tensor {
+        guard training, dropPath > 0 else { return branch }
+        let batch = branch.shape[0], keep = 1 - dropPath
+        let mask = (0..<batch).map { _ in random.rng.nextFloat() < keep ? 1 / keep : 0 }
+        return branch * Tensor(shape: [batch] + Array(repeating: 1, count: branch.shape.count - 1), scalars: mask)
+    }
+}
+
+/// BLIP's `VisionTransformer` (`visual_encoder`): patch conv, CLS token, learned positions,
+/// pre-LN blocks, final LayerNorm; no head. Output [B, 1 + patches, w] (all tokens go to the JTM).
+final class VisionTransformer: Module {
+    let clsToken: Tensor
+    let posEmbed: Tensor
+    let patchEmbed: PatchEmbed
+    let blocks: ModuleList<ViTBlock>
+    let norm: LayerNorm
+
+    init(_ c: ModelConfig, random: RandomSource) {
+        let w = c.visionWidth
+        clsToken = Tensor.randn([1, 1, w], std: c.initializerRange, rng: &random.rng)
+        posEmbed = Tensor.randn([1, c.imageTokens, w], std: c.initializerRange, rng: &random.rng)
+        patchEmbed = PatchEmbed(c, random: random)
+        // Stochastic depth rises linearly 0 ... rate over the blocks (torch.linspace).
+        let depth = c.visionDepth
+        blocks = ModuleList((0..<depth).map { i in
+            ViTBlock(c, dropPath: depth > 1 ? c.dropPathRate * Float(i) / Float(depth - 1) : 0, random: random)
+        })
+        norm = LayerNorm(w, eps: c.visionLayerNormEps)
+        super.init()
+        register(parameter: "cls_token", clsToken)
+        register(parameter: "pos_embed", posEmbed)
+        register("patch_embed", patchEmbed)
+        register("blocks", blocks)
+        register("norm", norm)
+    }
+
+    func callAsFunction(_ image: Tensor) -> Tensor {
+        let patches = patchEmbed.proj(image)
+        let batch = patches.shape[0], w = patches.shape[2]
+        let cls = clsToken + Tensor.zeros([batch, 1, w])   // expand over the batch (grads sum back)
+        var x = concat([cls, patches], axis: 1) + posEmbed
+        for block in blocks.items { x = block(x) }
+        return norm(x)
+    }
+}
