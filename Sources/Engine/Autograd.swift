@@ -30,7 +30,8 @@ final class Node {
     /// The gradient buffer of this node's tensor, created as zeros on first use (then += into it).
     func gradTensor() -> Tensor {
         if let leaf {
-            if let g = leaf.grad { return g }
+            // A gradient left from a run in the other mode (meta vs real) is replaced, not reused.
+            if let g = leaf.grad, g.isMeta == meta { return g }
             let g = Tensor(empty: shape, meta: meta)
             g.data?.update(repeating: 0, count: g.count)
             leaf.grad = g

@@ -8,7 +8,7 @@ private let ln2Lo: Float = 1.428606765330187e-06
 @inline(__always)
 func expNonPositive(_ x: Float) -> Float {
     let v = Swift.max(x, -87)
-    let k = (v * log2e).rounded(.toNearestOrEven)
+    let k = (v * log2e + 12_582_912) - 12_582_912         // round to nearest via 1.5 * 2^23 (no libm call)
     let r = v - k * ln2Hi - k * ln2Lo                       // |r| <= ln2 / 2
     // Taylor/minimax polynomial of e^r on [-ln2/2, ln2/2]
     var p: Float = 1.0 / 5040

@@ -81,13 +81,15 @@ func blockSteps(d: Int, heads: Int, batch: Int, tokens: Int, steps: Int) -> (sec
     return (t, Memory.peakBytes - base)
 }
 
+BLAS.reexecWithFasterKernelsIfNeeded()
 Threads.configure()
 print("BLAS: \(BLAS.configuration)")
 print("threads: \(Threads.count)")
 // Arguments: none = everything; "matmul" or "block" = one part only.
 let part = CommandLine.arguments.dropFirst().first ?? "all"
 if part != "block" { benchMatmul() }
-if part != "matmul" { benchBlock() }
+if part != "matmul" && part != "attention" { benchBlock() }
+if part == "attention" { benchAttention() }
 
 func benchMatmul() {
 print("\nmatmul op vs raw cblas_sgemm (ratio = raw time / engine time; 1.00 = no overhead)")
@@ -117,4 +119,16 @@ let predicted = withShapeOnly { blockSteps(d: d, heads: heads, batch: batch, tok
 print(String(format: "\ntransformer block training step (width %d, %d heads, %d tokens, batch %d, AdamW): %.1f ms",
              d, heads, tokens, batch, seconds * 1e3))
 print("peak bytes: measured \(peak), shape-only prediction \(predicted)")
+}
+
+/// Attention forward + backward at the block's shapes (used to tune the batched small GEMMs).
+func benchAttention() {
+    var rng = RNG(seed: 3)
+    let q = randomTensor([32, 3, 64, 64], &rng), k = randomTensor([32, 3, 64, 64], &rng), v = randomTensor([32, 3, 64, 64], &rng)
+    for t in [q, k, v] { t.isTrainable = true }
+    let t = best(20) {
+        sum(attention(q: q, k: k, v: v, mask: nil)).backward()
+        for x in [q, k, v] { x.grad = nil }
+    }
+    print(String(format: "attention [32, 3, 64, 64] forward+backward: %.2f ms", t * 1e3))
 }

@@ -14,6 +14,13 @@ extension MISSModel {
                      minLength: minLength, greedyForOneBeam: true)
     }
 
+    /// `generate` with row-major [B, T] question ids and mask; B is the image batch.
+    public func generate(images: Tensor, questionIds: [Int32], questionMask: [Int32], beams: Int = 3,
+                         maxLength: Int = 10, minLength: Int = 1) throws -> [[Int32]] {
+        try generate(images: images, question: Self.tokens(questionIds, questionMask, batch: images.shape.first ?? 0),
+                     beams: beams, maxLength: maxLength, minLength: minLength)
+    }
+
     /// `greedyForOneBeam: false` runs the beam-search code path even for one beam (tests compare it
     /// with greedy decoding).
     func generate(images: Tensor, question: TokenBatch, beams: Int, maxLength: Int, minLength: Int,

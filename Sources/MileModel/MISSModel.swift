@@ -178,6 +178,21 @@ public final class MISSModel: Module {
         return scale(sum(perToken), 1 / Float(b))
     }
 
+    /// `loss` with row-major [B, T] id and mask arrays; B is the image batch, each T is count / B.
+    public func loss(images: Tensor, questionIds: [Int32], questionMask: [Int32], answerIds: [Int32],
+                     answerMask: [Int32]) throws -> Tensor {
+        let b = images.shape.first ?? 0
+        return try loss(images: images, question: Self.tokens(questionIds, questionMask, batch: b),
+                        answer: Self.tokens(answerIds, answerMask, batch: b))
+    }
+
+    static func tokens(_ ids: [Int32], _ mask: [Int32], batch: Int) throws -> TokenBatch {
+        guard batch > 0, ids.count % batch == 0 else {
+            throw ConfigError("\(ids.count) token ids do not split into \(batch) rows")
+        }
+        return try TokenBatch(ids: ids, mask: mask, batch: batch, length: ids.count / batch)
+    }
+
     private func check(images: Tensor, batch: Int) throws {
         let s = config.imageSize
         guard images.shape == [batch, 3, s, s] else {

@@ -33,6 +33,15 @@ final class OpGradientTests: XCTestCase {
         XCTAssertEqual((a * b).scalars, [10, 20, 30, 20, 40, 60])
     }
 
+    func testExpand() {
+        var rng = RNG(seed: 17)
+        let x = rand([1, 3, 1, 2], &rng)
+        checkGradients([x]) { expand($0[0], [2, 3, 4, 2]) }
+        checkGradients([x]) { expand($0[0], [5, 1, 3, 2, 2]) }
+        let y = withNoGrad { expand(Tensor(shape: [2, 1], scalars: [1, 2]), [2, 3]) }
+        XCTAssertEqual(y.scalars, [1, 1, 1, 2, 2, 2])
+    }
+
     func testScaleGeluTanh() {
         var rng = RNG(seed: 3)
         let x = rand([3, 7], &rng, scale: 3)

@@ -20,6 +20,25 @@ final class ModelStructureTests: XCTestCase {
         }
     }
 
+    func testEveryViTIA3TargetSetMatchesItsLayout() throws {
+        let a = try assignment("ia3", "F", "F")
+        for target in ViTIA3Target.allCases {
+            var c = ModelConfig.smoke
+            c.vitIA3Target = target
+            let model = try smokeModel(a, config: c)
+            let registered = model.namedParameters()
+            let layout = ParameterLayout.model(c, a)
+            XCTAssertEqual(registered.map(\.name), layout.map(\.name), "\(target)")
+            XCTAssertEqual(registered.map(\.tensor.shape), layout.map(\.shape), "\(target)")
+            // The ViT output (the loss barely reacts to the ViT at BERT's 0.02 init).
+            let images = try SmokeBatch(c).images
+            let reference = withNoGrad { model.visualEncoder(images).scalars }
+            randomize(model, where: { $0.hasSuffix("ia3_l") && $0.hasPrefix("visual_encoder") }, std: 1, seed: 2)
+            let changed = withNoGrad { model.visualEncoder(images).scalars }
+            XCTAssertGreaterThan(maxAbsDifference(reference, changed), 0.1, "\(target): the ViT IA3 vectors are used")
+        }
+    }
+
     func testDecoderHeadIsTiedToWordEmbeddings() throws {
         let model = try smokeModel(.full)
         XCTAssertTrue(model.textDecoder.bert.embeddings.wordEmbeddings.weight === model.namedParameters()
@@ -60,6 +79,11 @@ final class ModelStructureTests: XCTestCase {
         let batch = try SmokeBatch(.smoke)
         XCTAssertThrowsError(try model.loss(images: Tensor.zeros([2, 3, 16, 16]), question: batch.question, answer: batch.answer))
         XCTAssertThrowsError(try TokenBatch(ids: [1, 2, 3], mask: [1, 1, 1], batch: 2, length: 2))
+        XCTAssertThrowsError(try model.loss(images: batch.images, questionIds: [1, 2, 3], questionMask: [1, 1, 1],
+                                            answerIds: batch.answer.ids, answerMask: batch.answer.mask))
+        let flat = try model.loss(images: batch.images, questionIds: batch.question.ids, questionMask: batch.question.mask,
+                                  answerIds: batch.answer.ids, answerMask: batch.answer.mask).item()
+        XCTAssertEqual(flat, try lossValue(model, batch))
         let long = try SmokeBatch(.smoke, questionLength: 70)
         XCTAssertThrowsError(try model.loss(images: long.images, question: long.question, answer: long.answer)) {
             XCTAssertTrue("\($0)".contains("max_positions"))

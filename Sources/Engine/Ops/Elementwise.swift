@@ -69,6 +69,27 @@ private func binaryBackward(_ plan: BroadcastPlan, _ g: UnsafeMutablePointer<Flo
     }
 }
 
+/// x broadcast (numpy rules) to `shape`, copied. Backward sums over the broadcast dims.
+/// E.g. a prefix [1, H, P, Dh] -> [B, H, P, Dh] before concat with the keys.
+public func expand(_ x: Tensor, _ shape: [Int]) -> Tensor {
+    let plan = BroadcastPlan(x.shape, shape)
+    precondition(plan.outShape == shape, "expand: \(x.shape) does not broadcast to \(shape)")
+    let out = output(shape, x)
+    if let o = out.data {
+        let xp = x.ptr, n = plan.inner, sx = plan.aStrides.last!
+        plan.forEachRow { io, ix, _ in
+            if sx == 1 { (o + io).update(from: xp + ix, count: n) } else { (o + io).update(repeating: xp[ix], count: n) }
+        }
+    }
+    if needsGrad(x) {
+        out.record([x]) { g, ins in
+            guard let dx = ins[0]?.gradTensor(), let gp = g.data else { return }
+            binaryBackward(plan, gp, dx.ptr, other: nil, otherIsB: true, sign: 1)
+        }
+    }
+    return out
+}
+
 /// out = s * x
 public func scale(_ x: Tensor, _ s: Float) -> Tensor {
     let out = output(x.shape, x)
