@@ -28,8 +28,13 @@ public final class ImageLoader: @unchecked Sendable {
     /// The image at `path` as a CHW float array of 3*size*size values.
     public func load(_ path: String) throws -> [Float] {
         let planes = try loadBytes(path)
-        let scale: Float = upstreamDoubleScale ? 1 / (255 * 255) : 1 / 255
+        let scale = pixelScale
         return planes.map { Float($0) * scale }
+    }
+
+    /// What an 8-bit value is multiplied by: 1/255, or 1/255² with `upstreamDoubleScale`.
+    public var pixelScale: Float {
+        upstreamDoubleScale ? 1 / (255 * 255) : 1 / 255
     }
 
     /// The resized image as CHW bytes (3*size*size), from the cache when possible.

@@ -47,7 +47,8 @@ public enum SyntheticDataset {
         var content: String
     }
 
-    /// Writes `out/{train,validate,test}.json` and `out/imgs/xmlab<N>/source.{jpg,png}`.
+    /// Writes `out/{train,validate,test}.json`, `out/imgs/xmlab<N>/source.{jpg,png}` and
+    /// `out/imgs/xmlab<N>/detection.json`.
     public static func generate(out: String, seed: UInt64 = 0, images: Int = 300) throws -> Summary {
         guard images >= 3 else { throw DataError.invalid("synthetic dataset: need at least 3 images, got \(images)") }
         let manager = FileManager.default
@@ -69,6 +70,7 @@ public enum SyntheticDataset {
             let folder = (out as NSString).appendingPathComponent("imgs/xmlab\(index)")
             try createDirectory(folder, manager)
             try writeImage(scene, random: &random, to: (out as NSString).appendingPathComponent("imgs/" + name))
+            try writeDetection(scene, to: (folder as NSString).appendingPathComponent("detection.json"))
             if scene.modality == "MRI" { summary.png += 1 } else { summary.jpeg += 1 }
             let split = splitOf[index]
             summary.imagesPerSplit[split.rawValue, default: 0] += 1
@@ -259,6 +261,24 @@ public enum SyntheticDataset {
         case "liver": return abs(x) < size * 0.9 && abs(y) < size * 0.9
         case "kidney": return y < size * 0.8 && y > -size && abs(x) < (y + size) * 0.55
         default: return abs(x) + abs(y) < size * 1.1
+        }
+    }
+
+    /// `detection.json` as SLAKE writes it: a list of one-key objects `{"organ": [x, y, width, height]}`,
+    /// the box around each organ's shape. Uses no random draws, so images and questions are unchanged.
+    private static func writeDetection(_ scene: Scene, to path: String) throws {
+        let unit = Double(min(scene.width, scene.height))
+        let boxes = scene.placement.map { organ, quadrant -> String in
+            let cx = Double(scene.width) * (quadrant % 2 == 0 ? 0.3 : 0.7)
+            let cy = Double(scene.height) * (quadrant < 2 ? 0.3 : 0.7)
+            let half = unit * 0.15
+            let box = [cx - half, cy - half, 2 * half, 2 * half].map { String(format: "%.1f", $0) }
+            return "{\(JSONValue.quote(organ)): [\(box.joined(separator: ", "))]}"
+        }
+        do {
+            try ("[" + boxes.joined(separator: ", ") + "]").write(toFile: path, atomically: true, encoding: .utf8)
+        } catch {
+            throw DataError.invalid("\(path): cannot write: \(error.localizedDescription)")
         }
     }
 

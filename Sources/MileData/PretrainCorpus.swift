@@ -1,0 +1,163 @@
+import Foundation
+
+/// The default corpus for pretraining the base model (MISS's own weights were never published). It never
+/// contains a SLAKE test question or a SLAKE test image:
+///
+/// - VQA-RAD train questions with their answers (official split: `freeform` + `para`; the `test_*` rows
+///   are left out), when a VQA-RAD folder is given;
+/// - caption-style questions derived from the metadata of SLAKE training images: modality (open, plus one
+///   true and one false yes/no question), body part (from `location`), the organs and the abnormalities
+///   named in `imgs/<folder>/detection.json`.
+///
+/// Caption images are the images named by `train.json` records of every language, minus every image named
+/// by any `test.json` record of any language. The exclusion matters: on the real SLAKE, 72 images of the
+/// English test set are named by Chinese `train.json` records. No question text of SLAKE is used, and the
+/// per-image `question.json` files (which hold the test questions too) are never read.
+///
+/// The output is deterministic: VQA-RAD rows in file order, then per image (in first-use order in
+/// `train.json`) its caption questions in a fixed order; qids are renumbered 0..<count.
+public struct PretrainCorpus: Sendable {
+    public var samples: [VQASample]
+    /// How many samples come from VQA-RAD and how many are SLAKE captions.
+    public var radCount: Int
+    public var captionCount: Int
+    /// SLAKE training images used for captions, and training images left out because `test.json` names them.
+    public var captionImages: Int
+    public var excludedImages: Int
+
+    public static let modalityQuestion = "what modality is this image?"
+    public static let bodyPartQuestion = "which part of the body is shown in this image?"
+    public static let organsQuestion = "which organs are shown in this image?"
+    public static let abnormalitiesQuestion = "which abnormalities are shown in this image?"
+
+    /// `is this a CT image?`, `is this an MRI image?`.
+    public static func modalityCheck(_ modality: String) -> String {
+        let article = modality.uppercased().hasPrefix("MR") ? "an" : "a"
+        return "is this \(article) \(modality) image?"
+    }
+
+    /// Detection labels that name a finding rather than an organ (the SLAKE labels seen in
+    /// `detection.json`); any label containing one of `abnormalityWords` counts as a finding too.
+    public static let abnormalityLabels: Set<String> = [
+        "atelectasis", "cardiomegaly", "effusion", "infiltrate", "mass", "nodule", "pneumonia", "pneumothorax",
+    ]
+    public static let abnormalityWords = ["tumor", "cancer", "edema", "lesion"]
+
+    /// SLAKE's `location` values written as SLAKE's answers to "Which part of the body…" spell them
+    /// (`Lung` images are answered `Chest`, `Brain_Tissue` ones `Head`); other values have `_` turned into
+    /// spaces.
+    public static let bodyParts: [String: String] = [
+        "Lung": "Chest", "Chest_lung": "Chest", "Chest_heart": "Chest", "Chest_mediastinal": "Chest",
+        "Brain_Tissue": "Head", "Brain_Face": "Head",
+    ]
+
+    public var description: String {
+        "\(samples.count) samples: \(radCount) VQA-RAD train questions, \(captionCount) SLAKE captions from "
+            + "\(captionImages) training images (\(excludedImages) training images left out: named in test.json)"
+    }
+
+    /// Builds the corpus from whatever is given; at least one folder is needed. `seed` picks the false
+    /// modality of each image's "no" question.
+    public static func build(slakeRoot: String?, radRoot: String?, seed: UInt64 = 42) throws -> PretrainCorpus {
+        guard slakeRoot != nil || radRoot != nil else {
+            throw DataError.invalid("pretraining corpus: give a SLAKE folder, a VQA-RAD folder or both")
+        }
+        var samples = try radRoot.map { try VQARad.load(root: $0, split: .train) } ?? []
+        let radCount = samples.count
+        var captionImages = 0, excluded = 0
+        if let slakeRoot {
+            let images = try trainingImages(slakeRoot: slakeRoot)
+            captionImages = images.kept.count
+            excluded = images.excluded
+            samples += try captions(images.kept, slakeRoot: slakeRoot, seed: seed)
+        }
+        for index in samples.indices { samples[index].qid = index }
+        return PretrainCorpus(samples: samples, radCount: radCount, captionCount: samples.count - radCount,
+                              captionImages: captionImages, excludedImages: excluded)
+    }
+
+    /// The metadata of one SLAKE image, as its `train.json` records give it.
+    public struct ImageInfo: Equatable, Sendable {
+        public var imageName: String
+        public var modality: String
+        public var location: String
+    }
+
+    /// Images named by `train.json` (any language, first-use order) that no `test.json` record names.
+    public static func trainingImages(slakeRoot: String) throws -> (kept: [ImageInfo], excluded: Int) {
+        let testImages = try imageNames(slakeRoot: slakeRoot, split: .test)
+        let path = (slakeRoot as NSString).appendingPathComponent("train.json")
+        var kept: [ImageInfo] = []
+        var seen: Set<String> = [], excluded: Set<String> = []
+        for (index, object) in try JSONFile.readList(path).enumerated() {
+            let record = RecordReader(path: path, index: index, object: object)
+            let name = try record.string("img_name")
+            if testImages.contains(name) { excluded.insert(name); continue }
+            guard seen.insert(name).inserted else { continue }
+            kept.append(ImageInfo(imageName: name, modality: try record.string("modality"),
+                                  location: try record.string("location")))
+        }
+        return (kept, excluded.count)
+    }
+
+    /// Every `img_name` of a SLAKE split, all languages.
+    public static func imageNames(slakeRoot: String, split: Slake.Split) throws -> Set<String> {
+        let path = (slakeRoot as NSString).appendingPathComponent("\(split.rawValue).json")
+        return Set(try JSONFile.readList(path).enumerated().map { index, object in
+            try RecordReader(path: path, index: index, object: object).string("img_name")
+        })
+    }
+
+    /// The caption questions of `images`, in order.
+    static func captions(_ images: [ImageInfo], slakeRoot: String, seed: UInt64) throws -> [VQASample] {
+        let modalities = Array(Set(images.map(\.modality))).sorted()
+        var samples: [VQASample] = []
+        for (order, image) in images.enumerated() {
+            let path = (slakeRoot as NSString).appendingPathComponent("imgs/" + image.imageName)
+            func add(_ question: String, _ answer: String, _ type: String, _ content: String) {
+                samples.append(VQASample(qid: 0, imagePath: path, imageName: image.imageName, question: question,
+                                         answer: answer, answerType: type, contentType: content))
+            }
+            add(modalityQuestion, image.modality, "OPEN", "Modality")
+            add(modalityCheck(image.modality), "yes", "CLOSED", "Modality")
+            let others = modalities.filter { $0 != image.modality }
+            if !others.isEmpty {
+                var random = SeededRandom(seed: seed, order)
+                add(modalityCheck(others[random.below(others.count)]), "no", "CLOSED", "Modality")
+            }
+            add(bodyPartQuestion, bodyPart(image.location), "OPEN", "Position")
+            let labels = try detectionLabels(slakeRoot: slakeRoot, imageName: image.imageName)
+            let findings = labels.filter(isAbnormality)
+            let organs = labels.filter { !isAbnormality($0) }
+            if !organs.isEmpty { add(organsQuestion, organs.joined(separator: ", "), "OPEN", "Organ") }
+            if !findings.isEmpty { add(abnormalitiesQuestion, findings.joined(separator: ", "), "OPEN", "Abnormality") }
+        }
+        return samples
+    }
+
+    public static func bodyPart(_ location: String) -> String {
+        bodyParts[location] ?? location.replacingOccurrences(of: "_", with: " ")
+    }
+
+    public static func isAbnormality(_ label: String) -> Bool {
+        let lower = label.lowercased()
+        return abnormalityLabels.contains(lower) || abnormalityWords.contains { lower.contains($0) }
+    }
+
+    /// The distinct labels of `imgs/<folder>/detection.json` in file order (a label boxed twice is listed
+    /// once). A missing file means no labels; a malformed one is an error naming it. The file is a list of
+    /// objects `{"Liver": [x, y, w, h]}`; an object with several keys contributes them in sorted order.
+    public static func detectionLabels(slakeRoot: String, imageName: String) throws -> [String] {
+        let folder = (imageName as NSString).deletingLastPathComponent
+        let path = (slakeRoot as NSString).appendingPathComponent("imgs/\(folder)/detection.json")
+        guard FileManager.default.fileExists(atPath: path) else { return [] }
+        var labels: [String] = []
+        var seen: Set<String> = []
+        for object in try JSONFile.readList(path) {
+            for label in object.keys.sorted() where seen.insert(label).inserted {
+                labels.append(label)
+            }
+        }
+        return labels
+    }
+}
