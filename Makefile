@@ -11,7 +11,8 @@ export SLAKE_DIR RAD_DIR
 DEB_PACKAGES := libopenblas-dev libpng-dev libjpeg-dev libsqlite3-dev pkg-config
 RELEASE_BIN := .build/release/mile
 
-.PHONY: deps build release test bench-engine demo clean
+.PHONY: deps build release test bench-engine demo clean check-data instruction-data reproduce-all rerun \
+        reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4
 
 # Install the Debian packages the build needs, only when one is missing.
 deps:
@@ -35,6 +36,45 @@ test: deps
 bench-engine: deps
 	$(SWIFT) build -c release --product EngineBench
 	.build/release/EngineBench
+
+# ---- run pipeline (docs/PIPELINE.md) ----
+DB ?= results/mile.db
+DEMO_DATA ?= demo-data/synth
+TABLES := experiments/table1.yaml experiments/table2.yaml experiments/table3.yaml experiments/table4.yaml
+RUN_ARGS ?=
+
+# Dataset-free demo: synthetic SLAKE, small base, 4 cells of Table 1, results/demo.md.
+demo: release
+	@test -f $(DEMO_DATA)/test.json || $(RELEASE_BIN) data synth --out $(DEMO_DATA)
+	$(RELEASE_BIN) run experiments/demo.yaml --slake $(DEMO_DATA) --db results/demo.db --out results $(RUN_ARGS)
+	@echo "demo report: results/demo.md"
+
+# Stops with instructions when SLAKE or VQA-RAD is missing, then validates both.
+check-data: release
+	@if [ ! -f "$(SLAKE_DIR)/test.json" ]; then \
+	  echo "SLAKE not found: $(SLAKE_DIR)/test.json does not exist."; \
+	  echo "Download SLAKE 1.0 from https://www.med-vqa.com/slake/ (Slake1.0 with train.json, validate.json, test.json, imgs/)"; \
+	  echo "and run: make $(MAKECMDGOALS) SLAKE_DIR=/path/to/Slake1.0  (VQA-RAD: RAD_DIR=/path/to/vqa-rad, from https://osf.io/89kps/)"; \
+	  echo "No dataset? 'make demo' runs on synthetic data."; exit 1; fi
+	@if [ ! -f "$(RAD_DIR)/VQA_RAD Dataset Public.json" ]; then \
+	  echo "VQA-RAD not found: '$(RAD_DIR)/VQA_RAD Dataset Public.json' does not exist."; \
+	  echo "Download VQA-RAD from https://osf.io/89kps/ and run with RAD_DIR=/path/to/vqa-rad (folder with the JSON and images/)."; exit 1; fi
+	$(RELEASE_BIN) data check --slake "$(SLAKE_DIR)" --rad "$(RAD_DIR)" --no-decode
+
+# The MILE instruction file (SLAKE train + VQA-RAD train), for inspection; `mile run` builds the same records.
+instruction-data: check-data
+	$(RELEASE_BIN) data instructions --slake "$(SLAKE_DIR)" --rad "$(RAD_DIR)" --out Instruction_dataset/instruction_data.json
+
+reproduce-table%: instruction-data
+	time $(RELEASE_BIN) run experiments/table$*.yaml --db $(DB) --out results $(RUN_ARGS)
+
+reproduce-all: instruction-data
+	time $(RELEASE_BIN) run $(TABLES) --db $(DB) --out results $(RUN_ARGS)
+
+# Reruns one cell (id prefix or row label) wherever it appears and re-renders the tables.
+rerun: check-data
+	@if [ -z "$(CELL)" ]; then echo "usage: make rerun CELL=<cell id prefix or row label>"; exit 1; fi
+	$(RELEASE_BIN) run $(TABLES) --cell "$(CELL)" --force --db $(DB) --out results $(RUN_ARGS)
 
 clean:
 	rm -rf .build

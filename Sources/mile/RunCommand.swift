@@ -85,7 +85,13 @@ struct Run: ParsableCommand {
         return overrides
     }
 
-    private func selectedCells(_ cells: [PlannedCell]) throws -> [PlannedCell] {
+    /// The selected cells, each cell id once (the same experiment in two tables is one cell).
+    private func selectedCells(_ all: [PlannedCell]) throws -> [PlannedCell] {
+        var seen = Set<String>()
+        return try select(all).filter { seen.insert($0.id).inserted }
+    }
+
+    private func select(_ cells: [PlannedCell]) throws -> [PlannedCell] {
         if cell != nil && row != nil { throw HarnessError.input("give --cell or --row, not both") }
         if let cell { return try Planner.select(cells, cell: cell) }
         if let row {

@@ -106,8 +106,7 @@ struct BaseStage {
         let id = UUID().uuidString
         let temporary = file.deletingLastPathComponent().appendingPathComponent(".\(key).\(getpid()).tmp")
         try model.save(to: temporary, metadata: ["key": key, "id": id])
-        try? FileManager.default.removeItem(at: file)
-        try FileManager.default.moveItem(at: temporary, to: file)
+        try replaceFile(temporary, with: file)
         try? FileManager.default.removeItem(at: partial)
         return .done(BaseModel(file: file, id: id))
     }

@@ -69,7 +69,7 @@ public final class Trainer {
               meta["base"] == stage.baseID, let epoch = Int(meta["epoch"] ?? ""), let step = Int(meta["step"] ?? "") else {
             return (0, 0, [])
         }
-        return (epoch, step, decodeHistory(meta["history"] ?? "[]"))
+        return (epoch, step, decodeHistory(meta["history"] ?? ""))
     }
 
     public func run() throws -> TrainingOutcome {
@@ -154,22 +154,28 @@ public final class Trainer {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let temporary = folder.appendingPathComponent(".\(stage.checkpointFile.lastPathComponent).\(getpid()).tmp")
         try Safetensors.write(model.trainableParameters() + optimizer.stateTensors(), to: temporary, metadata: meta)
-        _ = try? FileManager.default.removeItem(at: stage.checkpointFile)
-        try FileManager.default.moveItem(at: temporary, to: stage.checkpointFile)
+        try replaceFile(temporary, with: stage.checkpointFile)
     }
 
+    /// One line per epoch: `epoch loss lr seconds samples`, doubles in Swift's round-trip form so a
+    /// resumed run re-records exactly the numbers the first run measured.
     static func encodeHistory(_ history: [EpochMetric]) -> String {
-        let items = history.map { ["epoch": $0.epoch, "loss": $0.loss, "lr": $0.lr, "seconds": $0.seconds, "samples": $0.samples ?? 0] as [String: Any] }
-        let data = (try? JSONSerialization.data(withJSONObject: items, options: [.sortedKeys])) ?? Data("[]".utf8)
-        return String(decoding: data, as: UTF8.self)
+        history.map { "\($0.epoch) \($0.loss) \($0.lr) \($0.seconds) \($0.samples ?? 0)" }.joined(separator: "\n")
     }
 
     static func decodeHistory(_ text: String) -> [EpochMetric] {
-        guard let items = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]] else { return [] }
-        return items.compactMap { item in
-            guard let epoch = (item["epoch"] as? NSNumber)?.intValue, let loss = (item["loss"] as? NSNumber)?.doubleValue,
-                  let lr = (item["lr"] as? NSNumber)?.doubleValue, let seconds = (item["seconds"] as? NSNumber)?.doubleValue else { return nil }
-            return EpochMetric(epoch: epoch, loss: loss, lr: lr, seconds: seconds, samples: (item["samples"] as? NSNumber)?.intValue)
+        text.split(separator: "\n").compactMap { line in
+            let f = line.split(separator: " ").map(String.init)
+            guard f.count == 5, let epoch = Int(f[0]), let loss = Double(f[1]), let lr = Double(f[2]),
+                  let seconds = Double(f[3]), let samples = Int(f[4]) else { return nil }
+            return EpochMetric(epoch: epoch, loss: loss, lr: lr, seconds: seconds, samples: samples)
         }
+    }
+}
+
+/// rename(2): the destination is replaced atomically, so a kill never leaves it missing or half-written.
+func replaceFile(_ source: URL, with destination: URL) throws {
+    guard rename(source.path, destination.path) == 0 else {
+        throw HarnessError.io("cannot rename \(source.path) to \(destination.path): \(String(cString: strerror(errno)))")
     }
 }
