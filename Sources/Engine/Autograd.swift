@@ -27,21 +27,46 @@ final class Node {
         self.leaf = leaf
     }
 
+    /// The gradient accumulated so far, nil before the first contribution. A leaf gradient left from a
+    /// run in the other mode (meta vs real) does not count.
+    private var existing: Tensor? {
+        guard let leaf else { return grad }
+        guard let g = leaf.grad, g.isMeta == meta else { return nil }
+        check(g.count == leaf.count, "grad of shape \(g.shape) assigned to a tensor of shape \(leaf.shape)")
+        return g
+    }
+
+    private func install(_ g: Tensor) {
+        if let leaf { leaf.grad = g } else { grad = g }
+    }
+
     /// The gradient buffer of this node's tensor, created as zeros on first use (then += into it).
     func gradTensor() -> Tensor {
-        if let leaf {
-            // A gradient left from a run in the other mode (meta vs real) is replaced, not reused.
-            if let g = leaf.grad, g.isMeta == meta { return g }
-            let g = Tensor(empty: shape, meta: meta)
-            g.data?.update(repeating: 0, count: g.count)
-            leaf.grad = g
-            return g
-        }
-        if let g = grad { return g }
+        if let g = existing { return g }
         let g = Tensor(empty: shape, meta: meta)
         g.data?.update(repeating: 0, count: g.count)
-        grad = g
+        install(g)
         return g
+    }
+
+    /// The gradient buffer for a kernel that can either overwrite or accumulate (GEMM beta 0 or 1).
+    /// `fresh`: the buffer is new and uninitialised, so the caller must overwrite every element.
+    func gradForWrite() -> (tensor: Tensor, fresh: Bool) {
+        if let g = existing { return (g, false) }
+        let g = Tensor(empty: shape, meta: meta)
+        install(g)
+        return (g, true)
+    }
+
+    /// Accumulates `g` (same element count). On the first contribution the gradient becomes a view of g's
+    /// buffer instead of a zeroed copy; valid because g is the exclusive gradient of the node being
+    /// processed, which is released right after and never read again.
+    func accumulate(adopting g: Tensor) {
+        if let d = existing {
+            if let dp = d.data, let gp = g.data { for i in 0..<d.count { dp[i] += gp[i] } }
+        } else {
+            install(Tensor(shape: shape, buffer: g.buffer))
+        }
     }
 }
 
@@ -74,7 +99,7 @@ extension Tensor {
     /// Seeds d(self)/d(self) = 1 and runs reverse mode. Consumes the graph (saved tensors are released
     /// as each node finishes, like PyTorch without retain_graph).
     public func backward() {
-        precondition(count == 1, "backward() needs a single-element tensor, got shape \(shape)")
+        check(count == 1, "backward() needs a single-element tensor, got shape \(shape)")
         guard let root = gradNode else { return }
         let savedGrad = Mode.gradEnabled, savedMeta = Mode.shapeOnly
         Mode.gradEnabled = false

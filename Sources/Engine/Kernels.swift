@@ -36,3 +36,11 @@ func erfApprox(_ x: Float) -> Float {
     let y = 1 - p * t * expNonPositive(-a * a)
     return x < 0 ? -y : y
 }
+
+/// Argument check that stays active under -Ounchecked (which removes `precondition`): API misuse stops
+/// with a message naming the problem instead of reading out of bounds.
+@inline(__always)
+func check(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> String,
+           file: StaticString = #fileID, line: UInt = #line) {
+    if !condition() { fatalError(message(), file: file, line: line) }
+}

@@ -1,3 +1,5 @@
+import Foundation
+
 // One allocator for every tensor buffer (parameters, activations, gradients, optimizer state and op
 // scratch). It counts live bytes and a resettable peak, the equivalent of torch.cuda.max_memory_allocated.
 // In shape-only (meta) mode buffers have no storage but are counted exactly the same way.
@@ -7,7 +9,14 @@ public enum Memory {
     public private(set) static var peakBytes = 0
 
     /// Sets the peak to the current live bytes (torch.cuda.reset_peak_memory_stats).
-    public static func resetPeak() { peakBytes = liveBytes }
+    public static func resetPeak() {
+        Buffer.lock.lock()
+        peakBytes = liveBytes
+        Buffer.lock.unlock()
+    }
+
+    /// Returns the allocator's cache of freed blocks to the system (it does not change live or peak bytes).
+    public static func releaseCachedBlocks() { BlockCache.clear() }
 
     static func didAllocate(_ bytes: Int) {
         liveBytes += bytes
@@ -23,15 +32,22 @@ final class Buffer {
     let count: Int
     let data: UnsafeMutablePointer<Float>?
 
+    /// Tensors may be created on other threads (data loading), so the counters and the cache are locked.
+    static let lock = NSLock()
+
     init(count: Int, meta: Bool) {
         self.count = count
+        Buffer.lock.lock()
         data = meta ? nil : BlockCache.take(count)
         Memory.didAllocate(count * MemoryLayout<Float>.size)
+        Buffer.lock.unlock()
     }
 
     deinit {
+        Buffer.lock.lock()
         if let data { BlockCache.give(data, count) }
         Memory.didFree(count * MemoryLayout<Float>.size)
+        Buffer.lock.unlock()
     }
 }
 
@@ -64,6 +80,8 @@ enum BlockCache {
 
     /// Returns every cached block to the system.
     static func clear() {
+        Buffer.lock.lock()
+        defer { Buffer.lock.unlock() }
         for (_, list) in blocks { for p in list { p.deallocate() } }
         blocks = [:]
         cachedBytes = 0

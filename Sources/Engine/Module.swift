@@ -35,7 +35,7 @@ open class Module {
     /// Replaces a registered child (PEFT wraps it), keeping its position and name.
     public func replace(child name: String, with new: Module) {
         guard let i = children.firstIndex(where: { $0.name == name }) else {
-            preconditionFailure("replace(child: \"\(name)\"): no such child in \(type(of: self))")
+            fatalError("replace(child: \"\(name)\"): no such child in \(type(of: self))")
         }
         children[i].module = new
     }

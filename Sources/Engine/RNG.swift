@@ -26,7 +26,7 @@ public struct RNG {
 
     /// Uniform integer in 0..<n.
     public mutating func nextInt(_ n: Int) -> Int {
-        precondition(n > 0, "RNG.nextInt needs n > 0")
+        check(n > 0, "RNG.nextInt needs n > 0")
         return Int(nextUInt64() % UInt64(n))
     }
 
@@ -41,10 +41,17 @@ public struct RNG {
         RNG(seed: RNG.mix(state ^ RNG.mix(key &+ 0xD1B5_4A32_D192_ED03)))
     }
 
-    private static func mix(_ x: UInt64) -> UInt64 {
+    @inline(__always)
+    static func mix(_ x: UInt64) -> UInt64 {
         var z = x
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+
+    /// Uniform [0, 1) value number `index` of the counter-based stream `seed` (any order, any thread).
+    @inline(__always)
+    static func uniform(seed: UInt64, index: Int) -> Float {
+        Float(mix(seed &+ UInt64(truncatingIfNeeded: index) &* 0x9E37_79B9_7F4A_7C15) >> 40) * (1.0 / 16_777_216.0)
     }
 }

@@ -18,20 +18,33 @@ public enum Safetensors {
         if !metadata.isEmpty { header["__metadata__"] = metadata }
         var offset = 0
         for (name, t) in tensors {
-            precondition(!t.isMeta, "Safetensors.write: '\(name)' is a meta tensor")
+            check(!t.isMeta, "Safetensors.write: '\(name)' is a meta tensor")
             guard header[name] == nil else { throw SafetensorsError(file: url.path, problem: "duplicate tensor name '\(name)'") }
             header[name] = ["dtype": "F32", "shape": t.shape, "data_offsets": [offset, offset + t.byteCount]] as [String: Any]
             offset += t.byteCount
         }
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
         while json.count % 8 != 0 { json.append(0x20) }   // pad with spaces so the data is 8-byte aligned
-        var file = Data(capacity: 8 + json.count + offset)
-        withUnsafeBytes(of: UInt64(json.count).littleEndian) { file.append(contentsOf: $0) }
-        file.append(json)
-        for (_, t) in tensors {
-            file.append(UnsafeBufferPointer(start: t.ptr, count: t.count))
+        var head = Data()
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { head.append(contentsOf: $0) }
+        head.append(json)
+        // Stream tensor by tensor into a temporary file, then move it into place (no whole-file copy in memory).
+        let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString).tmp")
+        guard FileManager.default.createFile(atPath: tmp.path, contents: head), let handle = try? FileHandle(forWritingTo: tmp) else {
+            throw SafetensorsError(file: url.path, problem: "cannot create \(tmp.path)")
         }
-        try file.write(to: url, options: .atomic)
+        do {
+            defer { try? handle.close() }
+            try handle.seekToEnd()
+            for (_, t) in tensors {
+                try handle.write(contentsOf: Data(bytesNoCopy: t.ptr, count: t.byteCount, deallocator: .none))
+            }
+        } catch {
+            try? FileManager.default.removeItem(at: tmp)
+            throw SafetensorsError(file: url.path, problem: "write failed (\(error.localizedDescription))")
+        }
+        _ = try? FileManager.default.removeItem(at: url)
+        try FileManager.default.moveItem(at: tmp, to: url)
     }
 
     public static func read(_ url: URL) throws -> (tensors: [String: Tensor], metadata: [String: String]) {
@@ -49,21 +62,23 @@ public enum Safetensors {
         guard let object = try? JSONSerialization.jsonObject(with: headerBytes), let header = object as? [String: Any] else {
             throw fail("header is not a JSON object")
         }
-        let body = data.subdata(in: (8 + Int(n))..<data.count)
         var metadata: [String: String] = [:]
         var tensors: [String: Tensor] = [:]
-        for (name, value) in header {
-            if name == "__metadata__" {
-                guard let m = value as? [String: String] else { throw fail("__metadata__ is not a string-to-string map") }
-                metadata = m
-                continue
+        try data.withUnsafeBytes { raw in
+            let body = UnsafeRawBufferPointer(rebasing: raw[(8 + Int(n))...])   // the data section, not copied
+            for (name, value) in header {
+                if name == "__metadata__" {
+                    guard let m = value as? [String: String] else { throw fail("__metadata__ is not a string-to-string map") }
+                    metadata = m
+                    continue
+                }
+                tensors[name] = try decode(name, value, body, fail)
             }
-            tensors[name] = try decode(name, value, body, fail)
         }
         return (tensors, metadata)
     }
 
-    private static func decode(_ name: String, _ value: Any, _ body: Data,
+    private static func decode(_ name: String, _ value: Any, _ body: UnsafeRawBufferPointer,
                                _ fail: (String) -> SafetensorsError) throws -> Tensor {
         guard let entry = value as? [String: Any], let dtype = entry["dtype"] as? String,
               let shape = entry["shape"] as? [Int], let offsets = entry["data_offsets"] as? [Int], offsets.count == 2 else {
@@ -82,9 +97,11 @@ public enum Safetensors {
         }
         let t = Tensor(empty: shape)
         guard let d = t.data else { return t }
-        body.withUnsafeBytes { raw in
-            let src = raw.baseAddress! + begin
-            if dtype == "F32" { UnsafeMutableRawPointer(d).copyMemory(from: src, byteCount: count * 4); return }
+        guard count > 0 else { return t }
+        let src = body.baseAddress! + begin
+        if dtype == "F32" {
+            UnsafeMutableRawPointer(d).copyMemory(from: src, byteCount: count * 4)
+        } else {
             for i in 0..<count { d[i] = convert(src + i * size, dtype) }
         }
         return t

@@ -14,10 +14,10 @@ public final class Tensor {
     public var grad: Tensor?
 
     init(shape: [Int], buffer: Buffer) {
-        precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in shape \(shape)")
+        check(shape.allSatisfy { $0 >= 0 }, "negative dimension in shape \(shape)")
         self.shape = shape
         count = shape.reduce(1, *)
-        precondition(buffer.count == count, "buffer of \(buffer.count) floats for shape \(shape)")
+        check(buffer.count == count, "buffer of \(buffer.count) floats for shape \(shape)")
         self.buffer = buffer
     }
 
@@ -30,7 +30,7 @@ public final class Tensor {
     }
 
     public convenience init(shape: [Int], scalars: [Float]) {
-        precondition(shape.reduce(1, *) == scalars.count,
+        check(shape.reduce(1, *) == scalars.count,
                      "Tensor(shape: \(shape)) needs \(shape.reduce(1, *)) scalars, got \(scalars.count)")
         self.init(empty: shape)
         if let d = data { scalars.withUnsafeBufferPointer { d.update(from: $0.baseAddress!, count: count) } }
@@ -55,7 +55,7 @@ public final class Tensor {
     public var isTrainable: Bool {
         get { leafNode != nil }
         set {
-            precondition(node == nil, "isTrainable can only be set on a leaf tensor, not an op result")
+            check(node == nil, "isTrainable can only be set on a leaf tensor, not an op result")
             if newValue, leafNode == nil { leafNode = Node(leaf: self) }
             if !newValue { leafNode = nil; grad = nil }
         }
@@ -91,13 +91,13 @@ public final class Tensor {
 
     /// Copy of the values (precondition: not meta).
     public var scalars: [Float] {
-        precondition(!isMeta, "scalars of a meta (shape-only) tensor")
+        check(!isMeta, "scalars of a meta (shape-only) tensor")
         return Array(UnsafeBufferPointer(start: ptr, count: count))
     }
 
     /// The single element; 0 for a meta tensor so that training loops can run in shape-only mode.
     public func item() -> Float {
-        precondition(count == 1, "item() on a tensor of shape \(shape)")
+        check(count == 1, "item() on a tensor of shape \(shape)")
         return data?[0] ?? 0
     }
 
@@ -106,7 +106,7 @@ public final class Tensor {
 
     /// In-place value copy (loading weights). Counts must match.
     public func copy(from other: Tensor) {
-        precondition(other.count == count, "copy(from:) \(other.shape) into \(shape)")
+        check(other.count == count, "copy(from:) \(other.shape) into \(shape)")
         if let d = data, let s = other.data { d.update(from: s, count: count) }
     }
 

@@ -6,36 +6,53 @@ import Foundation
 
 func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }
 
+/// CPU time of the calling thread: unaffected by other processes competing for the cores.
+func threadCPUTime() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
 /// Best time of `reps` runs of body.
-func best(_ reps: Int, _ body: () -> Void) -> Double {
+func best(_ reps: Int, clock: () -> Double = now, _ body: () -> Void) -> Double {
     var t = Double.infinity
-    for _ in 0..<reps { let s = now(); body(); t = min(t, now() - s) }
+    for _ in 0..<reps { let s = clock(); body(); t = min(t, clock() - s) }
     return t
 }
 
 func randomTensor(_ shape: [Int], _ rng: inout RNG) -> Tensor { Tensor.uniform(shape, low: -1, high: 1, rng: &rng) }
 
-/// Raw sgemm time vs engine matmul time for one shape and transpose mode.
-func compare(m: Int, k: Int, n: Int, mode: String, rng: inout RNG) -> (raw: Double, engine: Double) {
+/// Best times of raw and engine, interleaved so that machine load affects both alike.
+func bestPair(_ reps: Int, clock: () -> Double, _ raw: () -> Void, _ engine: () -> Void) -> (Double, Double) {
+    raw(); engine()
+    var tr = Double.infinity, te = Double.infinity
+    for _ in 0..<reps {
+        tr = min(tr, best(1, clock: clock, raw))
+        te = min(te, best(1, clock: clock, engine))
+    }
+    return (tr, te)
+}
+
+/// Raw sgemm vs engine matmul for one shape and transpose mode: wall times with all threads, and
+/// single-thread CPU times (the engine's own overhead, immune to other processes on the machine).
+func compare(m: Int, k: Int, n: Int, mode: String, rng: inout RNG) -> (raw: Double, engine: Double, cpuRatio: Double) {
     let tA = mode == "TN", tB = mode == "NT"
     let a = randomTensor(tA ? [k, m] : [m, k], &rng), b = randomTensor(tB ? [n, k] : [k, n], &rng)
     let av = a.scalars, bv = b.scalars
     var c = [Float](repeating: 0, count: m * n)
     let flops = 2.0 * Double(m * n * k)
-    let reps = max(3, min(20, Int(2e9 / flops)))
+    let reps = max(10, min(60, Int(2e10 / flops)))
     let ta = tA ? CblasTrans : CblasNoTrans, tb = tB ? CblasTrans : CblasNoTrans
     let raw = {
         cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(n), Int32(k), 1, av, Int32(tA ? m : k), bv,
                     Int32(tB ? k : n), 0, &c, Int32(n))
     }
     let engine = { _ = withNoGrad { matmul(a, b, transposeA: tA, transposeB: tB) } }
-    raw(); engine()
-    var tr = Double.infinity, te = Double.infinity
-    for _ in 0..<reps {   // interleaved so that machine load affects both alike
-        tr = min(tr, best(1, raw))
-        te = min(te, best(1, engine))
-    }
-    return (tr, te)
+    let (tr, te) = bestPair(reps, clock: now, raw, engine)
+    Threads.set(1)
+    let (cr, ce) = bestPair(max(3, reps / 3), clock: threadCPUTime, raw, engine)
+    Threads.configure()
+    return (tr, te, cr / ce)
 }
 
 /// Pre-LN transformer block with a vocabulary head, as the engine tests use.
@@ -87,34 +104,39 @@ print("BLAS: \(BLAS.configuration)")
 print("threads: \(Threads.count)")
 // Arguments: none = everything; "matmul" or "block" = one part only.
 let part = CommandLine.arguments.dropFirst().first ?? "all"
-if part != "block" { benchMatmul() }
-if part != "matmul" && part != "attention" { benchBlock() }
+if part == "all" || part == "matmul" { benchMatmul() }
+if part == "all" || part == "block" { benchBlock() }
 if part == "attention" { benchAttention() }
+if part == "vit" {   // one ViT-B block at 224 px (197 tokens), batch 4: profiling aid
+    let (seconds, peak) = blockSteps(d: 768, heads: 12, batch: 4, tokens: 197, steps: 3)
+    print(String(format: "ViT-B block step (768, 12 heads, 197 tokens, batch 4): %.1f ms, peak %d bytes", seconds * 1e3, peak))
+}
 
 func benchMatmul() {
 print("\nmatmul op vs raw cblas_sgemm (ratio = raw time / engine time; 1.00 = no overhead)")
-print("     M     K     N  mode    raw ms  engine ms  GFLOP/s  ratio")
+print("wall: best wall time with all threads; cpu1: best thread CPU time with 1 thread (immune to machine load)")
+print("     M     K     N  mode    raw ms  engine ms  GFLOP/s  wall ratio  cpu1 ratio")
 var rng = RNG(seed: 7)
-var ratios: [Double] = []
+var wall: [Double] = [], cpu: [Double] = []
 for m in [1024, 2048, 4096, 8192] {
     for (k, n) in [(192, 192), (192, 768), (768, 192), (768, 768)] {
         for mode in ["NN", "NT", "TN"] {
-            let (raw, engine) = compare(m: m, k: k, n: n, mode: mode, rng: &rng)
-            ratios.append(raw / engine)
-            print(String(format: "%6d %5d %5d  %@  %8.3f  %9.3f  %7.1f  %5.3f", m, k, n, mode, raw * 1e3, engine * 1e3,
-                         2.0 * Double(m * n * k) / raw * 1e-9, raw / engine))
+            let (raw, engine, cpuRatio) = compare(m: m, k: k, n: n, mode: mode, rng: &rng)
+            wall.append(raw / engine); cpu.append(cpuRatio)
+            print(String(format: "%6d %5d %5d  %@  %8.3f  %9.3f  %7.1f  %10.3f  %10.3f", m, k, n, mode, raw * 1e3,
+                         engine * 1e3, 2.0 * Double(m * n * k) / raw * 1e-9, raw / engine, cpuRatio))
         }
     }
 }
-let sorted = ratios.sorted()
-print(String(format: "ratio: min %.3f  median %.3f  max %.3f over %d shapes", sorted.first!, sorted[sorted.count / 2],
-             sorted.last!, sorted.count))
-
+for (name, r) in [("wall", wall.sorted()), ("cpu1", cpu.sorted())] {
+    print(String(format: "%@ ratio: min %.3f  median %.3f  max %.3f over %d shapes", name, r.first!, r[r.count / 2],
+                 r.last!, r.count))
+}
 }
 
 func benchBlock() {
 let (d, heads, batch, tokens) = (192, 3, 32, 64)
-let (seconds, peak) = blockSteps(d: d, heads: heads, batch: batch, tokens: tokens, steps: 5)
+let (seconds, peak) = blockSteps(d: d, heads: heads, batch: batch, tokens: tokens, steps: 10)
 let predicted = withShapeOnly { blockSteps(d: d, heads: heads, batch: batch, tokens: tokens, steps: 1).peak }
 print(String(format: "\ntransformer block training step (width %d, %d heads, %d tokens, batch %d, AdamW): %.1f ms",
              d, heads, tokens, batch, seconds * 1e3))

@@ -30,9 +30,10 @@ public struct PretrainCorpus: Sendable {
     public static let organsQuestion = "which organs are shown in this image?"
     public static let abnormalitiesQuestion = "which abnormalities are shown in this image?"
 
-    /// `is this a CT image?`, `is this an MRI image?`.
+    /// `is this a CT image?`, `is this an MRI image?`, `is this an X-Ray image?`.
     public static func modalityCheck(_ modality: String) -> String {
-        let article = modality.uppercased().hasPrefix("MR") ? "an" : "a"
+        let upper = modality.uppercased()
+        let article = upper.hasPrefix("MR") || upper.hasPrefix("X") || "AEIOU".contains(upper.first ?? "B") ? "an" : "a"
         return "is this \(article) \(modality) image?"
     }
 
@@ -51,29 +52,81 @@ public struct PretrainCorpus: Sendable {
         "Brain_Tissue": "Head", "Brain_Face": "Head",
     ]
 
+    /// SLAKE English train questions, when the `slake-train` part is chosen (not in the default).
+    public var slakeTrainCount = 0
+
     public var description: String {
-        "\(samples.count) samples: \(radCount) VQA-RAD train questions, \(captionCount) SLAKE captions from "
+        var text = "\(samples.count) samples: \(radCount) VQA-RAD train questions, \(captionCount) SLAKE captions from "
             + "\(captionImages) training images (\(excludedImages) training images left out: named in test.json)"
+        if slakeTrainCount > 0 { text += ", \(slakeTrainCount) SLAKE train questions" }
+        return text
     }
 
-    /// Builds the corpus from whatever is given; at least one folder is needed. `seed` picks the false
-    /// modality of each image's "no" question.
+    /// The parts a corpus can be made of, named as an experiment file names them.
+    public enum Part: String, CaseIterable, Sendable {
+        /// VQA-RAD official train rows with their answers.
+        case radTrain = "vqa-rad-train"
+        /// Caption questions from the metadata of SLAKE training images.
+        case slakeCaptions = "slake-captions"
+        /// SLAKE English train questions (the fine-tuning questions; off by default).
+        case slakeTrain = "slake-train"
+    }
+
+    /// The default corpus of the run pipeline.
+    public static let defaultParts: [Part] = [.radTrain, .slakeCaptions]
+
+    /// Parses `vqa-rad-train,slake-captions`; an unknown name is an error listing the known ones.
+    public static func parts(_ text: String) throws -> [Part] {
+        try text.split(separator: ",").map { name in
+            let trimmed = name.trimmingCharacters(in: .whitespaces)
+            guard let part = Part(rawValue: trimmed) else {
+                let known = Part.allCases.map(\.rawValue).joined(separator: ", ")
+                throw DataError.invalid("pretraining corpus: unknown part \"\(trimmed)\" (known: \(known))")
+            }
+            return part
+        }
+    }
+
+    /// The default parts for whichever folders are given (VQA-RAD train with a VQA-RAD folder, SLAKE captions
+    /// with a SLAKE folder); at least one folder is needed. `seed` picks the false modality of each image's
+    /// "no" question.
     public static func build(slakeRoot: String?, radRoot: String?, seed: UInt64 = 42) throws -> PretrainCorpus {
         guard slakeRoot != nil || radRoot != nil else {
             throw DataError.invalid("pretraining corpus: give a SLAKE folder, a VQA-RAD folder or both")
         }
-        var samples = try radRoot.map { try VQARad.load(root: $0, split: .train) } ?? []
-        let radCount = samples.count
-        var captionImages = 0, excluded = 0
-        if let slakeRoot {
-            let images = try trainingImages(slakeRoot: slakeRoot)
-            captionImages = images.kept.count
-            excluded = images.excluded
-            samples += try captions(images.kept, slakeRoot: slakeRoot, seed: seed)
+        let parts = defaultParts.filter { $0 == .radTrain ? radRoot != nil : slakeRoot != nil }
+        return try build(parts: parts, slakeRoot: slakeRoot, radRoot: radRoot, seed: seed)
+    }
+
+    /// The chosen parts in the order VQA-RAD train, SLAKE captions, SLAKE train; qids renumbered 0..<count.
+    /// A part whose folder is missing is an error.
+    public static func build(parts: [Part], slakeRoot: String?, radRoot: String?, seed: UInt64 = 42) throws -> PretrainCorpus {
+        guard !parts.isEmpty else { throw DataError.invalid("pretraining corpus: no parts chosen") }
+        func need(_ root: String?, _ part: Part, _ what: String) throws -> String {
+            guard let root else {
+                throw DataError.invalid("pretraining corpus part \(part.rawValue) needs a \(what) folder")
+            }
+            return root
         }
-        for index in samples.indices { samples[index].qid = index }
-        return PretrainCorpus(samples: samples, radCount: radCount, captionCount: samples.count - radCount,
-                              captionImages: captionImages, excludedImages: excluded)
+        var corpus = PretrainCorpus(samples: [], radCount: 0, captionCount: 0, captionImages: 0, excludedImages: 0)
+        if parts.contains(.radTrain) {
+            corpus.samples = try VQARad.load(root: need(radRoot, .radTrain, "VQA-RAD (RAD_DIR)"), split: .train)
+            corpus.radCount = corpus.samples.count
+        }
+        if parts.contains(.slakeCaptions) {
+            let root = try need(slakeRoot, .slakeCaptions, "SLAKE (SLAKE_DIR)")
+            let images = try trainingImages(slakeRoot: root)
+            let captions = try captions(images.kept, slakeRoot: root, seed: seed)
+            corpus.samples += captions
+            (corpus.captionCount, corpus.captionImages, corpus.excludedImages) = (captions.count, images.kept.count, images.excluded)
+        }
+        if parts.contains(.slakeTrain) {
+            let train = try Slake.load(root: need(slakeRoot, .slakeTrain, "SLAKE (SLAKE_DIR)"), split: .train)
+            corpus.samples += train
+            corpus.slakeTrainCount = train.count
+        }
+        for index in corpus.samples.indices { corpus.samples[index].qid = index }
+        return corpus
     }
 
     /// The metadata of one SLAKE image, as its `train.json` records give it.

@@ -30,6 +30,22 @@ final class CheckpointTests: XCTestCase {
         XCTAssertEqual(size, 8 + headerLength + model.namedParameters().reduce(0) { $0 + $1.tensor.byteCount })
     }
 
+    func testEmptyTensorsOverwriteAndUnwritableDirectory() throws {
+        let url = dir.appendingPathComponent("e.safetensors")
+        try Safetensors.write([("empty", Tensor.zeros([0, 3])), ("one", Tensor.ones([1]))], to: url)
+        try Safetensors.write([("empty", Tensor.zeros([0, 3])), ("two", Tensor.full([2], 2))], to: url)   // replaces
+        let t = try Safetensors.read(url).tensors
+        XCTAssertEqual(t["empty"]?.shape, [0, 3])
+        XCTAssertEqual(t["two"]?.scalars, [2, 2])
+        XCTAssertNil(t["one"])
+        let missing = dir.appendingPathComponent("no/such/dir/x.safetensors")
+        XCTAssertThrowsError(try Safetensors.write([("a", Tensor.ones([1]))], to: missing)) { error in
+            XCTAssertTrue("\(error)".contains("cannot create"), "\(error)")
+        }
+        let duplicate = dir.appendingPathComponent("d.safetensors")
+        XCTAssertThrowsError(try Safetensors.write([("a", Tensor.ones([1])), ("a", Tensor.ones([1]))], to: duplicate))
+    }
+
     /// Builds a file from a header string and a data blob.
     private func file(_ header: String, _ data: [UInt8] = [], lengthOverride: UInt64? = nil) throws -> URL {
         let h = Data(header.utf8)

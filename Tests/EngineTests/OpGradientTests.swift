@@ -26,6 +26,43 @@ final class OpGradientTests: XCTestCase {
         }
     }
 
+    func testLargeBroadcastsTakeTheThreadedPathsCorrectly() {
+        var rng = RNG(seed: 18)
+        let a = rand([300, 400], &rng), b = rand([400], &rng), c = rand([300, 400], &rng), s = rand([1], &rng)
+        let av = a.scalars, bv = b.scalars, cv = c.scalars, sv = s.scalars[0]
+        let sumAB = (a + b).scalars, prodAC = (a * c).scalars, diffSA = (s - a).scalars
+        for i in stride(from: 0, to: 120_000, by: 997) {
+            XCTAssertEqual(sumAB[i], av[i] + bv[i % 400])
+            XCTAssertEqual(prodAC[i], av[i] * cv[i])
+            XCTAssertEqual(diffSA[i], sv - av[i])
+        }
+        let e = expand(b, [300, 400]).scalars
+        XCTAssertEqual(e[123 * 400 + 7], bv[7])
+    }
+
+    /// Inputs used several times: gradients accumulate into an existing buffer (GEMM beta 1, adopted
+    /// buffers, the same node on both sides of an op).
+    func testAccumulationWhenATensorIsUsedTwice() {
+        var rng = RNG(seed: 20)
+        let x = rand([3, 4], &rng), w = rand([5, 4], &rng), b = rand([3, 4, 2], &rng), c = rand([4, 5], &rng)
+        checkGradients([x, w]) { linear($0[0], weight: $0[1], bias: nil) + linear($0[0], weight: $0[1], bias: nil) }
+        checkGradients([x]) { matmul($0[0], $0[0], transposeB: true) }
+        checkGradients([x]) { $0[0] + $0[0] }
+        checkGradients([x]) { ($0[0] - scale($0[0], 3)) * $0[0] }
+        checkGradients([x]) { sum(reshape($0[0], [12]), axis: 0, keepDims: true) + reshape($0[0], [2, 6]) }
+        checkGradients([b, c]) { matmul($0[0], $0[1], transposeA: true) + matmul($0[0], $0[1], transposeA: true) }   // shared b, tA: db sums over the batch
+    }
+
+    func testZeroSizeTensors() {
+        let a = Tensor.zeros([0, 3]), b = Tensor.ones([3])
+        a.isTrainable = true
+        let y = a + b
+        XCTAssertEqual(y.shape, [0, 3])
+        sum(y * y).backward()
+        XCTAssertEqual(a.grad?.count, 0)
+        XCTAssertEqual(concat([Tensor.zeros([2, 0]), Tensor.ones([2, 2])], axis: 1).scalars, [1, 1, 1, 1])
+    }
+
     func testBroadcastForwardValues() {
         let a = Tensor(shape: [2, 1], scalars: [1, 2]), b = Tensor(shape: [3], scalars: [10, 20, 30])
         XCTAssertEqual((a + b).scalars, [11, 21, 31, 12, 22, 32])
@@ -261,5 +298,62 @@ final class KernelTests: XCTestCase {
         XCTAssertLessThan(worstErf, 5e-7)   // A&S bound 1.5e-7 plus Float rounding
         XCTAssertEqual(expNonPositive(-100), 0)
         XCTAssertEqual(expNonPositive(0), 1)
+    }
+}
+
+final class ThreadedKernelTests: XCTestCase {
+    /// Forward and backward of the row-parallel kernels on inputs large enough to be split, with 1 and 3
+    /// threads: results must be bit-identical (every row is computed by the same code).
+    func testThreadCountDoesNotChangeResults() {
+        func run(threads: Int) -> [[Float]] {
+            Threads.set(threads)
+            defer { Threads.configure() }
+            var rng = RNG(seed: 19)
+            let x = rand([300, 200], &rng, scale: 3), w = rand([200], &rng), b = rand([200], &rng)
+            let mask = reshape(paddingMask((0..<200).map { Int32($0 % 7 == 0 ? 0 : 1) }, batch: 1, length: 200), [1, 200])
+            let targets = (0..<300).map { Int32($0 % 50 == 0 ? -100 : $0 % 200) }
+            for t in [x, w, b] { t.isTrainable = true }
+            var dropRng = RNG(seed: 4)
+            let y = gelu(x) + softmax(x, mask: mask) + layerNorm(x, weight: w, bias: b, eps: 1e-5) + x * x
+                + dropout(x, p: 0.2, rng: &dropRng, training: true)
+            let loss = sum(y * y) + sum(crossEntropy(logits: x, targets: targets, labelSmoothing: 0.1))
+            loss.backward()
+            let opt = AdamW(parameters: [("x", x)], lr: 0.01)
+            opt.step()
+            return [y.scalars, x.scalars, w.grad!.scalars, b.grad!.scalars, [loss.item()]]
+        }
+        XCTAssertEqual(run(threads: 1), run(threads: 3))
+    }
+}
+
+/// Gradient checks on randomly drawn small shapes (seeded, so a failure reproduces).
+final class RandomShapeGradientTests: XCTestCase {
+    func testRandomShapes() {
+        var rng = RNG(seed: 31)
+        func dim() -> Int { 1 + rng.nextInt(4) }
+        for _ in 0..<8 {
+            // Broadcasting: b drops leading dims and sets random dims to 1.
+            let rank = 1 + rng.nextInt(4)
+            let sa = (0..<rank).map { _ in dim() }
+            let sb = Array(sa.dropFirst(rng.nextInt(rank)).map { rng.nextInt(2) == 0 ? 1 : $0 })
+            let a = rand(sa, &rng), b = rand(sb, &rng)
+            checkGradients([a, b]) { $0[0] * $0[1] + $0[1] - $0[0] }
+            // Batched matmul with random transposes.
+            let (m, k, n, batch) = (dim(), dim(), dim(), dim())
+            let tA = rng.nextInt(2) == 0, tB = rng.nextInt(2) == 0
+            let x = rand([batch] + (tA ? [k, m] : [m, k]), &rng), y = rand([batch] + (tB ? [n, k] : [k, n]), &rng)
+            checkGradients([x, y]) { matmul($0[0], $0[1], transposeA: tA, transposeB: tB) }
+            // Softmax with a random padding mask, layer norm, attention.
+            let (bt, h, t) = (dim(), dim(), 1 + dim())
+            let s = rand([bt, h, t, t], &rng, scale: 2)
+            let keep = (0..<(bt * t)).map { i in Int32(i % t == 0 || rng.nextInt(3) > 0 ? 1 : 0) }
+            let pad = paddingMask(keep, batch: bt, length: t)
+            checkGradients([s]) { softmax($0[0], mask: pad + causalMask(t)) }
+            let ln = rand([bt, t, 2 + dim()], &rng)
+            let w = rand([ln.shape[2]], &rng), bias = rand([ln.shape[2]], &rng)
+            checkGradients([ln, w, bias]) { layerNorm($0[0], weight: $0[1], bias: $0[2], eps: 1e-5) }
+            let q = rand([bt, h, t, 2], &rng), kk = rand([bt, h, t, 2], &rng), v = rand([bt, h, t, 2], &rng)
+            checkGradients([q, kk, v]) { attention(q: $0[0], k: $0[1], v: $0[2], mask: pad) }
+        }
     }
 }

@@ -110,21 +110,27 @@ final class PEFTTests: XCTestCase {
         XCTAssertGreaterThan(abs(try lossValue(plain, batch) - reference), 1e-5, "without a prompt row 0 is position 0")
     }
 
-    /// PAD tokens appended to questions (mask 0) and answers (PAD targets) change nothing.
+    /// PAD tokens appended to questions (mask 0) and answers (PAD targets) change nothing, while the
+    /// same extra question positions with mask 1 do (so the check is sensitive). Larger init than
+    /// BERT's so the question measurably drives the loss.
     func testPaddingIsIgnored() throws {
-        let c = ModelConfig.smoke
+        var c = ModelConfig.smoke
+        c.initializerRange = 0.3
         for cell in [("T", "T", "T"), ("F", "prefix", "prefix")] {
-            let model = try smokeModel(try assignment(cell.0, cell.1, cell.2))
+            let model = try smokeModel(try assignment(cell.0, cell.1, cell.2), config: c)
             let batch = try SmokeBatch(c, batch: 1)
             let reference = try lossValue(model, batch)
-            func padded(_ t: TokenBatch, _ extra: Int) throws -> TokenBatch {
+            func padded(_ t: TokenBatch, _ extra: Int, keep: Int32) throws -> TokenBatch {
                 try TokenBatch(ids: t.ids + Array(repeating: c.padTokenId, count: extra),
-                               mask: t.mask + Array(repeating: 0, count: extra), batch: 1, length: t.length + extra)
+                               mask: t.mask + Array(repeating: keep, count: extra), batch: 1, length: t.length + extra)
             }
-            let loss = try withNoGrad {
-                try model.loss(images: batch.images, question: padded(batch.question, 3), answer: padded(batch.answer, 2)).item()
+            func loss(_ question: TokenBatch, _ answer: TokenBatch) throws -> Float {
+                try withNoGrad { try model.loss(images: batch.images, question: question, answer: answer).item() }
             }
-            XCTAssertEqual(loss, reference, accuracy: 1e-4 * abs(reference), "\(cell)")
+            let masked = try loss(padded(batch.question, 3, keep: 0), padded(batch.answer, 2, keep: 0))
+            XCTAssertEqual(masked, reference, accuracy: 1e-5 * abs(reference), "\(cell)")
+            let attended = try loss(padded(batch.question, 3, keep: 1), batch.answer)
+            XCTAssertGreaterThan(abs(attended - reference), 1e-3 * abs(reference), "\(cell): unmasked pads must matter")
         }
     }
 }

@@ -14,8 +14,8 @@ struct BroadcastPlan {
         let pb = Array(repeating: 1, count: rank - b.count) + b
         var out: [Int] = []
         for i in 0..<rank {
-            precondition(pa[i] == pb[i] || pa[i] == 1 || pb[i] == 1, "cannot broadcast shapes \(a) and \(b)")
-            out.append(Swift.max(pa[i], pb[i]))
+            check(pa[i] == pb[i] || pa[i] == 1 || pb[i] == 1, "cannot broadcast shapes \(a) and \(b)")
+            out.append(pa[i] == 1 ? pb[i] : pa[i])   // numpy: a size-1 dim takes the other size (also 0)
         }
         outShape = out
         // Merge dims with the same broadcast pattern (size-1 output dims are dropped).
@@ -44,11 +44,23 @@ struct BroadcastPlan {
     var rows: Int { dims.dropLast().reduce(1, *) }
 
     /// Calls body(outOffset, aOffset, bOffset) for every inner row, in order.
-    func forEachRow(_ body: (Int, Int, Int) -> Void) {
+    func forEachRow(_ body: (Int, Int, Int) -> Void) { forEachRow(in: 0..<rows, body) }
+
+    /// Same over row chunks on several threads; only for bodies whose rows write disjoint memory.
+    func forEachRowParallel(_ body: (Int, Int, Int) -> Void) {
+        parallelFor(rows, grain: Swift.max(1, 32768 / Swift.max(inner, 1))) { forEachRow(in: $0, body) }
+    }
+
+    private func forEachRow(in range: Range<Int>, _ body: (Int, Int, Int) -> Void) {
+        guard !range.isEmpty else { return }   // also covers zero-size dims
         let outer = dims.count - 1
         var idx = Array(repeating: 0, count: outer)
-        var ia = 0, ib = 0
-        for r in 0..<rows {
+        var ia = 0, ib = 0, rest = range.lowerBound
+        for d in stride(from: outer - 1, through: 0, by: -1) {   // odometer state of the first row
+            idx[d] = rest % dims[d]; rest /= dims[d]
+            ia += idx[d] * aStrides[d]; ib += idx[d] * bStrides[d]
+        }
+        for r in range {
             body(r * inner, ia, ib)
             var d = outer - 1
             while d >= 0 {

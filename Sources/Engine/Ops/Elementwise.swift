@@ -18,8 +18,11 @@ private func binary(_ a: Tensor, _ b: Tensor, _ kind: BinaryKind) -> Tensor {
     if needsGrad(a, b) {
         let savedA = kind == .mul && b.requiresGrad ? a : nil   // d(a*b)/db needs a
         let savedB = kind == .mul && a.requiresGrad ? b : nil
+        let aTakesG = kind != .mul && a.count == out.count   // da is g itself: adopt its buffer
         out.record([a, b]) { g, ins in
-            if let da = ins[0]?.gradTensor(), let gp = g.data {
+            if aTakesG {
+                ins[0]?.accumulate(adopting: g)
+            } else if let da = ins[0]?.gradTensor(), let gp = g.data {
                 binaryBackward(plan, gp, da.ptr, other: savedB?.ptr, otherIsB: true, sign: 1)
             }
             if let db = ins[1]?.gradTensor(), let gp = g.data {
@@ -33,16 +36,26 @@ private func binary(_ a: Tensor, _ b: Tensor, _ kind: BinaryKind) -> Tensor {
 private func binaryForward(_ plan: BroadcastPlan, _ a: UnsafeMutablePointer<Float>,
                            _ b: UnsafeMutablePointer<Float>, _ o: UnsafeMutablePointer<Float>, _ kind: BinaryKind) {
     let n = plan.inner, sa = plan.aStrides.last!, sb = plan.bStrides.last!
-    plan.forEachRow { io, ia, ib in
-        let x = a + ia, y = b + ib, z = o + io
-        switch (kind, sa, sb) {
-        case (.add, 1, 1): for j in 0..<n { z[j] = x[j] + y[j] }
-        case (.sub, 1, 1): for j in 0..<n { z[j] = x[j] - y[j] }
-        case (.mul, 1, 1): for j in 0..<n { z[j] = x[j] * y[j] }
-        case (.add, _, _): for j in 0..<n { z[j] = x[j * sa] + y[j * sb] }
-        case (.sub, _, _): for j in 0..<n { z[j] = x[j * sa] - y[j * sb] }
-        case (.mul, _, _): for j in 0..<n { z[j] = x[j * sa] * y[j * sb] }
+    if plan.rows == 1 && n >= 65536 {   // one long row (e.g. same shapes): split it over threads
+        parallelFor(n, grain: 32768) { r in
+            binaryRow(kind, a + r.lowerBound * sa, sa, b + r.lowerBound * sb, sb, o + r.lowerBound, r.count)
         }
+        return
+    }
+    plan.forEachRowParallel { io, ia, ib in binaryRow(kind, a + ia, sa, b + ib, sb, o + io, n) }
+}
+
+/// z[0..<n] = x (op) y with element strides sx, sy in {0, 1}.
+@inline(__always)
+private func binaryRow(_ kind: BinaryKind, _ x: UnsafeMutablePointer<Float>, _ sx: Int, _ y: UnsafeMutablePointer<Float>,
+                       _ sy: Int, _ z: UnsafeMutablePointer<Float>, _ n: Int) {
+    switch (kind, sx, sy) {
+    case (.add, 1, 1): for j in 0..<n { z[j] = x[j] + y[j] }
+    case (.sub, 1, 1): for j in 0..<n { z[j] = x[j] - y[j] }
+    case (.mul, 1, 1): for j in 0..<n { z[j] = x[j] * y[j] }
+    case (.add, _, _): for j in 0..<n { z[j] = x[j * sx] + y[j * sy] }
+    case (.sub, _, _): for j in 0..<n { z[j] = x[j * sx] - y[j * sy] }
+    case (.mul, _, _): for j in 0..<n { z[j] = x[j * sx] * y[j * sy] }
     }
 }
 
@@ -73,7 +86,7 @@ private func binaryBackward(_ plan: BroadcastPlan, _ g: UnsafeMutablePointer<Flo
 /// E.g. a prefix [1, H, P, Dh] -> [B, H, P, Dh] before concat with the keys.
 public func expand(_ x: Tensor, _ shape: [Int]) -> Tensor {
     let plan = BroadcastPlan(x.shape, shape)
-    precondition(plan.outShape == shape, "expand: \(x.shape) does not broadcast to \(shape)")
+    check(plan.outShape == shape, "expand: \(x.shape) does not broadcast to \(shape)")
     let out = output(shape, x)
     if let o = out.data {
         let xp = x.ptr, n = plan.inner, sx = plan.aStrides.last!
@@ -149,24 +162,27 @@ public func tanh(_ x: Tensor) -> Tensor {
 }
 
 /// Inverted dropout: zero with probability p, scale kept values by 1/(1-p). Identity when not training or
-/// p == 0. Saves only a seed: the mask is regenerated in backward (no mask buffer).
+/// p == 0. The mask is a counter-based stream (element i keeps iff uniform(seed, i) >= p), so it is
+/// computed in parallel and regenerated in backward: only the seed is saved, no mask buffer.
 public func dropout(_ x: Tensor, p: Float, rng: inout RNG, training: Bool) -> Tensor {
-    precondition(p >= 0 && p < 1, "dropout p must be in [0, 1), got \(p)")
+    check(p >= 0 && p < 1, "dropout p must be in [0, 1), got \(p)")
     guard training && p > 0 else { return x }
     let seed = rng.nextUInt64()
     let keepScale = 1 / (1 - p)
     let out = output(x.shape, x)
     if let o = out.data {
-        var r = RNG(seed: seed)
         let xp = x.ptr
-        for i in 0..<x.count { o[i] = r.nextFloat() < p ? 0 : xp[i] * keepScale }
+        parallelFor(x.count, grain: 16384) { r in
+            for i in r { o[i] = RNG.uniform(seed: seed, index: i) < p ? 0 : xp[i] * keepScale }
+        }
     }
     if needsGrad(x) {
         out.record([x]) { g, ins in
             guard let dx = ins[0]?.gradTensor(), let gp = g.data else { return }
-            var r = RNG(seed: seed)
             let d = dx.ptr
-            for i in 0..<g.count where r.nextFloat() >= p { d[i] += gp[i] * keepScale }
+            parallelFor(g.count, grain: 16384) { r in
+                for i in r where RNG.uniform(seed: seed, index: i) >= p { d[i] += gp[i] * keepScale }
+            }
         }
     }
     return out

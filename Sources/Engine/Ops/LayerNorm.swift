@@ -2,7 +2,7 @@
 /// x [..., D], weight/bias [D]. Saves x, weight and per-row mean and rstd ([rows] each).
 public func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float) -> Tensor {
     let d = x.shape.last!, rows = x.count / Swift.max(d, 1)
-    precondition(weight.shape == [d] && bias.shape == [d], "layerNorm: x \(x.shape), weight \(weight.shape), bias \(bias.shape)")
+    check(weight.shape == [d] && bias.shape == [d], "layerNorm: x \(x.shape), weight \(weight.shape), bias \(bias.shape)")
     let out = output(x.shape, x, weight, bias)
     let grad = needsGrad(x, weight, bias)
     let mean = grad ? Tensor(empty: [rows], meta: out.isMeta) : nil

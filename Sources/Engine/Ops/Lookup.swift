@@ -2,11 +2,11 @@ import Foundation
 
 /// table [V, D] gathered at ids -> shape + [D]. Backward scatter-adds into the table's gradient.
 public func embedding(ids: [Int32], shape: [Int], table: Tensor) -> Tensor {
-    precondition(table.shape.count == 2, "embedding table must be [V, D], got \(table.shape)")
-    precondition(shape.reduce(1, *) == ids.count, "embedding: \(ids.count) ids for shape \(shape)")
+    check(table.shape.count == 2, "embedding table must be [V, D], got \(table.shape)")
+    check(shape.reduce(1, *) == ids.count, "embedding: \(ids.count) ids for shape \(shape)")
     let v = table.shape[0], d = table.shape[1]
     for (i, id) in ids.enumerated() {
-        precondition(id >= 0 && Int(id) < v, "embedding: id \(id) at position \(i) outside vocabulary of \(v)")
+        check(id >= 0 && Int(id) < v, "embedding: id \(id) at position \(i) outside vocabulary of \(v)")
     }
     let out = output(shape + [d], table)
     if let o = out.data {
@@ -31,11 +31,11 @@ public func embedding(ids: [Int32], shape: [Int], table: Tensor) -> Tensor {
 /// Saves logits and per-row log-sum-exp [N].
 public func crossEntropy(logits: Tensor, targets: [Int32], ignoreIndex: Int32 = -100,
                          labelSmoothing: Float = 0) -> Tensor {
-    precondition(logits.shape.count == 2, "crossEntropy logits must be [N, V], got \(logits.shape)")
+    check(logits.shape.count == 2, "crossEntropy logits must be [N, V], got \(logits.shape)")
     let n = logits.shape[0], v = logits.shape[1], ls = labelSmoothing
-    precondition(targets.count == n, "crossEntropy: \(targets.count) targets for \(n) rows")
+    check(targets.count == n, "crossEntropy: \(targets.count) targets for \(n) rows")
     for (i, t) in targets.enumerated() {
-        precondition(t == ignoreIndex || (t >= 0 && Int(t) < v), "crossEntropy: target \(t) at row \(i) outside 0..<\(v)")
+        check(t == ignoreIndex || (t >= 0 && Int(t) < v), "crossEntropy: target \(t) at row \(i) outside 0..<\(v)")
     }
     let out = output([n], logits)
     let grad = needsGrad(logits)

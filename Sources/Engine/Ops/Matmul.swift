@@ -9,6 +9,7 @@ func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
     let lda = transA ? m : k, ldb = transB ? k : n
     let ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans
     for i in 0..<batch {
+        let beta = strideC == 0 && i > 0 ? 1 : beta   // a shared C accumulates over the batch
         cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(n), Int32(k), alpha, a + i * strideA, Int32(lda),
                     b + i * strideB, Int32(ldb), beta, c + i * strideC, Int32(n))
     }
@@ -21,14 +22,14 @@ public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transpose
 /// alpha * op(a) op(b). a [..., M, K] ([..., K, M] if transposeA); b [K, N] shared, or [..., K, N] with
 /// a's leading dims ([N, K] / [..., N, K] if transposeB) -> [..., M, N].
 public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool, alpha: Float) -> Tensor {
-    precondition(a.shape.count >= 2 && b.shape.count >= 2, "matmul needs rank >= 2, got \(a.shape) x \(b.shape)")
+    check(a.shape.count >= 2 && b.shape.count >= 2, "matmul needs rank >= 2, got \(a.shape) x \(b.shape)")
     let lead = Array(a.shape.dropLast(2))
     let shared = b.shape.count == 2
-    precondition(shared || Array(b.shape.dropLast(2)) == lead, "matmul batch dims differ: \(a.shape) x \(b.shape)")
+    check(shared || Array(b.shape.dropLast(2)) == lead, "matmul batch dims differ: \(a.shape) x \(b.shape)")
     let ra = a.shape.count, rb = b.shape.count
     let m = transposeA ? a.shape[ra - 1] : a.shape[ra - 2], k = transposeA ? a.shape[ra - 2] : a.shape[ra - 1]
     let kb = transposeB ? b.shape[rb - 1] : b.shape[rb - 2], n = transposeB ? b.shape[rb - 2] : b.shape[rb - 1]
-    precondition(k == kb, "matmul inner dims differ: \(a.shape)\(transposeA ? "^T" : "") x \(b.shape)\(transposeB ? "^T" : "")")
+    check(k == kb, "matmul inner dims differ: \(a.shape)\(transposeA ? "^T" : "") x \(b.shape)\(transposeB ? "^T" : "")")
     let batch = lead.reduce(1, *)
     let p = MatmulProblem(m: m, n: n, k: k, batch: batch, shared: shared, tA: transposeA, tB: transposeB, alpha: alpha)
     let out = output(lead + [m, n], a, b)
@@ -36,10 +37,10 @@ public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool,
     if needsGrad(a, b) {
         let savedA = b.requiresGrad ? a : nil, savedB = a.requiresGrad ? b : nil
         out.record([a, b]) { g, ins in
-            let da = ins[0]?.gradTensor(), db = ins[1]?.gradTensor()
+            let da = ins[0]?.gradForWrite(), db = ins[1]?.gradForWrite()
             guard let gp = g.data else { return }
-            if let da { p.backwardA(gp, savedB!.ptr, da.ptr) }
-            if let db { p.backwardB(gp, savedA!.ptr, db.ptr) }
+            if let da { p.backwardA(gp, savedB!.ptr, da.tensor.ptr, beta: da.fresh ? 0 : 1) }
+            if let db { p.backwardB(gp, savedA!.ptr, db.tensor.ptr, beta: db.fresh ? 0 : 1) }
         }
     }
     return out
@@ -68,29 +69,29 @@ struct MatmulProblem {
     }
 
     // !tA: dA [M,K] += alpha dC op(B)^T ;  tA: dA [K,M] += alpha op(B) dC^T
-    func backwardA(_ g: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ da: UnsafeMutablePointer<Float>) {
+    func backwardA(_ g: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ da: UnsafeMutablePointer<Float>, beta: Float) {
         if folds {
             gemm(transA: false, transB: !tB, m: batch * m, n: k, k: n, alpha: alpha, g, strideA: 0, b, strideB: 0,
-                 beta: 1, da, strideC: 0)
+                 beta: beta, da, strideC: 0)
         } else if !tA {
             gemm(transA: false, transB: !tB, m: m, n: k, k: n, alpha: alpha, g, strideA: sC, b, strideB: sB,
-                 beta: 1, da, strideC: sA, batch: batch)
+                 beta: beta, da, strideC: sA, batch: batch)
         } else {
             gemm(transA: tB, transB: true, m: k, n: m, k: n, alpha: alpha, b, strideA: sB, g, strideB: sC,
-                 beta: 1, da, strideC: sA, batch: batch)
+                 beta: beta, da, strideC: sA, batch: batch)
         }
     }
 
     // !tB: dB [K,N] += alpha op(A)^T dC ;  tB: dB [N,K] += alpha dC^T op(A). Shared b sums over the batch.
-    func backwardB(_ g: UnsafePointer<Float>, _ a: UnsafePointer<Float>, _ db: UnsafeMutablePointer<Float>) {
+    func backwardB(_ g: UnsafePointer<Float>, _ a: UnsafePointer<Float>, _ db: UnsafeMutablePointer<Float>, beta: Float) {
         let rows = folds ? batch * m : m, count = folds ? 1 : batch
         let sa = folds ? 0 : sA, sg = folds ? 0 : sC
         if !tB {
             gemm(transA: !tA, transB: false, m: k, n: n, k: rows, alpha: alpha, a, strideA: sa, g, strideB: sg,
-                 beta: 1, db, strideC: sB, batch: count)
+                 beta: beta, db, strideC: sB, batch: count)
         } else {
             gemm(transA: true, transB: tA, m: n, n: k, k: rows, alpha: alpha, g, strideA: sg, a, strideB: sa,
-                 beta: 1, db, strideC: sB, batch: count)
+                 beta: beta, db, strideC: sB, batch: count)
         }
     }
 }
@@ -98,10 +99,10 @@ struct MatmulProblem {
 /// x [..., In] @ weight[Out, In]^T + bias[Out] -> [..., Out]. Saves x only if weight needs grad and weight
 /// only if x needs grad, so a frozen linear on a frozen input keeps nothing.
 public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
-    precondition(weight.shape.count == 2, "linear weight must be [Out, In], got \(weight.shape)")
+    check(weight.shape.count == 2, "linear weight must be [Out, In], got \(weight.shape)")
     let inF = weight.shape[1], outF = weight.shape[0]
-    precondition(x.shape.last == inF, "linear: input \(x.shape) does not end in \(inF)")
-    if let bias { precondition(bias.shape == [outF], "linear bias must be [\(outF)], got \(bias.shape)") }
+    check(x.shape.last == inF, "linear: input \(x.shape) does not end in \(inF)")
+    if let bias { check(bias.shape == [outF], "linear bias must be [\(outF)], got \(bias.shape)") }
     let rows = x.count / Swift.max(inF, 1)
     let out = bias.map { output(Array(x.shape.dropLast()) + [outF], x, weight, $0) }
         ?? output(Array(x.shape.dropLast()) + [outF], x, weight)
@@ -114,17 +115,17 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     if Mode.gradEnabled && inputs.contains(where: { $0.requiresGrad }) {
         let savedX = weight.requiresGrad ? x : nil, savedW = x.requiresGrad ? weight : nil
         out.record(inputs) { g, ins in
-            let dx = ins[0]?.gradTensor(), dw = ins[1]?.gradTensor(), db = ins.count > 2 ? ins[2]?.gradTensor() : nil
+            let dx = ins[0]?.gradForWrite(), dw = ins[1]?.gradForWrite(), db = ins.count > 2 ? ins[2]?.gradTensor() : nil
             guard let gp = g.data else { return }
             // dx [rows, In] += dy [rows, Out] W [Out, In]
             if let dx {
                 gemm(transA: false, transB: false, m: rows, n: inF, k: outF, alpha: 1, gp, strideA: 0, savedW!.ptr,
-                     strideB: 0, beta: 1, dx.ptr, strideC: 0)
+                     strideB: 0, beta: dx.fresh ? 0 : 1, dx.tensor.ptr, strideC: 0)
             }
             // dW [Out, In] += dy^T [Out, rows] x [rows, In]
             if let dw {
                 gemm(transA: true, transB: false, m: outF, n: inF, k: rows, alpha: 1, gp, strideA: 0, savedX!.ptr,
-                     strideB: 0, beta: 1, dw.ptr, strideC: 0)
+                     strideB: 0, beta: dw.fresh ? 0 : 1, dw.tensor.ptr, strideC: 0)
             }
             // db [Out] += sum over rows of dy
             if let db {

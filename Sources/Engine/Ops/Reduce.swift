@@ -22,7 +22,7 @@ public func mean(_ x: Tensor) -> Tensor { scale(sum(x), 1 / Float(Swift.max(x.co
 
 /// Sum over `axis`: x [..., A, ...] -> [..., ...] (or [..., 1, ...] with keepDims).
 public func sum(_ x: Tensor, axis: Int, keepDims: Bool = false) -> Tensor {
-    precondition(axis >= 0 && axis < x.shape.count, "sum axis \(axis) out of range for \(x.shape)")
+    check(axis >= 0 && axis < x.shape.count, "sum axis \(axis) out of range for \(x.shape)")
     let outer = x.shape[..<axis].reduce(1, *), len = x.shape[axis], inner = x.shape[(axis + 1)...].reduce(1, *)
     var shape = x.shape
     if keepDims { shape[axis] = 1 } else { shape.remove(at: axis) }

@@ -5,24 +5,20 @@ public func reshape(_ x: Tensor, _ shape: [Int]) -> Tensor {
     var s = shape
     if let i = s.firstIndex(of: -1) {
         let known = s.enumerated().filter { $0.offset != i }.map(\.element).reduce(1, *)
-        precondition(known > 0 && x.count % known == 0, "cannot reshape \(x.shape) to \(shape)")
+        check(known > 0 && x.count % known == 0, "cannot reshape \(x.shape) to \(shape)")
         s[i] = x.count / known
     }
-    precondition(s.reduce(1, *) == x.count, "cannot reshape \(x.shape) (\(x.count) values) to \(shape)")
+    check(s.reduce(1, *) == x.count, "cannot reshape \(x.shape) (\(x.count) values) to \(shape)")
     let out = Tensor(shape: s, buffer: x.buffer)
     if needsGrad(x) {
-        out.record([x]) { g, ins in
-            guard let dx = ins[0]?.gradTensor(), let gp = g.data else { return }
-            let d = dx.ptr
-            for i in 0..<g.count { d[i] += gp[i] }
-        }
+        out.record([x]) { g, ins in ins[0]?.accumulate(adopting: g) }
     }
     return out
 }
 
 /// out.shape[i] = x.shape[dims[i]].
 public func permute(_ x: Tensor, _ dims: [Int]) -> Tensor {
-    precondition(dims.sorted() == Array(0..<x.shape.count), "permute dims \(dims) invalid for \(x.shape)")
+    check(dims.sorted() == Array(0..<x.shape.count), "permute dims \(dims) invalid for \(x.shape)")
     let out = output(dims.map { x.shape[$0] }, x)
     if let o = out.data { permuteCopy(x.ptr, x.shape, dims, o, accumulate: false) }
     if needsGrad(x) {
@@ -68,26 +64,26 @@ private func permuteCopy(_ src: UnsafeMutablePointer<Float>, _ srcShape: [Int], 
 
 /// [B, T, H*Dh] -> [B, H, T, Dh]
 public func splitHeads(_ x: Tensor, heads: Int) -> Tensor {
-    precondition(x.shape.count == 3 && x.shape[2] % heads == 0, "splitHeads: \(x.shape) with \(heads) heads")
+    check(x.shape.count == 3 && x.shape[2] % heads == 0, "splitHeads: \(x.shape) with \(heads) heads")
     let (b, t, c) = (x.shape[0], x.shape[1], x.shape[2])
     return permute(reshape(x, [b, t, heads, c / heads]), [0, 2, 1, 3])
 }
 
 /// [B, H, T, Dh] -> [B, T, H*Dh]
 public func mergeHeads(_ x: Tensor) -> Tensor {
-    precondition(x.shape.count == 4, "mergeHeads needs [B, H, T, Dh], got \(x.shape)")
+    check(x.shape.count == 4, "mergeHeads needs [B, H, T, Dh], got \(x.shape)")
     let (b, h, t, dh) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     return reshape(permute(x, [0, 2, 1, 3]), [b, t, h * dh])
 }
 
 /// Concatenation along `axis` (e.g. prefix K/V along the sequence axis).
 public func concat(_ xs: [Tensor], axis: Int) -> Tensor {
-    precondition(!xs.isEmpty, "concat of no tensors")
+    check(!xs.isEmpty, "concat of no tensors")
     let first = xs[0].shape
-    precondition(axis >= 0 && axis < first.count, "concat axis \(axis) out of range for \(first)")
+    check(axis >= 0 && axis < first.count, "concat axis \(axis) out of range for \(first)")
     for x in xs {
         var s = x.shape; s[axis] = first[axis]
-        precondition(s == first, "concat: shapes \(xs.map(\.shape)) differ off axis \(axis)")
+        check(s == first, "concat: shapes \(xs.map(\.shape)) differ off axis \(axis)")
     }
     let outer = first[..<axis].reduce(1, *), inner = first[(axis + 1)...].reduce(1, *)
     var shape = first; shape[axis] = xs.reduce(0) { $0 + $1.shape[axis] }
@@ -119,7 +115,7 @@ public func concat(_ xs: [Tensor], axis: Int) -> Tensor {
 
 /// x restricted to `range` along `axis`.
 public func slice(_ x: Tensor, axis: Int, range: Range<Int>) -> Tensor {
-    precondition(axis >= 0 && axis < x.shape.count && range.lowerBound >= 0 && range.upperBound <= x.shape[axis],
+    check(axis >= 0 && axis < x.shape.count && range.lowerBound >= 0 && range.upperBound <= x.shape[axis],
                  "slice \(range) on axis \(axis) out of bounds for \(x.shape)")
     let outer = x.shape[..<axis].reduce(1, *), inner = x.shape[(axis + 1)...].reduce(1, *)
     let total = x.shape[axis] * inner, w = range.count * inner, start = range.lowerBound * inner

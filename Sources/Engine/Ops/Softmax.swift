@@ -7,11 +7,11 @@ private struct MaskIndex {
     let lastStride: Int
 
     init(mask: [Int], x: [Int]) {
-        precondition(mask.count <= x.count, "mask \(mask) has more dims than x \(x)")
+        check(mask.count <= x.count, "mask \(mask) has more dims than x \(x)")
         let pm = Array(repeating: 1, count: x.count - mask.count) + mask
         var strides = Array(repeating: 0, count: x.count), acc = 1
         for i in stride(from: x.count - 1, through: 0, by: -1) {
-            precondition(pm[i] == x[i] || pm[i] == 1, "mask \(mask) does not broadcast to \(x)")
+            check(pm[i] == x[i] || pm[i] == 1, "mask \(mask) does not broadcast to \(x)")
             if pm[i] != 1 { strides[i] = acc }
             acc *= pm[i]
         }
@@ -116,7 +116,7 @@ public func causalMask(_ t: Int, prefix: Int = 0) -> Tensor {
 
 /// Padding mask from keep flags (1 keep / 0 pad), [B * length] -> additive [B, 1, 1, length] (0 / -10000).
 public func paddingMask(_ keep: [Int32], batch: Int, length: Int) -> Tensor {
-    precondition(keep.count == batch * length, "paddingMask: \(keep.count) flags for \(batch) x \(length)")
+    check(keep.count == batch * length, "paddingMask: \(keep.count) flags for \(batch) x \(length)")
     let m = Tensor(empty: [batch, 1, 1, length])
     if let d = m.data { for i in 0..<keep.count { d[i] = keep[i] != 0 ? 0 : -10000 } }
     return m
