@@ -79,11 +79,22 @@ public final class RunData {
         return records
     }
 
+    /// `pretraining.corpus` names (the experiment files' spellings and MileData's) to corpus parts.
+    static let corpusParts: [String: PretrainCorpus.Part] = [
+        "vqa-rad": .radTrain, "vqa-rad-train": .radTrain,
+        "slake-train-captions": .slakeCaptions, "slake-captions": .slakeCaptions, "slake-train": .slakeTrain,
+    ]
+
     static func pretrainingCorpus(_ corpus: [String], locations: DataLocations, seed: UInt64) throws -> [VQASample] {
         guard !corpus.isEmpty else { return [] }
-        let rad = corpus.contains("vqa-rad") ? try locations.radRequired(for: "pretraining.corpus: vqa-rad") : nil
-        let slake = corpus.contains("slake-train-captions") ? locations.slakeDir : nil
-        return try PretrainCorpus.build(slakeRoot: slake, radRoot: rad, seed: seed).samples
+        let parts = try corpus.map { name -> PretrainCorpus.Part in
+            guard let part = corpusParts[name] else {
+                throw HarnessError.input("pretraining.corpus: unknown part '\(name)' (known: \(corpusParts.keys.sorted().joined(separator: ", ")))")
+            }
+            return part
+        }
+        let rad = parts.contains(.radTrain) ? try locations.radRequired(for: "pretraining.corpus: vqa-rad") : nil
+        return try PretrainCorpus.build(parts: parts, slakeRoot: locations.slakeDir, radRoot: rad, seed: seed).samples
     }
 
     /// `<cache>/instruction-images/{slake,vqa-rad}` as symlinks to the image folders, the layout the
