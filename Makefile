@@ -11,8 +11,8 @@ export SLAKE_DIR RAD_DIR
 DEB_PACKAGES := libopenblas-dev libpng-dev libjpeg-dev libsqlite3-dev pkg-config
 RELEASE_BIN := .build/release/mile
 
-.PHONY: deps build release test bench-engine demo clean check-data instruction-data reproduce-all rerun \
-        reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4
+REPRODUCE := reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4
+.PHONY: deps build release test bench-engine demo clean check-data instruction-data reproduce-all rerun $(REPRODUCE)
 
 # Install the Debian packages the build needs, only when one is missing.
 deps:
@@ -45,7 +45,7 @@ RUN_ARGS ?=
 
 # Dataset-free demo: synthetic SLAKE, small base, 4 cells of Table 1, results/demo.md.
 demo: release
-	@test -f $(DEMO_DATA)/test.json || $(RELEASE_BIN) data synth --out $(DEMO_DATA)
+	@test -f $(DEMO_DATA)/test.json || $(RELEASE_BIN) data synth --out $(DEMO_DATA) --images 200
 	$(RELEASE_BIN) run experiments/demo.yaml --slake $(DEMO_DATA) --db results/demo.db --out results $(RUN_ARGS)
 	@echo "demo report: results/demo.md"
 
@@ -65,7 +65,7 @@ check-data: release
 instruction-data: check-data
 	$(RELEASE_BIN) data instructions --slake "$(SLAKE_DIR)" --rad "$(RAD_DIR)" --out Instruction_dataset/instruction_data.json
 
-reproduce-table%: instruction-data
+$(REPRODUCE): reproduce-table%: instruction-data
 	time $(RELEASE_BIN) run experiments/table$*.yaml --db $(DB) --out results $(RUN_ARGS)
 
 reproduce-all: instruction-data

@@ -99,7 +99,11 @@ public final class PipelineRunner {
         let baseStage = BaseStage(key: cell.stage(.base).key, settings: settings, config: config, data: data,
                                   cacheDir: options.locations.cacheDir)
         let base: BaseModel
-        switch try baseStage.ensure(wait: beat, progress: { [progress] p in progress.step(p); try beat() }) {
+        let baseEpoch: (EpochMetric) -> Void = { [progress] metric in
+            progress.line(String(format: "base epoch %d/%d: loss %.4f, lr %.3g, %.0f s", metric.epoch + 1,
+                                 settings.pretraining.epochs, metric.loss, metric.lr, metric.seconds))
+        }
+        switch try baseStage.ensure(wait: beat, progress: { [progress] p in progress.step(p); try beat() }, epoch: baseEpoch) {
         case let .done(b): base = b
         case let .failed(reason): try store.fail(runID: runID, reason: reason); return outcome(.failed, reason, nil)
         case let .stopped(reason): try store.interrupt(runID: runID, reason: reason); return outcome(.interrupted, reason, nil)
@@ -143,6 +147,7 @@ public final class PipelineRunner {
 
         // Evaluate
         let evaluation = Evaluation(settings: settings, data: data)
+        let evaluationStart = Date()
         let predictions: [Prediction]
         switch try evaluation.predictions(model: model, progress: { [progress] done, total in
             progress.evaluation(done: done, total: total); try beat()
@@ -151,6 +156,7 @@ public final class PipelineRunner {
         case let .failed(reason): try store.fail(runID: runID, reason: reason); return outcome(.failed, reason, nil)
         case let .stopped(reason): try store.interrupt(runID: runID, reason: reason); return outcome(.interrupted, reason, nil)
         }
+        progress.line(String(format: "evaluated %d questions in %.0f s", predictions.count, Date().timeIntervalSince(evaluationStart)))
         let (scores, perQuestion) = try Scorer.score(questions: evaluation.questions, predictions: predictions)
         let results = try measurements(model: model, settings: settings, assignment: assignment, peakEngine: peakEngine, scores: scores)
         try store.complete(runID: runID, results: results, predictions: perQuestion, wallSeconds: Date().timeIntervalSince(started))

@@ -40,7 +40,8 @@ struct BaseStage {
 
     var file: URL { URL(fileURLWithPath: (cacheDir as NSString).appendingPathComponent("bases/\(key).safetensors")) }
 
-    func ensure(wait: () throws -> Void, progress: @escaping (StepProgress) throws -> Void) throws -> StageResult<BaseModel> {
+    func ensure(wait: () throws -> Void, progress: @escaping (StepProgress) throws -> Void,
+                epoch: @escaping (EpochMetric) -> Void) throws -> StageResult<BaseModel> {
         if settings.pretraining.source == "checkpoint" { return .done(try converted()) }
         if let base = try existing() { return .done(base) }
         let lockPath = (cacheDir as NSString).appendingPathComponent("bases/\(key).lock")
@@ -54,7 +55,7 @@ struct BaseStage {
             Thread.sleep(forTimeInterval: 1)
         }
         if let base = try existing() { return .done(base) }
-        return try pretrain(progress: progress)
+        return try pretrain(progress: progress, epoch: epoch)
     }
 
     private func existing() throws -> BaseModel? {
@@ -76,7 +77,8 @@ struct BaseStage {
         return BaseModel(file: URL(fileURLWithPath: path), id: "checkpoint:\(path):\(size):\(Int(modified))")
     }
 
-    private func pretrain(progress: @escaping (StepProgress) throws -> Void) throws -> StageResult<BaseModel> {
+    private func pretrain(progress: @escaping (StepProgress) throws -> Void,
+                          epoch: @escaping (EpochMetric) -> Void) throws -> StageResult<BaseModel> {
         let partial = URL(fileURLWithPath: (cacheDir as NSString).appendingPathComponent("bases/\(key).partial.safetensors"))
         let stage = TrainingStage(name: "base", key: key, config: config, assignment: .full, baseFile: nil, baseID: "init",
                                   checkpointFile: partial, epochs: max(settings.pretraining.epochs, 1),
@@ -93,6 +95,7 @@ struct BaseStage {
             try feed.preload()
             let trainer = Trainer(stage: stage, feed: feed)
             trainer.onStep = progress
+            trainer.onEpoch = epoch
             switch try trainer.run() {
             case .finished:
                 guard let trained = trainer.trainedModel else { throw HarnessError.io("base pretraining produced no model") }

@@ -64,16 +64,17 @@ public final class Trainer {
     }
 
     /// Epochs already finished by an earlier run of this stage, and their metrics.
-    public static func resumePoint(_ stage: TrainingStage) -> (epoch: Int, step: Int, history: [EpochMetric]) {
+    public static func resumePoint(_ stage: TrainingStage) -> (epoch: Int, step: Int, history: [EpochMetric], peak: Int) {
         guard let meta = try? Safetensors.read(stage.checkpointFile).metadata, meta["key"] == stage.key,
               meta["base"] == stage.baseID, let epoch = Int(meta["epoch"] ?? ""), let step = Int(meta["step"] ?? "") else {
-            return (0, 0, [])
+            return (0, 0, [], 0)
         }
-        return (epoch, step, decodeHistory(meta["history"] ?? ""))
+        return (epoch, step, decodeHistory(meta["history"] ?? ""), Int(meta["peak_engine_bytes"] ?? "") ?? 0)
     }
 
     public func run() throws -> TrainingOutcome {
-        var (start, step, history) = Self.resumePoint(stage)
+        var (start, step, history, peak) = Self.resumePoint(stage)
+        peakEngineBytes = peak
         let started = Date()
         var samplesDone = 0
         let totalSamples = (stage.epochs - start) * feed.sampleCount
@@ -149,7 +150,7 @@ public final class Trainer {
     /// Trainable tensors + AdamW state, written to a temporary file and renamed (never half-written).
     func saveCheckpoint(model: MISSModel, optimizer: AdamW, epochsDone: Int, step: Int, history: [EpochMetric]) throws {
         let meta = ["key": stage.key, "base": stage.baseID, "epoch": String(epochsDone), "step": String(step),
-                    "history": Self.encodeHistory(history)]
+                    "peak_engine_bytes": String(peakEngineBytes), "history": Self.encodeHistory(history)]
         let folder = stage.checkpointFile.deletingLastPathComponent()
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let temporary = folder.appendingPathComponent(".\(stage.checkpointFile.lastPathComponent).\(getpid()).tmp")
