@@ -80,6 +80,23 @@ public final class PipelineRunner {
         }
     }
 
+    /// What the stages of one cell share.
+    struct CellContext {
+        let cell: PlannedCell
+        let settings: RunSettings
+        let data: RunData
+        let runID: Int64
+        let config: ModelConfig
+        let assignment: PEFTAssignment
+        let beat: () throws -> Void
+    }
+
+    /// A stage that ended the cell early: failed (NaN, base failure) or interrupted (SIGINT).
+    struct StageStop: Error {
+        let kind: CellOutcome.Kind
+        let reason: String
+    }
+
     private func execute(_ cell: PlannedCell, settings: RunSettings, data: RunData, runID: Int64, started: Date,
                          outcome: (CellOutcome.Kind, String, Scores?) -> CellOutcome) throws -> CellOutcome {
         var lastBeat = Date()
@@ -91,77 +108,94 @@ public final class PipelineRunner {
         }
         Self.resetPeakRSS()
         let tokenizer = data.tokenizer
-        let config = try settings.modelConfig(scale: settings.scale, vocabularySize: tokenizer.vocabularySize,
-                                              pad: tokenizer.padId, dec: tokenizer.decId, sep: tokenizer.sepId)
-        let assignment = try cell.assignment.peft()
+        let context = CellContext(
+            cell: cell, settings: settings, data: data, runID: runID,
+            config: try settings.modelConfig(scale: settings.scale, vocabularySize: tokenizer.vocabularySize,
+                                             pad: tokenizer.padId, dec: tokenizer.decId, sep: tokenizer.sepId),
+            assignment: try cell.assignment.peft(), beat: beat)
+        do {
+            let base = try baseModel(context)
+            let (model, peakEngine) = try fineTune(context, base: base)
+            let evaluation = Evaluation(settings: settings, data: data)
+            let predictions = try evaluate(context, evaluation: evaluation, model: model)
+            let (scores, perQuestion) = try Scorer.score(questions: evaluation.questions, predictions: predictions)
+            let results = try measurements(model: model, settings: settings, assignment: context.assignment,
+                                           peakEngine: peakEngine, scores: scores)
+            try store.complete(runID: runID, results: results, predictions: perQuestion, wallSeconds: Date().timeIntervalSince(started))
+            return outcome(.done, String(format: "Opened %.2f, Closed %.2f, Global %.2f (recall %.2f)", scores.opened,
+                                         scores.closed, scores.global, scores.openedRecall), scores)
+        } catch let stop as StageStop {
+            if stop.kind == .interrupted {
+                try store.interrupt(runID: runID, reason: stop.reason)
+            } else {
+                try store.fail(runID: runID, reason: stop.reason)
+            }
+            return outcome(stop.kind, stop.reason, nil)
+        }
+    }
 
-        // Base
-        let baseStage = BaseStage(key: cell.stage(.base).key, settings: settings, config: config, data: data,
-                                  cacheDir: options.locations.cacheDir)
-        let base: BaseModel
-        let baseEpoch: (EpochMetric) -> Void = { [progress] metric in
+    private func baseModel(_ context: CellContext) throws -> BaseModel {
+        let settings = context.settings
+        let stage = BaseStage(key: context.cell.stage(.base).key, settings: settings, config: context.config,
+                              data: context.data, cacheDir: options.locations.cacheDir)
+        let epochLine: (EpochMetric) -> Void = { [progress] metric in
             progress.line(String(format: "base epoch %d/%d: loss %.4f, lr %.3g, %.0f s", metric.epoch + 1,
                                  settings.pretraining.epochs, metric.loss, metric.lr, metric.seconds))
         }
-        switch try baseStage.ensure(wait: beat, progress: { [progress] p in progress.step(p); try beat() }, epoch: baseEpoch) {
-        case let .done(b): base = b
-        case let .failed(reason): try store.fail(runID: runID, reason: reason); return outcome(.failed, reason, nil)
-        case let .stopped(reason): try store.interrupt(runID: runID, reason: reason); return outcome(.interrupted, reason, nil)
+        switch try stage.ensure(wait: context.beat, progress: { [progress] p in progress.step(p); try context.beat() },
+                                epoch: epochLine) {
+        case let .done(base): return base
+        case let .failed(reason): throw StageStop(kind: .failed, reason: reason)
+        case let .stopped(reason): throw StageStop(kind: .interrupted, reason: reason)
         }
+    }
 
-        // Fine-tune
-        let checkpoint = Self.checkpointFile(cacheDir: options.locations.cacheDir, finetuneKey: cell.stage(.finetune).key)
+    /// Fine-tunes (or resumes) the cell; returns the trained model and the engine's training peak.
+    private func fineTune(_ context: CellContext, base: BaseModel) throws -> (MISSModel, Int) {
+        let settings = context.settings, runID = context.runID
+        let key = context.cell.stage(.finetune).key
+        let checkpoint = Self.checkpointFile(cacheDir: options.locations.cacheDir, finetuneKey: key)
         if options.force { try? FileManager.default.removeItem(at: checkpoint) }
-        let stage = TrainingStage(name: "finetune", key: cell.stage(.finetune).key, config: config, assignment: assignment,
+        let stage = TrainingStage(name: "finetune", key: key, config: context.config, assignment: context.assignment,
                                   baseFile: base.file, baseID: base.id, checkpointFile: checkpoint,
                                   epochs: settings.recipe.epochs, lr: settings.recipe.lr,
                                   weightDecay: settings.recipe.weightDecay, seed: settings.recipe.seed)
         let resumed = Trainer.resumePoint(stage)
         for metric in resumed.history { try store.recordEpoch(runID: runID, metric) }
         if resumed.epoch > 0 { progress.line("resuming fine-tuning after epoch \(resumed.epoch) of \(stage.epochs)") }
-        let images = data.images(size: config.imageSize, doubleDivide255: settings.doubleDivide255)
-        let feed = try TrainingFeed(instructions: data.instructions, tokenizer: tokenizer, images: images,
+        let images = context.data.images(size: context.config.imageSize, doubleDivide255: settings.doubleDivide255)
+        let feed = try TrainingFeed(instructions: context.data.instructions, tokenizer: context.data.tokenizer, images: images,
                                     batchSize: settings.recipe.batch, seed: UInt64(settings.recipe.seed))
         try feed.preload()
         let trainer = Trainer(stage: stage, feed: feed)
-        trainer.onStep = { [progress] p in progress.step(p); try beat() }
+        trainer.onStep = { [progress] p in progress.step(p); try context.beat() }
         trainer.onEpoch = { [store, progress] metric in
             try store.recordEpoch(runID: runID, metric)
-            lastBeat = Date()
             progress.line(String(format: "finetune epoch %d/%d: loss %.4f, lr %.3g, %.0f s", metric.epoch + 1, stage.epochs,
                                  metric.loss, metric.lr, metric.seconds))
         }
         switch try trainer.run() {
-        case .finished: break
+        case .finished:
+            guard let model = trainer.trainedModel else { throw HarnessError.io("fine-tuning produced no model") }
+            return (model, trainer.peakEngineBytes)
         case let .nonFinite(epoch, step, loss):
-            let reason = "loss \(loss) at epoch \(epoch) step \(step) (fine-tuning)"
-            try store.fail(runID: runID, reason: reason)
-            return outcome(.failed, reason, nil)
+            throw StageStop(kind: .failed, reason: "loss \(loss) at epoch \(epoch) step \(step) (fine-tuning)")
         case let .stopped(epoch, step):
-            let reason = "SIGINT at epoch \(epoch) step \(step) (fine-tuning); resumes after epoch \(Trainer.resumePoint(stage).epoch)"
-            try store.interrupt(runID: runID, reason: reason)
-            return outcome(.interrupted, reason, nil)
+            throw StageStop(kind: .interrupted, reason: "SIGINT at epoch \(epoch) step \(step) (fine-tuning); resumes after epoch \(Trainer.resumePoint(stage).epoch)")
         }
-        guard let model = trainer.trainedModel else { throw HarnessError.io("fine-tuning produced no model") }
-        let peakEngine = trainer.peakEngineBytes
+    }
 
-        // Evaluate
-        let evaluation = Evaluation(settings: settings, data: data)
-        let evaluationStart = Date()
-        let predictions: [Prediction]
+    private func evaluate(_ context: CellContext, evaluation: Evaluation, model: MISSModel) throws -> [Prediction] {
+        let start = Date()
         switch try evaluation.predictions(model: model, progress: { [progress] done, total in
-            progress.evaluation(done: done, total: total); try beat()
+            progress.evaluation(done: done, total: total); try context.beat()
         }) {
-        case let .done(p): predictions = p
-        case let .failed(reason): try store.fail(runID: runID, reason: reason); return outcome(.failed, reason, nil)
-        case let .stopped(reason): try store.interrupt(runID: runID, reason: reason); return outcome(.interrupted, reason, nil)
+        case let .done(predictions):
+            progress.line(String(format: "evaluated %d questions in %.0f s", predictions.count, Date().timeIntervalSince(start)))
+            return predictions
+        case let .failed(reason): throw StageStop(kind: .failed, reason: reason)
+        case let .stopped(reason): throw StageStop(kind: .interrupted, reason: reason)
         }
-        progress.line(String(format: "evaluated %d questions in %.0f s", predictions.count, Date().timeIntervalSince(evaluationStart)))
-        let (scores, perQuestion) = try Scorer.score(questions: evaluation.questions, predictions: predictions)
-        let results = try measurements(model: model, settings: settings, assignment: assignment, peakEngine: peakEngine, scores: scores)
-        try store.complete(runID: runID, results: results, predictions: perQuestion, wallSeconds: Date().timeIntervalSince(started))
-        return outcome(.done, String(format: "Opened %.2f, Closed %.2f, Global %.2f (recall %.2f)", scores.opened, scores.closed,
-                                     scores.global, scores.openedRecall), scores)
     }
 
     /// #Params at run and paper scale, engine and RSS peaks, paper-scale memory prediction (batch 20,
