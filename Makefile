@@ -72,8 +72,9 @@ reproduce-all: instruction-data
 	time $(RELEASE_BIN) run $(TABLES) --db $(DB) --out results $(RUN_ARGS)
 
 # Reruns one cell (id prefix or row label) wherever it appears and re-renders the tables.
-rerun: check-data
+rerun:
 	@if [ -z "$(CELL)" ]; then echo "usage: make rerun CELL=<cell id prefix or row label>"; exit 1; fi
+	@$(MAKE) --no-print-directory check-data
 	$(RELEASE_BIN) run $(TABLES) --cell "$(CELL)" --force --db $(DB) --out results $(RUN_ARGS)
 
 clean:
