@@ -47,6 +47,34 @@ final class PipelineTests: XCTestCase {
         XCTAssertFalse(report.markdown.contains("pending"), report.markdown)
     }
 
+    /// `pretraining.source: checkpoint` fine-tunes from a given base file (with its vocab.txt) and
+    /// pretrains nothing.
+    func testConvertedCheckpointIsUsedAsTheBase() throws {
+        let dir = try TestSupport.temporaryDirectory(self)
+        let file = try PipelineFixture.table(in: dir, epochs: 1, rows: [PipelineFixture.rowFLoRALoRA])
+        let cells = try Planner.expand(ExperimentLoader.load(path: file))
+        let options = PipelineOptions(locations: DataLocations(slakeDir: PipelineFixture.synthetic, radDir: nil, cacheDir: dir + "/cache"))
+        let first = try PipelineRunner(store: ResultsStore(path: dir + "/a.db"), options: options,
+                                       progress: ProgressPrinter(quiet: true)).run(cells)
+        XCTAssertEqual(first.map(\.kind), [.done])
+        let key = cells[0].stage(.base).key
+        try FileManager.default.createDirectory(atPath: dir + "/converted", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: dir + "/cache/bases/\(key).safetensors", toPath: dir + "/converted/base.safetensors")
+        try FileManager.default.copyItem(atPath: dir + "/cache/bases/\(key).vocab.txt", toPath: dir + "/converted/vocab.txt")
+
+        let converted = try Planner.expand(ExperimentLoader.load(path: file), overrides: [
+            ConfigOverride("pretraining.source=checkpoint"), ConfigOverride("pretraining.checkpoint=\(dir)/converted/base.safetensors"),
+        ])
+        XCTAssertNotEqual(converted[0].stage(.base).key, key)
+        let options2 = PipelineOptions(locations: DataLocations(slakeDir: PipelineFixture.synthetic, radDir: nil, cacheDir: dir + "/cache2"))
+        let second = try PipelineRunner(store: ResultsStore(path: dir + "/b.db"), options: options2,
+                                        progress: ProgressPrinter(quiet: true)).run(converted)
+        XCTAssertEqual(second.map(\.kind), [.done], second.map(\.detail).joined())
+        XCTAssertEqual(second[0].scores, first[0].scores, "same base, vocabulary, seed and recipe: same results")
+        let pretrained = (try? FileManager.default.contentsOfDirectory(atPath: dir + "/cache2/bases")) ?? []
+        XCTAssertFalse(pretrained.contains { $0.hasSuffix(".safetensors") }, "no base was pretrained: \(pretrained)")
+    }
+
     /// An absurd learning rate makes the loss infinite or NaN: that cell fails with the step, the next runs.
     func testNonFiniteLossFailsTheCellAndTheRunContinues() throws {
         let dir = try TestSupport.temporaryDirectory(self)
