@@ -11,7 +11,9 @@ export SLAKE_DIR RAD_DIR
 DEB_PACKAGES := libopenblas-dev libpng-dev libjpeg-dev libsqlite3-dev pkg-config
 RELEASE_BIN := .build/release/mile
 
-.PHONY: deps build release test bench-engine bench-peer peer-venv parity-golden demo clean
+REPRODUCE := reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4
+.PHONY: deps build release test bench-engine bench-peer peer-venv parity-golden demo clean check-data \
+        instruction-data reproduce-all rerun $(REPRODUCE)
 
 # Install the Debian packages the build needs, only when one is missing.
 deps:
@@ -45,8 +47,7 @@ PEER_ARGS ?=
 
 peer-venv:
 	@test -x $(PEER_PY) || python3 -m venv $(PEER_VENV)
-	@$(PEER_PY) -c "import torch, numpy" 2>/dev/null || $(PEER_PY) -m pip install -q "$(PEER_TORCH)" numpy \
-	  || $(PEER_PY) -m pip install -q torch numpy --index-url https://download.pytorch.org/whl/cpu
+	@$(PEER_PY) -c "import torch, numpy" 2>/dev/null || $(PEER_PY) -m pip install -q "$(PEER_TORCH)" numpy
 
 # Engine vs PyTorch on the small preset: batch 32, fp32, 2 threads, alternating (docs/PARITY.md).
 bench-peer: deps peer-venv
@@ -59,6 +60,46 @@ parity-golden: deps peer-venv
 	.build/release/PeerBench export --cases bench/parity_cases.json --dir .build/parity-export
 	$(PEER_PY) bench/torch_peer.py golden --cases bench/parity_cases.json --dir .build/parity-export \
 	  --out-dir Tests/MileModelTests/Fixtures
+
+# ---- run pipeline (docs/PIPELINE.md) ----
+DB ?= results/mile.db
+DEMO_DATA ?= demo-data/synth
+TABLES := experiments/table1.yaml experiments/table2.yaml experiments/table3.yaml experiments/table4.yaml
+RUN_ARGS ?=
+
+# Dataset-free demo: synthetic SLAKE, small base, 4 cells of Table 1, results/demo.md.
+demo: release
+	@test -f $(DEMO_DATA)/test.json || $(RELEASE_BIN) data synth --out $(DEMO_DATA) --images 200
+	$(RELEASE_BIN) run experiments/demo.yaml --slake $(DEMO_DATA) --db results/demo.db --out results $(RUN_ARGS)
+	@echo "demo report: results/demo.md"
+
+# Stops with instructions when SLAKE or VQA-RAD is missing, then validates both.
+check-data: release
+	@if [ ! -f "$(SLAKE_DIR)/test.json" ]; then \
+	  echo "SLAKE not found: $(SLAKE_DIR)/test.json does not exist."; \
+	  echo "Download SLAKE 1.0 from https://www.med-vqa.com/slake/ (Slake1.0 with train.json, validate.json, test.json, imgs/)"; \
+	  echo "and run: make $(MAKECMDGOALS) SLAKE_DIR=/path/to/Slake1.0  (VQA-RAD: RAD_DIR=/path/to/vqa-rad, from https://osf.io/89kps/)"; \
+	  echo "No dataset? 'make demo' runs on synthetic data."; exit 1; fi
+	@if [ ! -f "$(RAD_DIR)/VQA_RAD Dataset Public.json" ]; then \
+	  echo "VQA-RAD not found: '$(RAD_DIR)/VQA_RAD Dataset Public.json' does not exist."; \
+	  echo "Download VQA-RAD from https://osf.io/89kps/ and run with RAD_DIR=/path/to/vqa-rad (folder with the JSON and images/)."; exit 1; fi
+	$(RELEASE_BIN) data check --slake "$(SLAKE_DIR)" --rad "$(RAD_DIR)" --no-decode
+
+# The MILE instruction file (SLAKE train + VQA-RAD train), for inspection; `mile run` builds the same records.
+instruction-data: check-data
+	$(RELEASE_BIN) data instructions --slake "$(SLAKE_DIR)" --rad "$(RAD_DIR)" --out Instruction_dataset/instruction_data.json
+
+$(REPRODUCE): reproduce-table%: instruction-data
+	time $(RELEASE_BIN) run experiments/table$*.yaml --db $(DB) --out results $(RUN_ARGS)
+
+reproduce-all: instruction-data
+	time $(RELEASE_BIN) run $(TABLES) --db $(DB) --out results $(RUN_ARGS)
+
+# Reruns one cell (id prefix or row label) wherever it appears and re-renders the tables.
+rerun:
+	@if [ -z "$(CELL)" ]; then echo "usage: make rerun CELL=<cell id prefix or row label>"; exit 1; fi
+	@$(MAKE) --no-print-directory check-data
+	$(RELEASE_BIN) run $(TABLES) --cell "$(CELL)" --force --db $(DB) --out results $(RUN_ARGS)
 
 clean:
 	rm -rf .build

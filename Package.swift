@@ -32,7 +32,7 @@ let package = Package(
                 linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
         .target(name: "MileData", dependencies: ["CPNG", "CJPEG", "CImageCodec"], swiftSettings: optimized),
         .target(name: "MileHarness", dependencies: [
-            "MileModel", "MileData",
+            "Engine", "MileModel", "MileData",
             .product(name: "Yams", package: "Yams"),
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),

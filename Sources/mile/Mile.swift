@@ -6,15 +6,19 @@ struct Mile: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mile",
         abstract: "Reproduce the MILE (MICCAI 2024) PEFT grid on medical VQA, cell by cell.",
-        subcommands: [Info.self, DataCommand.self, Params.self, Plan.self, Score.self, Report.self]
+        subcommands: [Info.self, DataCommand.self, Params.self, Plan.self, Run.self, Score.self, Report.self]
     )
 }
+
+/// Prints the build's engine facts (BLAS library, kernel set and threads).
 
 /// Prints the build's engine facts (BLAS library and threads).
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Show the BLAS library and thread count.")
     func run() throws {
-        print("BLAS: \(BLAS.configuration)")
+        BLAS.reexecWithFasterKernelsIfNeeded()
+        Threads.configure()
+        print("BLAS: \(BLAS.configuration) (kernels: \(BLAS.coreName))")
         print("threads: \(BLAS.threads)")
     }
 }

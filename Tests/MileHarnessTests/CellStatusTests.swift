@@ -47,7 +47,7 @@ final class CellStatusTests: XCTestCase {
         let status = try Planner.status(of: changed, store: store)
         XCTAssertEqual(status.state, .stale)
         XCTAssertTrue(status.reason?.contains("decoding.beams: 3 -> 1") == true, status.reason ?? "")
-        XCTAssertTrue(status.reason?.contains("recipe.lr: 2e-05 -> 1e-05") == true, status.reason ?? "")
+        XCTAssertTrue(status.reason?.contains("recipe.lr: 0.0003 -> 1e-05") == true, status.reason ?? "")
         XCTAssertFalse(status.reason?.contains("recipe.epochs") == true, "unchanged keys are not listed")
 
         let newCode = CurrentVersions(codeVersion: "mile-results-999")

@@ -1,0 +1,265 @@
+import Engine
+import Foundation
+import MileData
+import MileModel
+
+/// What happened to one cell in a `mile run`.
+public struct CellOutcome: Sendable {
+    public enum Kind: String, Sendable { case done, failed, interrupted, skipped, busy }
+    public let cell: PlannedCell
+    public let kind: Kind
+    public let detail: String
+    public let scores: Scores?
+    public let seconds: Double
+}
+
+public struct PipelineOptions: Sendable {
+    public var locations: DataLocations
+    public var force: Bool
+    /// Seconds between heartbeats during long stages (the store's stale-claim timeout is 900 s).
+    public var heartbeatInterval: TimeInterval
+
+    public init(locations: DataLocations, force: Bool = false, heartbeatInterval: TimeInterval = 60) {
+        self.locations = locations
+        self.force = force
+        self.heartbeatInterval = heartbeatInterval
+    }
+}
+
+/// Runs cells: claim, base, fine-tune, evaluate, measure, store. A failed cell is recorded and the next
+/// one runs; SIGINT records the current cell as interrupted and stops the run.
+public final class PipelineRunner {
+    let store: ResultsStore
+    let options: PipelineOptions
+    let progress: ProgressPrinter
+    private var dataByKey: [String: RunData] = [:]
+    private var provenance: Provenance?
+
+    public init(store: ResultsStore, options: PipelineOptions, progress: ProgressPrinter = ProgressPrinter()) {
+        self.store = store
+        self.options = options
+        self.progress = progress
+    }
+
+    public func run(_ cells: [PlannedCell]) throws -> [CellOutcome] {
+        try options.locations.check()
+        var outcomes: [CellOutcome] = []
+        for (index, cell) in cells.enumerated() {
+            if StopRequest.isSet { break }
+            progress.cellPrefix = "[\(index + 1)/\(cells.count) \(cell.table) \(cell.label) seed \(cell.seed) \(cell.shortID)]"
+            let outcome = try runCell(cell)
+            progress.line("\(outcome.kind.rawValue): \(outcome.detail)")
+            outcomes.append(outcome)
+            if outcome.kind == .interrupted { break }
+        }
+        return outcomes
+    }
+
+    // MARK: one cell
+
+    func runCell(_ cell: PlannedCell) throws -> CellOutcome {
+        let started = Date()
+        func outcome(_ kind: CellOutcome.Kind, _ detail: String, _ scores: Scores? = nil) -> CellOutcome {
+            CellOutcome(cell: cell, kind: kind, detail: detail, scores: scores, seconds: Date().timeIntervalSince(started))
+        }
+        let settings = try RunSettings(cell.config, cell: "\(cell.label) (\(cell.shortID))")
+        let baseKey = cell.stage(.base).key
+        let data = try runData(settings, baseKey: baseKey, cell: cell)
+        let runID: Int64
+        switch try claim(cell) {
+        case let .claimed(id): runID = id
+        case let .alreadyDone(id): return outcome(.skipped, "already done (run \(id)); --force reruns it")
+        case let .busy(id, runner): return outcome(.busy, "run \(id) by \(runner) holds a live claim")
+        }
+        do {
+            return try execute(cell, settings: settings, data: data, runID: runID, started: started, outcome: outcome)
+        } catch {
+            let reason = "\(error)"
+            try? store.fail(runID: runID, reason: reason)
+            return outcome(.failed, reason)
+        }
+    }
+
+    /// What the stages of one cell share.
+    struct CellContext {
+        let cell: PlannedCell
+        let settings: RunSettings
+        let data: RunData
+        let runID: Int64
+        let config: ModelConfig
+        let assignment: PEFTAssignment
+        let beat: () throws -> Void
+    }
+
+    /// A stage that ended the cell early: failed (NaN, base failure) or interrupted (SIGINT).
+    struct StageStop: Error {
+        let kind: CellOutcome.Kind
+        let reason: String
+    }
+
+    private func execute(_ cell: PlannedCell, settings: RunSettings, data: RunData, runID: Int64, started: Date,
+                         outcome: (CellOutcome.Kind, String, Scores?) -> CellOutcome) throws -> CellOutcome {
+        var lastBeat = Date()
+        let beat: () throws -> Void = { [store, options] in
+            if Date().timeIntervalSince(lastBeat) >= options.heartbeatInterval {
+                try store.heartbeat(runID: runID)
+                lastBeat = Date()
+            }
+        }
+        Self.resetPeakRSS()
+        let tokenizer = data.tokenizer
+        let context = CellContext(
+            cell: cell, settings: settings, data: data, runID: runID,
+            config: try settings.modelConfig(scale: settings.scale, vocabularySize: tokenizer.vocabularySize,
+                                             pad: tokenizer.padId, dec: tokenizer.decId, sep: tokenizer.sepId),
+            assignment: try cell.assignment.peft(), beat: beat)
+        do {
+            let base = try baseModel(context)
+            let (model, peakEngine) = try fineTune(context, base: base)
+            let evaluation = Evaluation(settings: settings, data: data)
+            let predictions = try evaluate(context, evaluation: evaluation, model: model)
+            let (scores, perQuestion) = try Scorer.score(questions: evaluation.questions, predictions: predictions)
+            let results = try measurements(model: model, settings: settings, assignment: context.assignment,
+                                           peakEngine: peakEngine, scores: scores)
+            try store.complete(runID: runID, results: results, predictions: perQuestion, wallSeconds: Date().timeIntervalSince(started))
+            return outcome(.done, String(format: "Opened %.2f, Closed %.2f, Global %.2f (recall %.2f)", scores.opened,
+                                         scores.closed, scores.global, scores.openedRecall), scores)
+        } catch let stop as StageStop {
+            if stop.kind == .interrupted {
+                try store.interrupt(runID: runID, reason: stop.reason)
+            } else {
+                try store.fail(runID: runID, reason: stop.reason)
+            }
+            return outcome(stop.kind, stop.reason, nil)
+        }
+    }
+
+    private func baseModel(_ context: CellContext) throws -> BaseModel {
+        let settings = context.settings
+        let stage = BaseStage(key: context.cell.stage(.base).key, settings: settings, config: context.config,
+                              data: context.data, cacheDir: options.locations.cacheDir)
+        let epochLine: (EpochMetric) -> Void = { [progress] metric in
+            progress.line(String(format: "base epoch %d/%d: loss %.4f, lr %.3g, %.0f s", metric.epoch + 1,
+                                 settings.pretraining.epochs, metric.loss, metric.lr, metric.seconds))
+        }
+        switch try stage.ensure(wait: context.beat, progress: { [progress] p in progress.step(p); try context.beat() },
+                                epoch: epochLine) {
+        case let .done(base): return base
+        case let .failed(reason): throw StageStop(kind: .failed, reason: reason)
+        case let .stopped(reason): throw StageStop(kind: .interrupted, reason: reason)
+        }
+    }
+
+    /// Fine-tunes (or resumes) the cell; returns the trained model and the engine's training peak.
+    private func fineTune(_ context: CellContext, base: BaseModel) throws -> (MISSModel, Int) {
+        let settings = context.settings, runID = context.runID
+        let key = context.cell.stage(.finetune).key
+        let checkpoint = Self.checkpointFile(cacheDir: options.locations.cacheDir, finetuneKey: key)
+        if options.force { try? FileManager.default.removeItem(at: checkpoint) }
+        let stage = TrainingStage(name: "finetune", key: key, config: context.config, assignment: context.assignment,
+                                  baseFile: base.file, baseID: base.id, checkpointFile: checkpoint,
+                                  epochs: settings.recipe.epochs, lr: settings.recipe.lr,
+                                  weightDecay: settings.recipe.weightDecay, seed: settings.recipe.seed)
+        let resumed = Trainer.resumePoint(stage)
+        for metric in resumed.history { try store.recordEpoch(runID: runID, metric) }
+        if resumed.epoch > 0 { progress.line("resuming fine-tuning after epoch \(resumed.epoch) of \(stage.epochs)") }
+        let images = context.data.images(size: context.config.imageSize, doubleDivide255: settings.doubleDivide255)
+        let feed = try TrainingFeed(instructions: context.data.instructions, tokenizer: context.data.tokenizer, images: images,
+                                    batchSize: settings.recipe.batch, seed: UInt64(settings.recipe.seed))
+        try feed.preload()
+        let trainer = Trainer(stage: stage, feed: feed)
+        trainer.onStep = { [progress] p in progress.step(p); try context.beat() }
+        trainer.onEpoch = { [store, progress] metric in
+            try store.recordEpoch(runID: runID, metric)
+            progress.line(String(format: "finetune epoch %d/%d: loss %.4f, lr %.3g, %.0f s", metric.epoch + 1, stage.epochs,
+                                 metric.loss, metric.lr, metric.seconds))
+        }
+        switch try trainer.run() {
+        case .finished:
+            guard let model = trainer.trainedModel else { throw HarnessError.io("fine-tuning produced no model") }
+            return (model, trainer.peakEngineBytes)
+        case let .nonFinite(epoch, step, loss):
+            throw StageStop(kind: .failed, reason: "loss \(loss) at epoch \(epoch) step \(step) (fine-tuning)")
+        case let .stopped(epoch, step):
+            throw StageStop(kind: .interrupted, reason: "SIGINT at epoch \(epoch) step \(step) (fine-tuning); resumes after epoch \(Trainer.resumePoint(stage).epoch)")
+        }
+    }
+
+    private func evaluate(_ context: CellContext, evaluation: Evaluation, model: MISSModel) throws -> [Prediction] {
+        let start = Date()
+        switch try evaluation.predictions(model: model, progress: { [progress] done, total in
+            progress.evaluation(done: done, total: total); try context.beat()
+        }) {
+        case let .done(predictions):
+            progress.line(String(format: "evaluated %d questions in %.0f s", predictions.count, Date().timeIntervalSince(start)))
+            return predictions
+        case let .failed(reason): throw StageStop(kind: .failed, reason: reason)
+        case let .stopped(reason): throw StageStop(kind: .interrupted, reason: reason)
+        }
+    }
+
+    /// #Params at run and paper scale, engine and RSS peaks, paper-scale memory prediction (batch 20,
+    /// question 35 and answer 6 tokens, as docs/MODEL.md).
+    func measurements(model: MISSModel, settings: RunSettings, assignment: PEFTAssignment, peakEngine: Int,
+                      scores: Scores) throws -> RunResults {
+        let run = model.parameterCount
+        let paperConfig = try ModelConfig.paper.applying(settings.modelOverrides)
+        let paper = ParameterAccounting.count(config: paperConfig, assignment: assignment)
+        let predicted = try MemoryPrediction.predict(config: paperConfig, assignment: assignment, batch: 20,
+                                                     questionLength: 35, answerLength: 6).peakBytes
+        return RunResults(runScale: ParamCounts(trainable: run.trainable, total: run.total),
+                          paperScale: ParamCounts(trainable: paper.trainable, total: paper.total),
+                          peakEngineBytes: peakEngine, peakRSSBytes: ProvenanceCollector.peakRSSBytes(),
+                          predictedPaperBytes: predicted, scores: scores)
+    }
+
+    public static func checkpointFile(cacheDir: String, finetuneKey: String) -> URL {
+        URL(fileURLWithPath: (cacheDir as NSString).appendingPathComponent("cells/\(finetuneKey)/checkpoint.safetensors"))
+    }
+
+    /// Linux: writing 5 to clear_refs resets VmHWM, so the peak RSS is the cell's own, not an earlier cell's.
+    static func resetPeakRSS() {
+        if let handle = FileHandle(forWritingAtPath: "/proc/self/clear_refs") {
+            handle.write(Data("5".utf8))
+            try? handle.close()
+        }
+    }
+
+    // MARK: claims, data, provenance
+
+    /// Claims the cell. A claim held by a process of this host that no longer exists (killed with
+    /// SIGKILL) is taken over at once instead of after the stale-claim timeout.
+    func claim(_ cell: PlannedCell) throws -> ClaimOutcome {
+        let request = ClaimRequest(cell: cell, provenance: try currentProvenance())
+        let outcome = try store.claim(request, force: options.force)
+        guard case let .busy(_, runner) = outcome, Self.isDeadLocalRunner(runner) else { return outcome }
+        let takeover = try ResultsStore(path: store.path, runner: store.runner, staleClaimTimeout: 0)
+        progress.line("taking over the claim of \(runner) (process no longer exists)")
+        return try takeover.claim(request, force: options.force)
+    }
+
+    static func isDeadLocalRunner(_ runner: String) -> Bool {
+        let parts = runner.split(separator: ":")
+        guard parts.count >= 3, String(parts[0]) == ProcessInfo.processInfo.hostName, let pid = Int32(parts[1]) else { return false }
+        return kill(pid, 0) != 0 && errno == ESRCH
+    }
+
+    func currentProvenance() throws -> Provenance {
+        if let provenance { return provenance }
+        let hashes = try ProvenanceCollector.datasetHashes(files: ProvenanceCollector.slakeFiles(slakeDir: options.locations.slakeDir))
+        let collected = ProvenanceCollector.collect(blasLibrary: BLAS.configuration, blasThreads: BLAS.threads, datasetHashes: hashes)
+        provenance = collected
+        return collected
+    }
+
+    func runData(_ settings: RunSettings, baseKey: String, cell: PlannedCell) throws -> RunData {
+        let key = cell.stage(.data).key + ":" + baseKey
+        if let data = dataByKey[key] { return data }
+        progress.line("loading data (instruction records, pretraining corpus, SLAKE test, vocabulary)")
+        let data = try RunData(settings: settings, locations: options.locations,
+                               vocabularyFile: BaseStage.vocabularyFile(cacheDir: options.locations.cacheDir, key: baseKey),
+                               pretrainedVocabulary: BaseStage.checkpointVocabulary(settings))
+        dataByKey[key] = data
+        return data
+    }
+}

@@ -1,0 +1,127 @@
+import Foundation
+import MileData
+
+/// Where the datasets are and where the pipeline keeps its derived files.
+public struct DataLocations: Sendable {
+    /// A Slake1.0 folder (real or `mile data synth` output); the test set always comes from here.
+    public var slakeDir: String
+    /// A VQA-RAD folder, needed only when a config lists `vqa-rad` / `vqa-rad-train`.
+    public var radDir: String?
+    /// Bases, checkpoints, image cache, vocabularies (default `.mile`).
+    public var cacheDir: String
+
+    public init(slakeDir: String, radDir: String?, cacheDir: String) {
+        self.slakeDir = slakeDir
+        self.radDir = radDir
+        self.cacheDir = cacheDir
+    }
+
+    /// Checks the folders before anything runs, with a message that says how to fix them.
+    public func check() throws {
+        let test = (slakeDir as NSString).appendingPathComponent("test.json")
+        guard FileManager.default.fileExists(atPath: test) else {
+            throw HarnessError.input("no SLAKE test set at \(test). Get SLAKE 1.0 from https://www.med-vqa.com/slake/ (Slake1.0 folder with train.json, test.json, imgs/) and set SLAKE_DIR or pass --slake; for a dataset-free try run `mile data synth --out demo-data/synth` and use --slake demo-data/synth")
+        }
+        if let radDir, !FileManager.default.fileExists(atPath: radDir) {
+            throw HarnessError.input("RAD_DIR / --rad points at \(radDir), which does not exist")
+        }
+    }
+
+    func radRequired(for what: String) throws -> String {
+        guard let radDir else {
+            throw HarnessError.input("\(what) needs VQA-RAD: set RAD_DIR or pass --rad (VQA-RAD from https://osf.io/89kps/), or remove it from the config")
+        }
+        return radDir
+    }
+}
+
+/// The data of one run configuration: instruction records, pretraining corpus, SLAKE test questions,
+/// the run vocabulary and the in-memory images. Loaded once per process and shared by every cell
+/// with the same data settings.
+public final class RunData {
+    public let instructions: InstructionDataset
+    public let pretrainSamples: [VQASample]
+    public let testSamples: [VQASample]
+    public let tokenizer: Tokenizer
+    public let locations: DataLocations
+    private var stores: [String: ImageStore] = [:]
+
+    /// The seed of `mile data instructions`: prompts and options are built exactly as in the file it writes.
+    static let instructionBuildSeed: UInt64 = 42
+
+    public init(settings: RunSettings, locations: DataLocations, vocabularyFile: String, pretrainedVocabulary: String?) throws {
+        self.locations = locations
+        let records = try Self.instructionRecords(settings.instructionSources, locations: locations)
+        instructions = InstructionDataset(records: records, imageRoot: try Self.linkedImageRoot(locations))
+        pretrainSamples = try Self.pretrainingCorpus(settings.pretraining.corpus, locations: locations,
+                                                     seed: UInt64(settings.pretraining.seed))
+        testSamples = try Slake.load(root: locations.slakeDir, split: .test)
+        guard !testSamples.isEmpty else { throw HarnessError.input("\(locations.slakeDir)/test.json has no English questions") }
+        if let pretrainedVocabulary {
+            tokenizer = try Tokenizer(vocabFile: pretrainedVocabulary)
+        } else {
+            tokenizer = try Vocabulary.prepare(file: vocabularyFile, instructions: records, samples: pretrainSamples)
+        }
+    }
+
+    /// SLAKE train (+ validate) then VQA-RAD train, qids from 0: the same records as `mile data instructions`.
+    static func instructionRecords(_ sources: [String], locations: DataLocations) throws -> [InstructionRecord] {
+        let builder = InstructionBuilder(seed: instructionBuildSeed)
+        var slake: [VQASample] = []
+        if sources.contains("slake-train") { slake += try Slake.load(root: locations.slakeDir, split: .train) }
+        if sources.contains("slake-validate") { slake += try Slake.load(root: locations.slakeDir, split: .validate) }
+        var records = slake.isEmpty ? [] : builder.build(slake, imagePrefix: "slake/", firstQid: 0)
+        if sources.contains("vqa-rad-train") {
+            let rad = try VQARad.load(root: try locations.radRequired(for: "data.instruction_sources: vqa-rad-train"), split: .train)
+            records += builder.build(rad, imagePrefix: "vqa-rad/", firstQid: records.count)
+        }
+        guard !records.isEmpty else { throw HarnessError.input("data.instruction_sources gives no training records") }
+        return records
+    }
+
+    /// `pretraining.corpus` names (the experiment files' spellings and MileData's) to corpus parts.
+    static let corpusParts: [String: PretrainCorpus.Part] = [
+        "vqa-rad": .radTrain, "vqa-rad-train": .radTrain,
+        "slake-train-captions": .slakeCaptions, "slake-captions": .slakeCaptions, "slake-train": .slakeTrain,
+    ]
+
+    static func pretrainingCorpus(_ corpus: [String], locations: DataLocations, seed: UInt64) throws -> [VQASample] {
+        guard !corpus.isEmpty else { return [] }
+        let parts = try corpus.map { name -> PretrainCorpus.Part in
+            guard let part = corpusParts[name] else {
+                throw HarnessError.input("pretraining.corpus: unknown part '\(name)' (known: \(corpusParts.keys.sorted().joined(separator: ", ")))")
+            }
+            return part
+        }
+        let rad = parts.contains(.radTrain) ? try locations.radRequired(for: "pretraining.corpus: vqa-rad") : nil
+        return try PretrainCorpus.build(parts: parts, slakeRoot: locations.slakeDir, radRoot: rad, seed: seed).samples
+    }
+
+    /// `<cache>/instruction-images/{slake,vqa-rad}` as symlinks to the image folders, the layout the
+    /// records' `slake/...` and `vqa-rad/...` names expect (nothing is copied).
+    static func linkedImageRoot(_ locations: DataLocations) throws -> String {
+        let root = (locations.cacheDir as NSString).appendingPathComponent("instruction-images")
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: root, withIntermediateDirectories: true)
+        var links = [("slake", (locations.slakeDir as NSString).appendingPathComponent("imgs"))]
+        if let rad = locations.radDir { links.append(("vqa-rad", (rad as NSString).appendingPathComponent("images"))) }
+        for (name, target) in links {
+            let link = (root as NSString).appendingPathComponent(name)
+            let absolute = URL(fileURLWithPath: target).standardizedFileURL.path
+            if (try? fm.destinationOfSymbolicLink(atPath: link)) == absolute { continue }
+            try? fm.removeItem(atPath: link)
+            try fm.createSymbolicLink(atPath: link, withDestinationPath: absolute)
+        }
+        return root
+    }
+
+    /// Decoded images at one size, shared by every feed of that size.
+    public func images(size: Int, doubleDivide255: Bool) -> ImageStore {
+        let key = "\(size)-\(doubleDivide255)"
+        if let store = stores[key] { return store }
+        let cache = URL(fileURLWithPath: (locations.cacheDir as NSString).appendingPathComponent("image-cache"))
+        let store = ImageStore(loader: ImageLoader(size: size, cacheDirectory: cache, upstreamDoubleScale: doubleDivide255))
+        stores[key] = store
+        return store
+    }
+}

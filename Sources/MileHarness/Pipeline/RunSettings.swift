@@ -1,0 +1,145 @@
+import Foundation
+import MileModel
+
+/// The typed view of one cell's resolved config (experiments/defaults.yaml): what each stage reads.
+/// Values the pipeline cannot honour (a schedule other than cosine, a label smoothing the model does not
+/// use, ...) are errors naming the key, never silently ignored.
+public struct RunSettings {
+    public struct Pretraining: Sendable {
+        public var source: String          // own | checkpoint
+        public var checkpoint: String
+        public var corpus: [String]        // vqa-rad, slake-train-captions
+        public var epochs: Int
+        public var lr: Double
+        public var batch: Int
+        public var seed: Int
+    }
+
+    public struct Recipe: Sendable {
+        public var epochs: Int
+        public var lr: Double
+        public var batch: Int
+        public var weightDecay: Double
+        public var seed: Int
+    }
+
+    public var scale: String
+    public var pretraining: Pretraining
+    public var instructionSources: [String]  // slake-train, slake-validate, vqa-rad-train
+    public var doubleDivide255: Bool
+    public var recipe: Recipe
+    public var beams: Int
+    public var maxLength: Int
+    public var minLength: Int
+    /// peft.* settings as model config keys (lora alpha/dropout, ViT IA3 targets, virtual tokens).
+    public var modelOverrides: [String: Any]
+
+    public static let knownCorpora = ["vqa-rad", "vqa-rad-train", "slake-train-captions", "slake-captions", "slake-train"]
+    public static let knownSources = ["slake-train", "slake-validate", "vqa-rad-train"]
+
+    public init(_ config: ConfigValue, cell: String) throws {
+        func value(_ path: String) throws -> ConfigValue {
+            guard let v = config[path] else { throw HarnessError.input("cell \(cell): config key \(path) is missing") }
+            return v
+        }
+        func string(_ path: String) throws -> String {
+            guard let s = try value(path).stringValue else { throw HarnessError.input("cell \(cell): \(path) must be a string") }
+            return s
+        }
+        func int(_ path: String) throws -> Int {
+            guard let i = try value(path).intValue else { throw HarnessError.input("cell \(cell): \(path) must be an integer") }
+            return i
+        }
+        func double(_ path: String) throws -> Double {
+            guard let d = try value(path).doubleValue else { throw HarnessError.input("cell \(cell): \(path) must be a number") }
+            return d
+        }
+        func strings(_ path: String) throws -> [String] {
+            guard let list = try value(path).listValue else { throw HarnessError.input("cell \(cell): \(path) must be a list") }
+            return try list.map { item in
+                guard let s = item.stringValue else { throw HarnessError.input("cell \(cell): \(path) must list strings") }
+                return s
+            }
+        }
+        scale = try string("model.scale")
+        pretraining = Pretraining(source: try string("pretraining.source"), checkpoint: try string("pretraining.checkpoint"),
+                                  corpus: try strings("pretraining.corpus"), epochs: try int("pretraining.epochs"),
+                                  lr: try double("pretraining.lr"), batch: try int("pretraining.batch"),
+                                  seed: try int("pretraining.seed"))
+        instructionSources = try strings("data.instruction_sources")
+        doubleDivide255 = try value("data.double_divide_255").boolValue ?? false
+        recipe = Recipe(epochs: try int("recipe.epochs"), lr: try double("recipe.lr"), batch: try int("recipe.batch"),
+                        weightDecay: try double("recipe.weight_decay"), seed: try int("recipe.seed"))
+        beams = try int("decoding.beams")
+        maxLength = try int("decoding.max_length")
+        minLength = try int("decoding.min_length")
+        modelOverrides = try Self.peftOverrides(config)
+        try validate(config, cell: cell, string: string, int: int, double: double)
+    }
+
+    private func validate(_ config: ConfigValue, cell: String, string: (String) throws -> String, int: (String) throws -> Int,
+                          double: (String) throws -> Double) throws {
+        func fail(_ text: String) -> HarnessError { HarnessError.input("cell \(cell): \(text)") }
+        guard ModelConfig.presetNames.contains(scale) else {
+            throw fail("model.scale '\(scale)' is not one of \(ModelConfig.presetNames.joined(separator: ", "))")
+        }
+        guard try string("model.family") == "miss" else { throw fail("model.family: only 'miss' runs in this pipeline") }
+        guard ["own", "checkpoint"].contains(pretraining.source) else {
+            throw fail("pretraining.source '\(pretraining.source)' must be own or checkpoint")
+        }
+        if pretraining.source == "checkpoint" && pretraining.checkpoint.isEmpty {
+            throw fail("pretraining.source is checkpoint but pretraining.checkpoint is empty")
+        }
+        if let bad = pretraining.corpus.first(where: { !Self.knownCorpora.contains($0) }) {
+            throw fail("pretraining.corpus: unknown corpus '\(bad)' (known: \(Self.knownCorpora.joined(separator: ", ")))")
+        }
+        if let bad = instructionSources.first(where: { !Self.knownSources.contains($0) }) {
+            throw fail("data.instruction_sources: unknown source '\(bad)' (known: \(Self.knownSources.joined(separator: ", ")))")
+        }
+        guard try string("data.test") == "slake-en-test" else { throw fail("data.test: only slake-en-test is supported") }
+        guard try int("data.question_max_tokens") == 35 else { throw fail("data.question_max_tokens: only 35 (upstream) is supported") }
+        guard try string("recipe.schedule") == "cosine" else { throw fail("recipe.schedule: only cosine (upstream) is supported") }
+        guard try int("recipe.warmup_epochs") == 0 else { throw fail("recipe.warmup_epochs: only 0 (upstream) is supported") }
+        guard abs(try double("recipe.label_smoothing") - 0.1) < 1e-12 else {
+            throw fail("recipe.label_smoothing: the model's loss uses 0.1 (upstream); other values are not supported")
+        }
+        guard recipe.epochs >= 1, recipe.batch >= 1, pretraining.epochs >= 0, pretraining.batch >= 1 else {
+            throw fail("recipe/pretraining epochs and batch must be positive")
+        }
+        guard recipe.lr > 0, pretraining.lr > 0 else { throw fail("recipe.lr and pretraining.lr must be positive") }
+        guard beams >= 1, maxLength >= 2, minLength >= 0 else { throw fail("decoding: beams >= 1, max_length >= 2") }
+    }
+
+    /// peft.* keys of the experiment schema mapped to model config keys. Only the sections a cell uses
+    /// are in its config; the model's defaults (the same values) apply to the others.
+    static func peftOverrides(_ config: ConfigValue) throws -> [String: Any] {
+        var out: [String: Any] = [:]
+        if let alpha = config["peft.lora.alpha"]?.doubleValue { out["lora_alpha"] = alpha }
+        if let dropout = config["peft.lora.dropout"]?.doubleValue { out["lora_dropout"] = dropout }
+        if let target = config["peft.ia3.vit_targets"]?.stringValue { out["vit_ia3_target"] = target }
+        let prefix = config["peft.prefix.virtual_tokens"]?.intValue, ptv2 = config["peft.ptv2.virtual_tokens"]?.intValue
+        if let prefix, let ptv2, prefix != ptv2 {
+            throw HarnessError.input("peft.prefix.virtual_tokens (\(prefix)) and peft.ptv2.virtual_tokens (\(ptv2)) differ; the model has one prefix length")
+        }
+        if let tokens = prefix ?? ptv2 { out["prefix_tokens"] = tokens }
+        return out
+    }
+
+    /// The model config of this cell at `scale`, with the run vocabulary's size and special ids.
+    public func modelConfig(scale: String, vocabularySize: Int, pad: Int32, dec: Int32, sep: Int32) throws -> ModelConfig {
+        var overrides = modelOverrides
+        overrides["vocab_size"] = vocabularySize
+        overrides["pad_token_id"] = Int(pad)
+        overrides["dec_token_id"] = Int(dec)
+        overrides["sep_token_id"] = Int(sep)
+        return try ModelConfig.preset(scale).applying(overrides)
+    }
+}
+
+extension ModuleAssignment {
+    /// The model layer's assignment (the harness and the model spell modes the same way).
+    public func peft() throws -> PEFTAssignment {
+        try PEFTAssignment(vit: MileModel.ModuleMode(flag: vit.rawValue), jtm: MileModel.ModuleMode(flag: jtm.rawValue),
+                           dec: MileModel.ModuleMode(flag: dec.rawValue), rank: rank ?? 8)
+    }
+}

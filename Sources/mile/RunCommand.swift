@@ -1,0 +1,132 @@
+import ArgumentParser
+import Engine
+import Foundation
+import MileHarness
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run pending cells: pretrain the base (once per base key), fine-tune, evaluate on SLAKE test, store results.",
+        discussion: """
+            Finished cells are skipped (--force reruns them). Ctrl-C stops at the end of the current step and records \
+            the cell as interrupted; running the same command again resumes it from its last finished epoch. \
+            Data: --slake/--rad or SLAKE_DIR/RAD_DIR. Reports are written to --out at the end.
+            """)
+
+    @OptionGroup var experiments: ExperimentOptions
+
+    @Option(name: .long, help: "Run only this cell (id prefix, 4+ hex digits, or row label such as 'F LoRA LoRA r4').")
+    var cell: String?
+
+    @Option(name: .long, help: "Run only the cells of this row label (e.g. 'T T LoRA r4').")
+    var row: String?
+
+    @Option(name: .long, help: "Model scale: paper, small or smoke (same as --set model.scale=S).")
+    var scale: String?
+
+    @Option(name: .long, help: "Number of seeds per cell, counting up from the first configured seed.")
+    var seeds: Int?
+
+    @Flag(name: .long, help: "Rerun cells that are already done (their fine-tune checkpoints are discarded).")
+    var force = false
+
+    @Option(name: .long, help: "A Slake1.0 folder (default: $SLAKE_DIR).")
+    var slake: String?
+
+    @Option(name: .long, help: "A VQA-RAD folder (default: $RAD_DIR).")
+    var rad: String?
+
+    @Option(name: .long, help: "Folder for bases, checkpoints, image cache and vocabularies.")
+    var cache: String = ".mile"
+
+    @Option(name: .long, help: "Report folder (results/<table>.md, .svg, README.md) written at the end.")
+    var out: String = "results"
+
+    @Flag(name: .long, help: "No progress lines (the summary is still printed).")
+    var quiet = false
+
+    func run() throws {
+        BLAS.reexecWithFasterKernelsIfNeeded()
+        Threads.configure()
+        installStopHandler()
+        try reportingErrors {
+            let overrides = try allOverrides()
+            let plans = try TablePlan.make(files: experiments.files, overrides: overrides, store: nil)
+            let cells = try selectedCells(plans.flatMap(\.cells))
+            let environment = ProcessInfo.processInfo.environment
+            guard let slakeDir = slake ?? environment["SLAKE_DIR"] else {
+                throw HarnessError.input("no SLAKE folder: pass --slake DIR or set SLAKE_DIR (SLAKE 1.0 from https://www.med-vqa.com/slake/; `mile data synth --out demo-data/synth` makes a synthetic one)")
+            }
+            let radDir = rad ?? environment["RAD_DIR"].flatMap { FileManager.default.fileExists(atPath: $0) ? $0 : nil }
+            let store = try ResultsStore(path: experiments.db)
+            let options = PipelineOptions(locations: DataLocations(slakeDir: slakeDir, radDir: radDir, cacheDir: cache), force: force)
+            let runner = PipelineRunner(store: store, options: options, progress: ProgressPrinter(quiet: quiet))
+            let started = Date()
+            let outcomes = try runner.run(cells)
+            print(RunSummary.text(outcomes, seconds: Date().timeIntervalSince(started)))
+            let versions = try experiments.currentVersions()
+            let reports = try plans.map { try ReportRenderer.render($0.table, cells: $0.cells, store: store, versions: versions) }
+            try ReportRenderer.write(reports, to: out)
+            for report in reports { print("\(out)/\(report.table.name).md: \(report.doneCells)/\(report.totalCells) cells done") }
+            if outcomes.contains(where: { $0.kind == .interrupted }) { throw ExitCode(130) }
+            if outcomes.contains(where: { $0.kind == .failed }) { throw ExitCode(2) }
+        }
+    }
+
+    private func allOverrides() throws -> [ConfigOverride] {
+        var overrides = try experiments.parsedOverrides()
+        if let scale { overrides.append(try ConfigOverride("model.scale=\(scale)")) }
+        if let seeds {
+            guard seeds >= 1 else { throw HarnessError.input("--seeds must be at least 1") }
+            let first = try experiments.files.first.map { try ExperimentLoader.load(path: $0) }?
+                .config["recipe.seeds"]?.listValue?.first?.intValue ?? 42
+            let list = (0..<seeds).map { String(first + $0) }.joined(separator: ", ")
+            overrides.append(try ConfigOverride("recipe.seeds=[\(list)]"))
+        }
+        return overrides
+    }
+
+    /// The selected cells, each cell id once (the same experiment in two tables is one cell).
+    private func selectedCells(_ all: [PlannedCell]) throws -> [PlannedCell] {
+        var seen = Set<String>()
+        return try select(all).filter { seen.insert($0.id).inserted }
+    }
+
+    private func select(_ cells: [PlannedCell]) throws -> [PlannedCell] {
+        if cell != nil && row != nil { throw HarnessError.input("give --cell or --row, not both") }
+        if let cell { return try Planner.select(cells, cell: cell) }
+        if let row {
+            let matches = cells.filter { $0.label == row }
+            guard !matches.isEmpty else {
+                throw HarnessError.input("no row labelled '\(row)'; rows: \(Array(Set(cells.map(\.label))).sorted().joined(separator: ", "))")
+            }
+            return matches
+        }
+        return cells
+    }
+
+    /// First Ctrl-C (or SIGTERM): stop at the end of the current step. A second one kills at once.
+    private func installStopHandler() {
+        let handler: @convention(c) (Int32) -> Void = { signal in
+            StopRequest.requested = 1
+            _ = Glibc.signal(signal, SIG_DFL)
+        }
+        signal(SIGINT, handler)
+        signal(SIGTERM, handler)
+    }
+}
+
+/// The end-of-run table.
+enum RunSummary {
+    static func text(_ outcomes: [CellOutcome], seconds: Double) -> String {
+        var lines = ["", "summary (\(outcomes.count) cells, \(ProgressPrinter.duration(seconds))):"]
+        for o in outcomes {
+            let scores = o.scores.map { String(format: "Opened %6.2f  Closed %6.2f  Global %6.2f", $0.opened, $0.closed, $0.global) } ?? ""
+            let label = o.cell.label.padding(toLength: 18, withPad: " ", startingAt: 0)
+            lines.append("  \(o.cell.shortID)  \(label) seed \(o.cell.seed)  \(o.kind.rawValue.padding(toLength: 11, withPad: " ", startingAt: 0)) \(ProgressPrinter.duration(o.seconds).padding(toLength: 7, withPad: " ", startingAt: 0)) \(scores.isEmpty ? o.detail : scores)")
+        }
+        var counts: [String: Int] = [:]
+        for o in outcomes { counts[o.kind.rawValue, default: 0] += 1 }
+        lines.append("  " + counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))
+        return lines.joined(separator: "\n")
+    }
+}

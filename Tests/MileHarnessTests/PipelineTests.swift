@@ -1,0 +1,185 @@
+import Foundation
+import XCTest
+@testable import MileHarness
+import MileData
+
+final class PipelineTests: XCTestCase {
+    /// plan -> run -> report on synthetic data at smoke scale: every cell done, every prediction and the
+    /// measurements stored, the report shows our numbers (not a pending status).
+    func testEndToEndSmokeRunAndReport() throws {
+        let dir = try TestSupport.temporaryDirectory(self)
+        let file = try PipelineFixture.table(in: dir, rows: [PipelineFixture.rowFLoRALoRA, PipelineFixture.rowTTLoRA,
+                                                             PipelineFixture.rowFPrefixPrefix])
+        let table = try ExperimentLoader.load(path: file)
+        let cells = try Planner.expand(table)
+        XCTAssertEqual(cells.count, 3)
+        XCTAssertEqual(Set(cells.map { $0.stage(.base).key }).count, 1, "all cells share one base")
+        let store = try ResultsStore(path: dir + "/r.db")
+        let options = PipelineOptions(locations: DataLocations(slakeDir: PipelineFixture.synthetic, radDir: nil, cacheDir: dir + "/cache"))
+        let outcomes = try PipelineRunner(store: store, options: options, progress: ProgressPrinter(quiet: true)).run(cells)
+        XCTAssertEqual(outcomes.map(\.kind), [.done, .done, .done], outcomes.map(\.detail).joined(separator: "; "))
+
+        let testCount = try Slake.load(root: PipelineFixture.synthetic, split: .test).count
+        for cell in cells {
+            let run = try XCTUnwrap(store.latestDoneRun(cellID: cell.id))
+            let results = try XCTUnwrap(store.results(runID: run.id))
+            XCTAssertEqual(try store.predictions(runID: run.id).count, testCount)
+            XCTAssertEqual(try store.epochs(runID: run.id).map(\.epoch), [0, 1])
+            XCTAssertGreaterThan(results.runScale.trainable, 0)
+            XCTAssertLessThan(results.runScale.trainable, results.runScale.total + 1)
+            XCTAssertGreaterThan(results.peakEngineBytes ?? 0, 0)
+            XCTAssertGreaterThan(results.peakRSSBytes ?? 0, 0)
+            XCTAssertGreaterThan(results.predictedPaperBytes ?? 0, 1_000_000_000, "paper-scale prediction is GBs")
+        }
+        // Paper-scale #Params is the model's accounting (docs/MODEL.md): F LoRA LoRA r4 is 0.163 %.
+        let first = try XCTUnwrap(store.results(runID: XCTUnwrap(store.latestDoneRun(cellID: cells[0].id)).id))
+        XCTAssertEqual(try XCTUnwrap(first.paperScale).percent, 0.163, accuracy: 0.0005)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/cache/bases/\(cells[0].stage(.base).key).safetensors"))
+
+        // A second run skips every cell.
+        let again = try PipelineRunner(store: store, options: options, progress: ProgressPrinter(quiet: true)).run(cells)
+        XCTAssertEqual(again.map(\.kind), [.skipped, .skipped, .skipped])
+
+        let report = try ReportRenderer.render(table, cells: cells, store: store)
+        XCTAssertEqual(report.doneCells, 3)
+        let firstScores = try XCTUnwrap(outcomes[0].scores)
+        XCTAssertTrue(report.markdown.contains(String(format: "%.2f", firstScores.global)), report.markdown)
+        XCTAssertFalse(report.markdown.contains("pending"), report.markdown)
+    }
+
+    /// `pretraining.source: checkpoint` fine-tunes from a given base file (with its vocab.txt) and
+    /// pretrains nothing.
+    func testConvertedCheckpointIsUsedAsTheBase() throws {
+        let dir = try TestSupport.temporaryDirectory(self)
+        let file = try PipelineFixture.table(in: dir, epochs: 1, rows: [PipelineFixture.rowFLoRALoRA])
+        let cells = try Planner.expand(ExperimentLoader.load(path: file))
+        let options = PipelineOptions(locations: DataLocations(slakeDir: PipelineFixture.synthetic, radDir: nil, cacheDir: dir + "/cache"))
+        let first = try PipelineRunner(store: ResultsStore(path: dir + "/a.db"), options: options,
+                                       progress: ProgressPrinter(quiet: true)).run(cells)
+        XCTAssertEqual(first.map(\.kind), [.done])
+        let key = cells[0].stage(.base).key
+        try FileManager.default.createDirectory(atPath: dir + "/converted", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: dir + "/cache/bases/\(key).safetensors", toPath: dir + "/converted/base.safetensors")
+        try FileManager.default.copyItem(atPath: dir + "/cache/bases/\(key).vocab.txt", toPath: dir + "/converted/vocab.txt")
+
+        let converted = try Planner.expand(ExperimentLoader.load(path: file), overrides: [
+            ConfigOverride("pretraining.source=checkpoint"), ConfigOverride("pretraining.checkpoint=\(dir)/converted/base.safetensors"),
+        ])
+        XCTAssertNotEqual(converted[0].stage(.base).key, key)
+        let options2 = PipelineOptions(locations: DataLocations(slakeDir: PipelineFixture.synthetic, radDir: nil, cacheDir: dir + "/cache2"))
+        let second = try PipelineRunner(store: ResultsStore(path: dir + "/b.db"), options: options2,
+                                        progress: ProgressPrinter(quiet: true)).run(converted)
+        XCTAssertEqual(second.map(\.kind), [.done], second.map(\.detail).joined())
+        XCTAssertEqual(second[0].scores, first[0].scores, "same base, vocabulary, seed and recipe: same results")
+        let pretrained = (try? FileManager.default.contentsOfDirectory(atPath: dir + "/cache2/bases")) ?? []
+        XCTAssertFalse(pretrained.contains { $0.hasSuffix(".safetensors") }, "no base was pretrained: \(pretrained)")
+    }
+
+    /// An absurd learning rate makes the loss infinite or NaN: that cell fails with the step, the next runs.
+    func testNonFiniteLossFailsTheCellAndTheRunContinues() throws {
+        let dir = try TestSupport.temporaryDirectory(self)
+        let bad = PipelineFixture.rowTTLoRA + "\n    set: {recipe: {lr: 1.0e+30}}"
+        let file = try PipelineFixture.table(in: dir, rows: [bad, PipelineFixture.rowFLoRALoRA])
+        let cells = try Planner.expand(ExperimentLoader.load(path: file))
+        let store = try ResultsStore(path: dir + "/r.db")
+        let options = PipelineOptions(locations: DataLocations(slakeDir: PipelineFixture.synthetic, radDir: nil, cacheDir: dir + "/cache"))
+        let outcomes = try PipelineRunner(store: store, options: options, progress: ProgressPrinter(quiet: true)).run(cells)
+        XCTAssertEqual(outcomes.map(\.kind), [.failed, .done])
+        let failed = try XCTUnwrap(store.latestRun(cellID: cells[0].id))
+        XCTAssertEqual(failed.status, .failed)
+        let reason = try XCTUnwrap(failed.failureReason)
+        XCTAssertTrue(reason.contains("loss") && reason.contains("step"), reason)
+        XCTAssertNil(try store.results(runID: failed.id))
+    }
+
+    /// SIGKILL mid-run, then the same command again: the stale claim of the dead process is taken over,
+    /// training resumes from the last finished epoch, and the predictions equal an uninterrupted run's.
+    func testKilledRunResumesWithIdenticalResults() throws {
+        let dir = try TestSupport.temporaryDirectory(self)
+        let file = try PipelineFixture.table(in: dir, epochs: 6, rows: [PipelineFixture.rowTTLoRA])
+        let cell = try XCTUnwrap(Planner.expand(ExperimentLoader.load(path: file)).first)
+
+        let reference = try PipelineFixture.startRun(PipelineFixture.runArguments(table: file, dir: dir, db: "a.db", cache: "a"), dir: dir, tag: "a")
+        reference.waitUntilExit()
+        XCTAssertEqual(reference.terminationStatus, 0, PipelineFixture.log(dir, "a"))
+
+        let arguments = PipelineFixture.runArguments(table: file, dir: dir, db: "b.db", cache: "b")
+        let victim = try PipelineFixture.startRun(arguments, dir: dir, tag: "b1")
+        let store = try ResultsStore(path: dir + "/b.db")
+        try waitForEpochs(store: store, cellID: cell.id, atLeast: 2, process: victim)
+        kill(victim.processIdentifier, SIGKILL)
+        victim.waitUntilExit()
+        let killedRun = try XCTUnwrap(store.latestRun(cellID: cell.id))
+        XCTAssertEqual(killedRun.status, .running, "killed while training (the run finished before the kill)")
+
+        let resumed = try PipelineFixture.startRun(arguments, dir: dir, tag: "b2")
+        resumed.waitUntilExit()
+        XCTAssertEqual(resumed.terminationStatus, 0, PipelineFixture.log(dir, "b2"))
+        let log = PipelineFixture.log(dir, "b2")
+        XCTAssertTrue(log.contains("taking over the claim") && log.contains("resuming fine-tuning after epoch"), log)
+
+        let runs = try store.runs(cellID: cell.id)
+        XCTAssertEqual(runs.filter { $0.status == .done }.count, 1)
+        XCTAssertEqual(runs.first { $0.id == killedRun.id }?.status, .interrupted)
+        let done = try XCTUnwrap(store.latestDoneRun(cellID: cell.id))
+        XCTAssertEqual(try store.epochs(runID: done.id).map(\.epoch), Array(0..<6))
+
+        let referenceStore = try ResultsStore(path: dir + "/a.db")
+        let expected = try referenceStore.predictions(runID: XCTUnwrap(referenceStore.latestDoneRun(cellID: cell.id)).id)
+        XCTAssertEqual(try store.predictions(runID: done.id), expected)
+        let lossesA = try referenceStore.epochs(runID: XCTUnwrap(referenceStore.latestDoneRun(cellID: cell.id)).id).map(\.loss)
+        XCTAssertEqual(try store.epochs(runID: done.id).map(\.loss), lossesA)
+    }
+
+    /// Two `mile run` processes on one database never run the same cell; together they finish the table.
+    func testConcurrentRunnersNeverRunTheSameCell() throws {
+        let dir = try TestSupport.temporaryDirectory(self)
+        let file = try PipelineFixture.table(in: dir, epochs: 2, rows: [PipelineFixture.rowTTLoRA, PipelineFixture.rowFLoRALoRA,
+                                                                        PipelineFixture.rowTIA3IA3, PipelineFixture.rowFPrefixPrefix])
+        let cells = try Planner.expand(ExperimentLoader.load(path: file))
+        let arguments = PipelineFixture.runArguments(table: file, dir: dir, db: "c.db", cache: "c")
+        let first = try PipelineFixture.startRun(arguments, dir: dir, tag: "c1")
+        let second = try PipelineFixture.startRun(arguments, dir: dir, tag: "c2")
+        first.waitUntilExit(); second.waitUntilExit()
+        XCTAssertEqual(first.terminationStatus, 0, PipelineFixture.log(dir, "c1"))
+        XCTAssertEqual(second.terminationStatus, 0, PipelineFixture.log(dir, "c2"))
+        let store = try ResultsStore(path: dir + "/c.db")
+        for cell in cells {
+            let runs = try store.runs(cellID: cell.id)
+            XCTAssertEqual(runs.count, 1, "\(cell.label): \(runs.map { "\($0.runner) \($0.status)" })")
+            XCTAssertEqual(runs.first?.status, .done)
+        }
+    }
+
+    /// SIGINT stops at the end of a step, records the cell as interrupted, and a rerun finishes it.
+    func testInterruptRecordsInterruptedAndRerunFinishes() throws {
+        let dir = try TestSupport.temporaryDirectory(self)
+        let file = try PipelineFixture.table(in: dir, epochs: 6, rows: [PipelineFixture.rowTTLoRA])
+        let cell = try XCTUnwrap(Planner.expand(ExperimentLoader.load(path: file)).first)
+        let arguments = PipelineFixture.runArguments(table: file, dir: dir, db: "d.db", cache: "d")
+        let process = try PipelineFixture.startRun(arguments, dir: dir, tag: "d1")
+        let store = try ResultsStore(path: dir + "/d.db")
+        try waitForEpochs(store: store, cellID: cell.id, atLeast: 1, process: process)
+        kill(process.processIdentifier, SIGINT)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 130, PipelineFixture.log(dir, "d1"))
+        let interrupted = try XCTUnwrap(store.latestRun(cellID: cell.id))
+        XCTAssertEqual(interrupted.status, .interrupted)
+        XCTAssertTrue(interrupted.failureReason?.contains("SIGINT") == true, interrupted.failureReason ?? "")
+
+        let rerun = try PipelineFixture.startRun(arguments, dir: dir, tag: "d2")
+        rerun.waitUntilExit()
+        XCTAssertEqual(rerun.terminationStatus, 0, PipelineFixture.log(dir, "d2"))
+        XCTAssertEqual(try store.latestRun(cellID: cell.id)?.status, .done)
+        XCTAssertTrue(PipelineFixture.log(dir, "d2").contains("resuming fine-tuning after epoch"), PipelineFixture.log(dir, "d2"))
+    }
+
+    private func waitForEpochs(store: ResultsStore, cellID: String, atLeast count: Int, process: Process) throws {
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline && process.isRunning {
+            if let run = try store.latestRun(cellID: cellID), try store.epochs(runID: run.id).count >= count { return }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        XCTFail("the run did not record \(count) epochs in time (running: \(process.isRunning))")
+    }
+}
