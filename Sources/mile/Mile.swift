@@ -11,8 +11,6 @@ struct Mile: ParsableCommand {
 }
 
 /// Prints the build's engine facts (BLAS library, kernel set and threads).
-
-/// Prints the build's engine facts (BLAS library and threads).
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Show the BLAS library and thread count.")
     func run() throws {
