@@ -1,5 +1,7 @@
 // Scalar math written branch-free so that loops over it vectorise (libm's expf/erff are calls per element).
 
+import Foundation
+
 private let log2e: Float = 1.442695040888963
 private let ln2Hi: Float = 0.693145751953125
 private let ln2Lo: Float = 1.428606765330187e-06
@@ -43,4 +45,63 @@ func erfApprox(_ x: Float) -> Float {
 func check(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> String,
            file: StaticString = #fileID, line: UInt = #line) {
     if !condition() { fatalError(message(), file: file, line: line) }
+}
+
+/// log(sum(exp(x))) over `count` floats, as accurate as a Double sum of libm's expf (see sumExp).
+public func logSumExp(_ x: UnsafePointer<Float>, count: Int) -> Float {
+    guard count > 0 else { return -.infinity }
+    let mx = maxValue(x, count: count)
+    guard mx.isFinite else { return mx }
+    return mx + Float(Foundation.log(sumExp(x, count: count, shift: mx)))
+}
+
+/// Largest of `count` floats (-inf for none), eight independent lanes (a single running max is latency-bound).
+func maxValue(_ x: UnsafePointer<Float>, count: Int) -> Float {
+    guard count > 0 else { return -.infinity }
+    var i = 0, mx = x[0]
+    if count >= 8 {
+        var lanes = UnsafeRawPointer(x).loadUnaligned(as: SIMD8<Float>.self)
+        i = 8
+        while i + 8 <= count {
+            lanes = pointwiseMax(lanes, UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self))
+            i += 8
+        }
+        mx = lanes.max()
+    }
+    while i < count { mx = Swift.max(mx, x[i]); i += 1 }
+    return mx
+}
+
+/// sum_i exp(x_i - shift) for x_i <= shift: exponentials in blocks (a loop that vectorises, no libm
+/// call) summed with eight Double accumulators.
+func sumExp(_ x: UnsafePointer<Float>, count: Int, shift: Float) -> Double {
+    let block = 1024
+    var acc = SIMD8<Double>()
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: block) { e in
+        let e = e.baseAddress!
+        var start = 0
+        while start < count {
+            let len = Swift.min(block, count - start), xs = x + start
+            for i in 0..<len { e[i] = expNonPositive(xs[i] - shift) }
+            var i = 0
+            while i + 8 <= len {
+                acc += SIMD8<Double>(UnsafeRawPointer(e + i).loadUnaligned(as: SIMD8<Float>.self))
+                i += 8
+            }
+            while i < len { acc[0] += Double(e[i]); i += 1 }
+            start += len
+        }
+    }
+    return acc.sum()
+}
+
+/// sum_i x_i in eight Double lanes.
+func sumValues(_ x: UnsafePointer<Float>, count: Int) -> Double {
+    var acc = SIMD8<Double>(), i = 0
+    while i + 8 <= count {
+        acc += SIMD8<Double>(UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self))
+        i += 8
+    }
+    while i < count { acc[0] += Double(x[i]); i += 1 }
+    return acc.sum()
 }

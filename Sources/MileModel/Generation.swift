@@ -72,19 +72,17 @@ extension MISSModel {
         }
     }
 
-    /// Next-token logits [rows][vocab] for equally long sequences (attention mask all ones).
-    private func nextLogits(_ sequences: [[Int32]], memory: Tensor, cache: [LayerPrefix]) throws -> [[Float]] {
+    /// Next-token logits, row-major [rows, vocab], for equally long sequences (attention mask all ones).
+    private func nextLogits(_ sequences: [[Int32]], memory: Tensor, cache: [LayerPrefix]) throws -> [Float] {
         let length = sequences[0].count, rows = sequences.count
         let tokens = try TokenBatch(ids: sequences.flatMap { $0 }, mask: Array(repeating: 1, count: rows * length),
                                     batch: rows, length: length)
         let hidden = try decode(tokens, memory: memory, memoryMask: nil, cachedMemory: cache)
-        let last = textDecoder.logits(slice(hidden, axis: 1, range: (length - 1)..<length)).scalars
-        let v = config.vocabSize
-        return (0..<rows).map { Array(last[($0 * v)..<(($0 + 1) * v)]) }
+        return textDecoder.logits(slice(hidden, axis: 1, range: (length - 1)..<length)).scalars
     }
 
     private func greedy(memory: Tensor, maxLength: Int, minLength: Int) throws -> [[Int32]] {
-        let batch = memory.shape[0]
+        let batch = memory.shape[0], v = config.vocabSize, sep = Int(config.sepTokenId)
         let cache = crossAttentionCache(memory, times: 1)
         var sequences = Array(repeating: [config.decTokenId], count: batch)
         var finished = Array(repeating: false, count: batch)
@@ -92,9 +90,14 @@ extension MISSModel {
             let logits = try nextLogits(sequences, memory: memory, cache: cache)
             for b in 0..<batch {
                 if finished[b] { sequences[b].append(config.padTokenId); continue }
-                var row = logits[b]
-                if sequences[b].count < minLength { row[Int(config.sepTokenId)] = -.infinity }
-                let token = Int32(row.indices.max { row[$0] < row[$1] }!)
+                let ban = sequences[b].count < minLength
+                // First maximum of the row, [SEP] excluded while the answer is shorter than minLength.
+                let token: Int32 = logits.withUnsafeBufferPointer { l in
+                    let row = l.baseAddress! + b * v
+                    var best = ban && sep == 0 ? 1 : 0
+                    for t in best..<v where row[t] > row[best] && !(ban && t == sep) { best = t }
+                    return Int32(best)
+                }
                 sequences[b].append(token)
                 if token == config.sepTokenId { finished[b] = true }
             }
@@ -115,14 +118,15 @@ extension MISSModel {
         while true {
             let curLen = sequences[0].count
             let logits = try nextLogits(sequences, memory: memory, cache: cache)
+            let rowBest = rowCandidates(logits: logits, scores: beamScores, rows: batch * beams, vocab: v,
+                                        keep: 2 * beams, banEOS: curLen < minLength)
             var nextSequences: [[Int32]] = [], nextScores: [Float] = []
             for b in 0..<batch {
                 if done[b] {
                     for _ in 0..<beams { nextSequences.append(sequences[b * beams] + [config.padTokenId]); nextScores.append(0) }
                     continue
                 }
-                let candidates = topCandidates(logits: logits, scores: beamScores, batchIndex: b, beams: beams,
-                                               vocab: v, banEOS: curLen < minLength)
+                let candidates = topCandidates(rowBest, batchIndex: b, beams: beams)
                 var kept = 0
                 for (rank, c) in candidates.enumerated() {
                     let source = b * beams + c.beam
@@ -149,36 +153,61 @@ extension MISSModel {
     }
 
     /// The 2·beams best (beam, token) continuations of one batch entry by cumulative log-probability,
-    /// best first; ties keep the flattened (beam, token) order as torch.topk over [beams·vocab].
-    private func topCandidates(logits: [[Float]], scores: [Float], batchIndex b: Int, beams: Int, vocab: Int,
-                               banEOS: Bool) -> [(score: Float, token: Int32, beam: Int)] {
-        let keep = 2 * beams
-        var best: [(score: Float, token: Int32, beam: Int)] = []
-        best.reserveCapacity(keep + 1)
+    /// best first; ties keep the flattened (beam, token) order as torch.topk over [beams·vocab]. Merges
+    /// the per-row lists of `rowCandidates` in beam order, which gives the same list as one scan.
+    private func topCandidates(_ rowBest: [[Candidate]], batchIndex b: Int,
+                               beams: Int) -> [(score: Float, token: Int32, beam: Int)] {
+        var best: [Candidate] = []
         for k in 0..<beams {
-            let row = b * beams + k
-            var logProbs = logSoftmax(logits[row])
-            if banEOS { logProbs[Int(config.sepTokenId)] = -.infinity }
-            for t in 0..<vocab {
-                let score = logProbs[t] + scores[row]
-                // Insert into the small sorted list only when it beats the current last entry.
-                if best.count == keep, score <= best[keep - 1].score { continue }
-                var i = best.count
-                while i > 0, best[i - 1].score < score { i -= 1 }
-                best.insert((score, Int32(t), k), at: i)
-                if best.count > keep { best.removeLast() }
+            for var c in rowBest[b * beams + k] { c.beam = k; insertCandidate(c, into: &best, keep: 2 * beams) }
+        }
+        return best.map { ($0.score, $0.token, $0.beam) }
+    }
+
+    /// Per row (batch entry · beam), the `keep` best tokens by cumulative score log_softmax(logits) + beam
+    /// score, best first, ties in token order. Rows run in parallel; each row is scanned once in Float
+    /// after one log-sum-exp pass, instead of materialising its log-softmax.
+    private func rowCandidates(logits: [Float], scores: [Float], rows: Int, vocab: Int, keep: Int,
+                               banEOS: Bool) -> [[Candidate]] {
+        let sep = Int(config.sepTokenId)
+        var result = Array(repeating: [Candidate](), count: rows)
+        logits.withUnsafeBufferPointer { l in
+            result.withUnsafeMutableBufferPointer { out in
+                let base = l.baseAddress!, slots = out.baseAddress!
+                DispatchQueue.concurrentPerform(iterations: Swift.min(Threads.count, rows)) { chunk in
+                    let chunks = Swift.min(Threads.count, rows)
+                    for row in (chunk * rows / chunks)..<((chunk + 1) * rows / chunks) {
+                        let x = base + row * vocab, lse = logSumExp(x, count: vocab), beamScore = scores[row]
+                        var best: [Candidate] = []
+                        best.reserveCapacity(keep + 1)
+                        for t in 0..<vocab {
+                            let score = banEOS && t == sep ? -Float.infinity : (x[t] - lse) + beamScore
+                            if best.count == keep, score <= best[keep - 1].score { continue }
+                            insertCandidate(Candidate(score: score, token: Int32(t), beam: row), into: &best, keep: keep)
+                        }
+                        slots[row] = best
+                    }
+                }
             }
         }
-        return best
+        return result
     }
 }
 
-func logSoftmax(_ x: [Float]) -> [Float] {
-    let m = x.max() ?? 0
-    var total: Double = 0
-    for value in x { total += Double(Foundation.exp(value - m)) }
-    let lse = m + Float(Foundation.log(total))
-    return x.map { $0 - lse }
+struct Candidate {
+    var score: Float
+    var token: Int32
+    var beam: Int
+}
+
+/// Inserts into a list sorted best first, after entries of equal score (earlier ones win ties), and
+/// keeps at most `keep` entries.
+private func insertCandidate(_ c: Candidate, into best: inout [Candidate], keep: Int) {
+    if best.count == keep, c.score <= best[keep - 1].score { return }
+    var i = best.count
+    while i > 0, best[i - 1].score < c.score { i -= 1 }
+    best.insert(c, at: i)
+    if best.count > keep { best.removeLast() }
 }
 
 /// transformers 4.26 `BeamHypotheses` with length_penalty 1.0 and early_stopping False.

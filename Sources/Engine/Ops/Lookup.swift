@@ -45,10 +45,9 @@ public func crossEntropy(logits: Tensor, targets: [Int32], ignoreIndex: Int32 = 
         parallelFor(n, grain: 8) { range in
             for r in range {
                 let xr = x + r * v
-                var mx = -Float.infinity, s: Float = 0, total: Float = 0
-                for j in 0..<v { mx = Swift.max(mx, xr[j]) }
-                for j in 0..<v { s += expNonPositive(xr[j] - mx); total += xr[j] }
-                l[r] = mx + log(s)
+                // Vectorised passes with Double accumulation (a running Float sum does not vectorise).
+                let mx = maxValue(xr, count: v), total = Float(sumValues(xr, count: v))
+                l[r] = mx + Float(Foundation.log(sumExp(xr, count: v, shift: mx)))
                 let t = targets[r]
                 o[r] = t == ignoreIndex ? 0 : (1 - ls) * (l[r] - xr[Int(t)]) + ls * (l[r] - total / Float(v))
             }

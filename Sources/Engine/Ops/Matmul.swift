@@ -8,12 +8,25 @@ func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
           beta: Float, _ c: UnsafeMutablePointer<Float>, strideC: Int, batch: Int = 1) {
     let lda = transA ? m : k, ldb = transB ? k : n
     let ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans
-    for i in 0..<batch {
-        let beta = strideC == 0 && i > 0 ? 1 : beta   // a shared C accumulates over the batch
+    let one = { (i: Int, beta: Float) in
         cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(n), Int32(k), alpha, a + i * strideA, Int32(lda),
                     b + i * strideB, Int32(ldb), beta, c + i * strideC, Int32(n))
     }
+    // Many small products with separate outputs (attention's B·H heads): OpenBLAS runs each of them on
+    // one thread anyway, so a serial loop leaves the other cores idle. Split the batch over the engine's
+    // threads instead; each product is computed by the same single-threaded call whatever the split.
+    if strideC != 0, batch > 1, m * n * k <= singleThreadedGemmSize {
+        parallelFor(batch, grain: 1) { r in for i in r { one(i, beta) } }
+        return
+    }
+    for i in 0..<batch {
+        one(i, strideC == 0 && i > 0 ? 1 : beta)   // a shared C accumulates over the batch
+    }
 }
+
+/// OpenBLAS 0.3 computes an sgemm with M·N·K below 65536 · GEMM_MULTITHREAD_THRESHOLD (4) on the calling
+/// thread only (interface/gemm.c), so such calls can run concurrently without oversubscribing the cores.
+let singleThreadedGemmSize = 65536 * 4
 
 public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) -> Tensor {
     matmul(a, b, transposeA: transposeA, transposeB: transposeB, alpha: 1)
