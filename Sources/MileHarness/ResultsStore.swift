@@ -160,11 +160,28 @@ public final class ResultsStore: @unchecked Sendable {
         configuration.busyMode = .timeout(30)
         configuration.foreignKeysEnabled = true
         do {
-            pool = try DatabasePool(path: path, configuration: configuration)
-            try ResultsStore.migrator.migrate(pool)
+            // Two processes opening a new database would both see no applied migration and both create
+            // the tables; an exclusive file lock around open + migrate makes the second one find them done.
+            pool = try ResultsStore.withExclusiveLock(path + ".lock") {
+                let pool = try DatabasePool(path: path, configuration: configuration)
+                try ResultsStore.migrator.migrate(pool)
+                return pool
+            }
         } catch let error as DatabaseError {
             throw HarnessError.store("cannot open results database \(path): \(error.message ?? "\(error)")")
         }
+    }
+
+    /// Runs `body` while holding a blocking `flock` on `lockPath` (created when missing).
+    static func withExclusiveLock<T>(_ lockPath: String, _ body: () throws -> T) throws -> T {
+        let fd = open(lockPath, O_RDWR | O_CREAT, 0o644)
+        guard fd >= 0 else { throw HarnessError.store("cannot open lock file \(lockPath): errno \(errno)") }
+        defer { close(fd) }
+        while flock(fd, LOCK_EX) != 0 {
+            guard errno == EINTR else { throw HarnessError.store("cannot lock \(lockPath): errno \(errno)") }
+        }
+        defer { flock(fd, LOCK_UN) }
+        return try body()
     }
 
     public static func defaultRunnerID() -> String {

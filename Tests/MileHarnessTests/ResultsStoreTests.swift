@@ -51,6 +51,20 @@ final class ResultsStoreTests: XCTestCase {
         XCTAssertEqual(try reopened.run(id: id)?.status, .running)
     }
 
+    /// Several openers racing on a new file: each must find the schema created exactly once.
+    func testConcurrentOpenersOfANewDatabaseAllSucceed() throws {
+        for round in 0..<5 {
+            let dir = try TestSupport.temporaryDirectory(self)
+            let path = dir + "/race-\(round).db"
+            let errors = ErrorBox()
+            DispatchQueue.concurrentPerform(iterations: 4) { _ in
+                do { _ = try ResultsStore(path: path) } catch { errors.append("\(error)") }
+            }
+            XCTAssertEqual(errors.all, [], "round \(round)")
+            XCTAssertEqual(try ResultsStore(path: path).appliedMigrations().count, 1)
+        }
+    }
+
     func testClaimRecordCompleteRoundTrip() throws {
         let dir = try TestSupport.temporaryDirectory(self)
         let store = try ResultsStore(path: dir + "/mile.db")
@@ -200,4 +214,12 @@ final class ResultsStoreTests: XCTestCase {
         XCTAssertThrowsError(try first.complete(runID: new, results: results, predictions: predictions), "not the owner")
         try second.complete(runID: new, results: results, predictions: predictions)
     }
+}
+
+/// Collects errors from concurrent closures.
+private final class ErrorBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var items: [String] = []
+    func append(_ item: String) { lock.lock(); items.append(item); lock.unlock() }
+    var all: [String] { lock.lock(); defer { lock.unlock() }; return items }
 }
