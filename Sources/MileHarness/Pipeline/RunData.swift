@@ -110,7 +110,12 @@ public final class RunData {
             let absolute = URL(fileURLWithPath: target).standardizedFileURL.path
             if (try? fm.destinationOfSymbolicLink(atPath: link)) == absolute { continue }
             try? fm.removeItem(atPath: link)
-            try fm.createSymbolicLink(atPath: link, withDestinationPath: absolute)
+            do {
+                try fm.createSymbolicLink(atPath: link, withDestinationPath: absolute)
+            } catch {
+                // Another runner on the same cache may have created the same link in between.
+                if (try? fm.destinationOfSymbolicLink(atPath: link)) != absolute { throw error }
+            }
         }
         return root
     }
