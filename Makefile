@@ -6,7 +6,13 @@ SWIFT ?= swift
 # Real datasets (never committed). Override on the command line or in the environment.
 SLAKE_DIR ?= ../shared/data/slake/Slake1.0
 RAD_DIR ?= ../shared/data/vqa-rad
-export SLAKE_DIR RAD_DIR
+# Exported only when present: tests that need the real data skip when the variables are unset.
+ifneq ($(wildcard $(SLAKE_DIR)/test.json),)
+export SLAKE_DIR
+endif
+ifneq ($(wildcard $(RAD_DIR)/images),)
+export RAD_DIR
+endif
 
 DEB_PACKAGES := libopenblas-dev libpng-dev libjpeg-dev libsqlite3-dev pkg-config
 RELEASE_BIN := .build/release/mile
