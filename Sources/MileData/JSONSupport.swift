@@ -150,3 +150,7 @@ enum JSONValue {
         return out + "\""
     }
 }
+
+/// A JSON string literal for `text` (quotes, backslashes and control characters escaped); shared with
+/// the harness's canonical config serialisation so both layers escape the same way.
+public func jsonQuoted(_ text: String) -> String { JSONValue.quote(text) }

@@ -1,3 +1,4 @@
+import MileData
 import Foundation
 
 /// A resolved configuration value. Maps are unordered; the canonical form sorts their keys, so the same
@@ -14,13 +15,13 @@ public indirect enum ConfigValue: Equatable, Sendable {
     /// exponent, so 1.0 stays distinct from the integer 1 where the schema says double).
     public var canonicalJSON: String {
         switch self {
-        case let .string(text): return ConfigValue.jsonQuoted(text)
+        case let .string(text): return jsonQuoted(text)
         case let .int(value): return String(value)
         case let .double(value): return ConfigValue.canonicalDouble(value)
         case let .bool(value): return value ? "true" : "false"
         case let .list(items): return "[" + items.map(\.canonicalJSON).joined(separator: ",") + "]"
         case let .map(fields):
-            let body = fields.keys.sorted().map { ConfigValue.jsonQuoted($0) + ":" + fields[$0]!.canonicalJSON }
+            let body = fields.keys.sorted().map { jsonQuoted($0) + ":" + fields[$0]!.canonicalJSON }
             return "{" + body.joined(separator: ",") + "}"
         }
     }
@@ -38,22 +39,6 @@ public indirect enum ConfigValue: Equatable, Sendable {
     static func canonicalDouble(_ value: Double) -> String {
         if value == value.rounded(), abs(value) < 1e15 { return String(format: "%.1f", value) }
         return "\(value)"
-    }
-
-    static func jsonQuoted(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 { out += String(format: "\\u%04x", scalar.value) } else { out.unicodeScalars.append(scalar) }
-            }
-        }
-        return out + "\""
     }
 
     // MARK: access and editing by dotted key path
@@ -258,7 +243,7 @@ extension ConfigValue {
             let body = items.map { pad + $0.prettyJSON(indent: indent + 1) }.joined(separator: ",\n")
             return "[\n" + body + "\n" + closing + "]"
         case let .map(fields) where !fields.isEmpty:
-            let body = fields.keys.sorted().map { pad + ConfigValue.jsonQuoted($0) + ": " + fields[$0]!.prettyJSON(indent: indent + 1) }
+            let body = fields.keys.sorted().map { pad + jsonQuoted($0) + ": " + fields[$0]!.prettyJSON(indent: indent + 1) }
             return "{\n" + body.joined(separator: ",\n") + "\n" + closing + "}"
         default:
             return canonicalJSON
