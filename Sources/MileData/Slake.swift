@@ -19,15 +19,8 @@ public enum Slake {
             if let languages, let language = try record.optionalString("q_lang"), !languages.contains(language) {
                 continue
             }
-            let name = try record.string("img_name")
-            samples.append(VQASample(
-                qid: try record.integer("qid"),
-                imagePath: (imageRoot as NSString).appendingPathComponent(name),
-                imageName: name,
-                question: try record.string("question"),
-                answer: try record.text("answer"),
-                answerType: try record.string("answer_type").trimmingCharacters(in: .whitespaces).uppercased(),
-                contentType: try record.optionalString("content_type") ?? ""))
+            samples.append(try VQASample(record: record, imageRoot: imageRoot, imageKey: "img_name",
+                                         contentKey: "content_type"))
         }
         return samples
     }

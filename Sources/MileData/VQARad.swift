@@ -20,16 +20,8 @@ public enum VQARad {
             let phrase = try record.string("phrase_type").trimmingCharacters(in: .whitespaces)
             let isTest = phrase.hasPrefix("test_")
             if (split == .train && isTest) || (split == .test && !isTest) { continue }
-            let name = try record.string("image_name")
-            samples.append(VQASample(
-                qid: try record.integer("qid"),
-                imagePath: (imageRoot as NSString).appendingPathComponent(name),
-                imageName: name,
-                question: try record.string("question"),
-                answer: try record.text("answer"),
-                // Two official rows say "CLOSED " with a trailing space.
-                answerType: try record.string("answer_type").trimmingCharacters(in: .whitespaces).uppercased(),
-                contentType: try record.optionalString("question_type") ?? ""))
+            samples.append(try VQASample(record: record, imageRoot: imageRoot, imageKey: "image_name",
+                                         contentKey: "question_type"))
         }
         return samples
     }

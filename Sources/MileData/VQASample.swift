@@ -1,3 +1,4 @@
+import Foundation
 /// One question about one image, as the training and evaluation code consumes it.
 public struct VQASample: Equatable, Sendable {
     /// The dataset's question id (SLAKE `qid`, VQA-RAD `qid`, or the instruction record's `qid`).
@@ -57,5 +58,21 @@ public struct SplitCounts: Equatable, CustomStringConvertible, Sendable {
 
     public var description: String {
         "\(total) questions (open \(open), closed \(closed); yes/no answers \(yesNo): yes \(yes), no \(no)), \(images) images"
+    }
+}
+
+extension VQASample {
+    /// A sample from one record of an official SLAKE or VQA-RAD file; the two differ only in the keys
+    /// that name the image and the content type. `answer_type` is trimmed because two VQA-RAD rows say
+    /// "CLOSED " with a trailing space.
+    init(record: RecordReader, imageRoot: String, imageKey: String, contentKey: String) throws {
+        let name = try record.string(imageKey)
+        self.init(qid: try record.integer("qid"),
+                  imagePath: (imageRoot as NSString).appendingPathComponent(name),
+                  imageName: name,
+                  question: try record.string("question"),
+                  answer: try record.text("answer"),
+                  answerType: try record.string("answer_type").trimmingCharacters(in: .whitespaces).uppercased(),
+                  contentType: try record.optionalString(contentKey) ?? "")
     }
 }
