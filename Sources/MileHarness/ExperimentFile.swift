@@ -120,7 +120,7 @@ public enum ExperimentSchema {
         ("pretraining", .map([
             ("source", .string(allowed: ["own", "checkpoint"])),
             ("checkpoint", .string(allowed: nil)),
-            ("corpus", .list(.string(allowed: ["vqa-rad", "slake-train-captions"]))),
+            ("corpus", .list(.string(allowed: ["vqa-rad", "slake-train-captions", "slake-train-questions"]))),
             ("epochs", .int(min: 0)),
             ("lr", .double(min: 0)),
             ("batch", .int(min: 1)),

@@ -83,6 +83,7 @@ public final class RunData {
     static let corpusParts: [String: PretrainCorpus.Part] = [
         "vqa-rad": .radTrain, "vqa-rad-train": .radTrain,
         "slake-train-captions": .slakeCaptions, "slake-captions": .slakeCaptions, "slake-train": .slakeTrain,
+        "slake-train-questions": .slakeTrain,
     ]
 
     static func pretrainingCorpus(_ corpus: [String], locations: DataLocations, seed: UInt64) throws -> [VQASample] {

@@ -34,7 +34,8 @@ public struct RunSettings {
     /// peft.* settings as model config keys (lora alpha/dropout, ViT IA3 targets, virtual tokens).
     public var modelOverrides: [String: Any]
 
-    public static let knownCorpora = ["vqa-rad", "vqa-rad-train", "slake-train-captions", "slake-captions", "slake-train"]
+    public static let knownCorpora = ["vqa-rad", "vqa-rad-train", "slake-train-captions", "slake-captions", "slake-train",
+                                             "slake-train-questions"]
     public static let knownSources = ["slake-train", "slake-validate", "vqa-rad-train"]
 
     public init(_ config: ConfigValue, cell: String) throws {
