@@ -72,11 +72,14 @@ DB ?= results/mile.db
 DEMO_DATA ?= demo-data/synth
 TABLES := experiments/table1.yaml experiments/table2.yaml experiments/table3.yaml experiments/table4.yaml
 RUN_ARGS ?=
+# Worker processes per run (`mile run --jobs`): on 2 cores two single-threaded workers finish a table
+# about twice as fast as one two-threaded process (docs/PIPELINE.md). JOBS=1 runs in one process.
+JOBS ?= 2
 
 # Dataset-free demo: synthetic SLAKE, small base, 4 cells of Table 1, results/demo.md.
 demo: release
 	@test -f $(DEMO_DATA)/test.json || $(RELEASE_BIN) data synth --out $(DEMO_DATA) --images 200
-	$(RELEASE_BIN) run experiments/demo.yaml --slake $(DEMO_DATA) --db results/demo.db --out results $(RUN_ARGS)
+	$(RELEASE_BIN) run experiments/demo.yaml --slake $(DEMO_DATA) --db results/demo.db --out results --jobs $(JOBS) $(RUN_ARGS)
 	@echo "demo report: results/demo.md"
 
 # Stops with instructions when SLAKE or VQA-RAD is missing, then validates both.
@@ -96,10 +99,10 @@ instruction-data: check-data
 	$(RELEASE_BIN) data instructions --slake "$(SLAKE_DIR)" --rad "$(RAD_DIR)" --out Instruction_dataset/instruction_data.json
 
 $(REPRODUCE): reproduce-table%: instruction-data
-	time $(RELEASE_BIN) run experiments/table$*.yaml --db $(DB) --out results $(RUN_ARGS)
+	time $(RELEASE_BIN) run experiments/table$*.yaml --db $(DB) --out results --jobs $(JOBS) $(RUN_ARGS)
 
 reproduce-all: instruction-data
-	time $(RELEASE_BIN) run $(TABLES) --db $(DB) --out results $(RUN_ARGS)
+	time $(RELEASE_BIN) run $(TABLES) --db $(DB) --out results --jobs $(JOBS) $(RUN_ARGS)
 
 # Reruns one cell (id prefix or row label) wherever it appears and re-renders the tables.
 rerun:

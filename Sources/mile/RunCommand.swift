@@ -44,10 +44,17 @@ struct Run: ParsableCommand {
     @Flag(name: .long, help: "No progress lines (the summary is still printed).")
     var quiet = false
 
+    @Option(name: .long, help: "Worker processes running cells in parallel on one database, each with MILE_THREADS = cores / jobs (default 1: this process runs the cells).")
+    var jobs: Int = 1
+
+    @Flag(name: .long, help: .hidden)
+    var worker = false
+
     func run() throws {
         BLAS.reexecWithFasterKernelsIfNeeded()
         Threads.configure()
         installStopHandler()
+        guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1") }
         try reportingErrors {
             let overrides = try allOverrides()
             let plans = try TablePlan.make(files: experiments.files, overrides: overrides, store: nil)
@@ -58,10 +65,19 @@ struct Run: ParsableCommand {
             }
             let radDir = rad ?? environment["RAD_DIR"].flatMap { FileManager.default.fileExists(atPath: $0) ? $0 : nil }
             let store = try ResultsStore(path: experiments.db)
-            let options = PipelineOptions(locations: DataLocations(slakeDir: slakeDir, radDir: radDir, cacheDir: cache), force: force)
-            let runner = PipelineRunner(store: store, options: options, progress: ProgressPrinter(quiet: quiet))
             let started = Date()
-            let outcomes = try runner.run(cells)
+            let outcomes: [CellOutcome]
+            if jobs > 1 && !worker {
+                if force { throw HarnessError.input("--force with --jobs: rerun the cells with --jobs 1 (two workers would each restart them)") }
+                try ParallelRun.runWorkers(count: jobs, arguments: ParallelRun.workerArguments(Array(CommandLine.arguments.dropFirst())))
+                outcomes = try cells.map { try CellOutcome.recorded($0, store: store) }
+            } else {
+                if worker { ParallelRun.watchParent() }
+                let options = PipelineOptions(locations: DataLocations(slakeDir: slakeDir, radDir: radDir, cacheDir: cache), force: force)
+                let runner = PipelineRunner(store: store, options: options, progress: ProgressPrinter(quiet: quiet, inPlace: !worker))
+                outcomes = try runner.run(cells)
+                if worker { return }
+            }
             print(RunSummary.text(outcomes, seconds: Date().timeIntervalSince(started)))
             let versions = try experiments.currentVersions()
             let reports = try plans.map { try ReportRenderer.render($0.table, cells: $0.cells, store: store, versions: versions) }

@@ -151,6 +151,29 @@ final class PipelineTests: XCTestCase {
         }
     }
 
+    /// `mile run --jobs 2` runs the cells in two worker processes: every cell once, none by the parent,
+    /// and the parent prints the summary from the database.
+    func testJobsRunEveryCellOnceInWorkerProcesses() throws {
+        let dir = try TestSupport.temporaryDirectory(self)
+        let file = try PipelineFixture.table(in: dir, epochs: 2, rows: [PipelineFixture.rowTTLoRA, PipelineFixture.rowFLoRALoRA,
+                                                                        PipelineFixture.rowTIA3IA3])
+        let cells = try Planner.expand(ExperimentLoader.load(path: file))
+        let arguments = PipelineFixture.runArguments(table: file, dir: dir, db: "j.db", cache: "j") + ["--jobs", "2"]
+        let parent = try PipelineFixture.startRun(arguments, dir: dir, tag: "j")
+        parent.waitUntilExit()
+        let log = PipelineFixture.log(dir, "j")
+        XCTAssertEqual(parent.terminationStatus, 0, log)
+        XCTAssertTrue(log.contains("started 2 workers"), log)
+        let store = try ResultsStore(path: dir + "/j.db")
+        for cell in cells {
+            let runs = try store.runs(cellID: cell.id)
+            XCTAssertEqual(runs.map(\.status), [.done], "\(cell.label): \(runs.map { "\($0.runner) \($0.status)" })")
+            XCTAssertFalse(runs.first?.runner.contains(":\(parent.processIdentifier):") ?? true, "run by the parent, not a worker")
+            XCTAssertTrue(log.contains("\(cell.shortID)  \(cell.label)"), "summary line for \(cell.label)\n\(log)")
+        }
+        XCTAssertTrue(log.contains("3 done"), log)
+    }
+
     /// SIGINT stops at the end of a step, records the cell as interrupted, and a rerun finishes it.
     func testInterruptRecordsInterruptedAndRerunFinishes() throws {
         let dir = try TestSupport.temporaryDirectory(self)

@@ -13,6 +13,28 @@ public struct CellOutcome: Sendable {
     public let seconds: Double
 }
 
+extension CellOutcome {
+    /// The outcome of `cell` as the store records it: for a run whose cells were run by other processes
+    /// (`mile run --jobs`). A cell with no run yet is reported as skipped, "not started".
+    public static func recorded(_ cell: PlannedCell, store: ResultsStore) throws -> CellOutcome {
+        guard let run = try store.latestRun(cellID: cell.id) else {
+            return CellOutcome(cell: cell, kind: .skipped, detail: "not started", scores: nil, seconds: 0)
+        }
+        let seconds = run.wallSeconds ?? (run.endedAt ?? run.heartbeatAt).timeIntervalSince(run.startedAt)
+        switch run.status {
+        case .done:
+            let scores = try store.results(runID: run.id)?.scores
+            return CellOutcome(cell: cell, kind: .done, detail: "run \(run.id)", scores: scores, seconds: seconds)
+        case .failed:
+            return CellOutcome(cell: cell, kind: .failed, detail: run.failureReason ?? "failed", scores: nil, seconds: seconds)
+        case .interrupted:
+            return CellOutcome(cell: cell, kind: .interrupted, detail: run.failureReason ?? "interrupted", scores: nil, seconds: seconds)
+        case .running:
+            return CellOutcome(cell: cell, kind: .busy, detail: "run \(run.id) by \(run.runner) still running", scores: nil, seconds: seconds)
+        }
+    }
+}
+
 public struct PipelineOptions: Sendable {
     public var locations: DataLocations
     public var force: Bool

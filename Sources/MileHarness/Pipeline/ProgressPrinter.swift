@@ -10,8 +10,9 @@ public final class ProgressPrinter {
     private var lastPrint = Date.distantPast
     private var pendingLine = false
 
-    public init(interval: TimeInterval = 15, quiet: Bool = false) {
-        interactive = isatty(STDERR_FILENO) != 0
+    /// `inPlace: false` prints log lines even on a terminal (parallel workers share one terminal).
+    public init(interval: TimeInterval = 15, quiet: Bool = false, inPlace: Bool = true) {
+        interactive = inPlace && isatty(STDERR_FILENO) != 0
         self.interval = interval
         self.quiet = quiet
     }
