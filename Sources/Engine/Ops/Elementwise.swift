@@ -131,19 +131,23 @@ public func gelu(_ x: Tensor) -> Tensor {
     }
     if needsGrad(x) {
         out.record([x]) { g, ins in
-            guard let dx = ins[0]?.gradTensor(), let gp = g.data else { return }
-            let xp = x.ptr, d = dx.ptr
+            guard let dx = ins[0]?.gradForWrite(), let gp = g.data else { return }
+            let xp = x.ptr, d = dx.tensor.ptr, fresh = dx.fresh
             parallelFor(x.count, grain: 16384) { r in
-                for i in r {
-                    let v = xp[i]
-                    let cdf = 0.5 * (1 + erfApprox(v * invSqrt2))
-                    let pdf = invSqrt2Pi * expNonPositive(-0.5 * v * v)
-                    d[i] += gp[i] * (cdf + v * pdf)
-                }
+                if fresh { for i in r { d[i] = gp[i] * geluSlope(xp[i]) } }   // new buffer: no zero fill
+                else { for i in r { d[i] += gp[i] * geluSlope(xp[i]) } }
             }
         }
     }
     return out
+}
+
+/// d gelu / dx = Phi(x) + x phi(x).
+@inline(__always)
+private func geluSlope(_ v: Float) -> Float {
+    let cdf = 0.5 * (1 + erfApprox(v * invSqrt2))
+    let pdf = invSqrt2Pi * expNonPositive(-0.5 * v * v)
+    return cdf + v * pdf
 }
 
 /// tanh. Saves its output.
@@ -178,10 +182,14 @@ public func dropout(_ x: Tensor, p: Float, rng: inout RNG, training: Bool) -> Te
     }
     if needsGrad(x) {
         out.record([x]) { g, ins in
-            guard let dx = ins[0]?.gradTensor(), let gp = g.data else { return }
-            let d = dx.ptr
+            guard let dx = ins[0]?.gradForWrite(), let gp = g.data else { return }
+            let d = dx.tensor.ptr, fresh = dx.fresh
             parallelFor(g.count, grain: 16384) { r in
-                for i in r where RNG.uniform(seed: seed, index: i) >= p { d[i] += gp[i] * keepScale }
+                if fresh {   // new buffer: write every element (0 where dropped) instead of zero fill + add
+                    for i in r { d[i] = RNG.uniform(seed: seed, index: i) < p ? 0 : gp[i] * keepScale }
+                } else {
+                    for i in r where RNG.uniform(seed: seed, index: i) >= p { d[i] += gp[i] * keepScale }
+                }
             }
         }
     }
