@@ -174,10 +174,11 @@ public func dropout(_ x: Tensor, p: Float, rng: inout RNG, training: Bool) -> Te
     let seed = rng.nextUInt64()
     let keepScale = 1 / (1 - p)
     let out = output(x.shape, x)
+    let mask = DropMask(seed: seed, p: p)
     if let o = out.data {
         let xp = x.ptr
         parallelFor(x.count, grain: 16384) { r in
-            for i in r { o[i] = RNG.uniform(seed: seed, index: i) < p ? 0 : xp[i] * keepScale }
+            for i in r { o[i] = mask.apply(xp[i] * keepScale, i) }
         }
     }
     if needsGrad(x) {
@@ -186,12 +187,33 @@ public func dropout(_ x: Tensor, p: Float, rng: inout RNG, training: Bool) -> Te
             let d = dx.tensor.ptr, fresh = dx.fresh
             parallelFor(g.count, grain: 16384) { r in
                 if fresh {   // new buffer: write every element (0 where dropped) instead of zero fill + add
-                    for i in r { d[i] = RNG.uniform(seed: seed, index: i) < p ? 0 : gp[i] * keepScale }
+                    for i in r { d[i] = mask.apply(gp[i] * keepScale, i) }
                 } else {
-                    for i in r where RNG.uniform(seed: seed, index: i) >= p { d[i] += gp[i] * keepScale }
+                    for i in r { d[i] += mask.apply(gp[i] * keepScale, i) }
                 }
             }
         }
     }
     return out
+}
+
+/// Dropout's keep mask without branches (a data-dependent branch mispredicts on ~p of the elements):
+/// element i is kept iff RNG.uniform(seed, i) >= p, i.e. iff its top 24 random bits k satisfy
+/// k * 2^-24 >= p, i.e. k >= ceil(p * 2^24) (k is an integer and the scaling by 2^24 is exact).
+struct DropMask {
+    let seed: UInt64
+    let threshold: UInt64
+
+    init(seed: UInt64, p: Float) {
+        self.seed = seed
+        threshold = UInt64((p * 16_777_216).rounded(.up))
+    }
+
+    /// v where element i is kept, +0 where it is dropped.
+    @inline(__always)
+    func apply(_ v: Float, _ i: Int) -> Float {
+        let k = RNG.bits24(seed: seed, index: i)
+        let keep = UInt32(truncatingIfNeeded: 0 &- UInt64(k >= threshold ? 1 : 0))
+        return Float(bitPattern: v.bitPattern & keep)
+    }
 }
