@@ -142,12 +142,11 @@ public func gelu(_ x: Tensor) -> Tensor {
     return out
 }
 
-/// d gelu / dx = Phi(x) + x phi(x).
+/// d gelu / dx = Phi(x) + x phi(x). phi(x) = e^(-(x/sqrt 2)^2) / sqrt(2 pi) reuses erf's exponential.
 @inline(__always)
 private func geluSlope(_ v: Float) -> Float {
-    let cdf = 0.5 * (1 + erfApprox(v * invSqrt2))
-    let pdf = invSqrt2Pi * expNonPositive(-0.5 * v * v)
-    return cdf + v * pdf
+    let (erf, gaussian) = erfAndGaussian(v * invSqrt2)
+    return 0.5 * (1 + erf) + v * (invSqrt2Pi * gaussian)
 }
 
 /// tanh. Saves its output.
