@@ -95,10 +95,11 @@ public enum Safetensors {
         try headerBytes.withUnsafeMutableBytes { try readExactly(fd, $0.baseAddress!, Int(n), at: 8, fail) }
         let (header, _) = try parseHeader(headerBytes, fail)
         let bodyStart = 8 + Int(n), bodyCount = size - bodyStart
-        var names: [String] = []
-        for (name, value) in header {
-            let e = try Entry(name, value, bodyCount: bodyCount, fail)
-            names.append(name)
+        // Validate every entry first, then read in file order: sequential reads, and a deterministic
+        // order for the destination's errors (the file's, i.e. the writer's parameter order).
+        let entries = try header.map { (name: $0.key, entry: try Entry($0.key, $0.value, bodyCount: bodyCount, fail)) }
+            .sorted { ($0.entry.begin, $0.name) < ($1.entry.begin, $1.name) }
+        for (name, e) in entries {
             guard let t = try destination(name, e.shape), let d = t.data, e.count > 0 else { continue }
             check(t.shape == e.shape, "Safetensors.read(into:): destination for '\(name)' has shape \(t.shape), file has \(e.shape)")
             if e.size == 4 {
@@ -110,7 +111,7 @@ public enum Safetensors {
                 e.decode(bytes, into: d)
             }
         }
-        return names
+        return entries.map(\.name)
     }
 
     private static func readExactly(_ fd: Int32, _ p: UnsafeMutableRawPointer, _ count: Int, at offset: Int,
