@@ -19,13 +19,17 @@ private func binary(_ a: Tensor, _ b: Tensor, _ kind: BinaryKind) -> Tensor {
         let savedA = kind == .mul && b.requiresGrad ? a : nil   // d(a*b)/db needs a
         let savedB = kind == .mul && a.requiresGrad ? b : nil
         let aTakesG = kind != .mul && a.count == out.count   // da is g itself: adopt its buffer
+        let bIsG = kind != .mul && b.count == out.count       // db is ±g (e.g. a residual's second branch)
         out.record([a, b]) { g, ins in
             if aTakesG {
                 ins[0]?.accumulate(adopting: g)
             } else if let da = ins[0]?.gradTensor(), let gp = g.data {
                 binaryBackward(plan, gp, da.ptr, other: savedB?.ptr, otherIsB: true, sign: 1)
             }
-            if let db = ins[1]?.gradTensor(), let gp = g.data {
+            if bIsG {
+                guard let db = ins[1]?.gradForWrite(), let gp = g.data else { return }
+                copyScaled(gp, kind == .sub ? -1 : 1, into: db.tensor.ptr, count: g.count, accumulate: !db.fresh)
+            } else if let db = ins[1]?.gradTensor(), let gp = g.data {
                 binaryBackward(plan, gp, db.ptr, other: savedA?.ptr, otherIsB: false, sign: kind == .sub ? -1 : 1)
             }
         }
@@ -56,6 +60,14 @@ private func binaryRow(_ kind: BinaryKind, _ x: UnsafeMutablePointer<Float>, _ s
     case (.add, _, _): for j in 0..<n { z[j] = x[j * sx] + y[j * sy] }
     case (.sub, _, _): for j in 0..<n { z[j] = x[j * sx] - y[j * sy] }
     case (.mul, _, _): for j in 0..<n { z[j] = x[j * sx] * y[j * sy] }
+    }
+}
+
+/// d = s g, or d += s g, over `count` elements in parallel (s = ±1, so both are exact: d - g for s = -1).
+private func copyScaled(_ g: UnsafeMutablePointer<Float>, _ s: Float, into d: UnsafeMutablePointer<Float>, count: Int,
+                        accumulate: Bool) {
+    parallelFor(count, grain: 32768) { r in
+        if accumulate { for i in r { d[i] += s * g[i] } } else { for i in r { d[i] = s * g[i] } }
     }
 }
 
