@@ -63,7 +63,9 @@ final class Node {
     /// processed, which is released right after and never read again.
     func accumulate(adopting g: Tensor) {
         if let d = existing {
-            if let dp = d.data, let gp = g.data { for i in 0..<d.count { dp[i] += gp[i] } }
+            if let dp = d.data, let gp = g.data {
+                parallelFor(d.count, grain: 32768) { r in for i in r { dp[i] += gp[i] } }
+            }
         } else {
             install(Tensor(shape: shape, buffer: g.buffer))
         }

@@ -27,7 +27,11 @@ func expNonPositive(_ x: Float) -> Float {
 
 /// erf(x), Abramowitz & Stegun 7.1.26 (absolute error <= 1.5e-7).
 @inline(__always)
-func erfApprox(_ x: Float) -> Float {
+func erfApprox(_ x: Float) -> Float { erfAndGaussian(x).erf }
+
+/// erf(x) and the e^(-x^2) it is built from (GELU's backward needs both: one exponential instead of two).
+@inline(__always)
+func erfAndGaussian(_ x: Float) -> (erf: Float, gaussian: Float) {
     let a = Swift.abs(x)
     let t = 1 / (1 + 0.3275911 * a)
     var p: Float = 1.061405429
@@ -35,8 +39,9 @@ func erfApprox(_ x: Float) -> Float {
     p = p * t + 1.421413741
     p = p * t - 0.284496736
     p = p * t + 0.254829592
-    let y = 1 - p * t * expNonPositive(-a * a)
-    return x < 0 ? -y : y
+    let g = expNonPositive(-a * a)
+    let y = 1 - p * t * g
+    return (x < 0 ? -y : y, g)
 }
 
 /// Argument check that stays active under -Ounchecked (which removes `precondition`): API misuse stops

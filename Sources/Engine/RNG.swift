@@ -52,6 +52,12 @@ public struct RNG {
     /// Uniform [0, 1) value number `index` of the counter-based stream `seed` (any order, any thread).
     @inline(__always)
     static func uniform(seed: UInt64, index: Int) -> Float {
-        Float(mix(seed &+ UInt64(truncatingIfNeeded: index) &* 0x9E37_79B9_7F4A_7C15) >> 40) * (1.0 / 16_777_216.0)
+        Float(bits24(seed: seed, index: index)) * (1.0 / 16_777_216.0)
+    }
+
+    /// The 24 random bits behind uniform(seed:index:), as an integer in 0..<2^24.
+    @inline(__always)
+    static func bits24(seed: UInt64, index: Int) -> UInt64 {
+        mix(seed &+ UInt64(truncatingIfNeeded: index) &* 0x9E37_79B9_7F4A_7C15) >> 40
     }
 }

@@ -58,53 +58,117 @@ public enum Safetensors {
         guard n <= UInt64(data.count - 8), n <= 100_000_000 else {
             throw fail("header length \(n) exceeds the file size \(data.count)")
         }
-        let headerBytes = data.subdata(in: 8..<(8 + Int(n)))
-        guard let object = try? JSONSerialization.jsonObject(with: headerBytes), let header = object as? [String: Any] else {
-            throw fail("header is not a JSON object")
-        }
-        var metadata: [String: String] = [:]
+        let (header, metadata) = try parseHeader(data.subdata(in: 8..<(8 + Int(n))), fail)
         var tensors: [String: Tensor] = [:]
         try data.withUnsafeBytes { raw in
             let body = UnsafeRawBufferPointer(rebasing: raw[(8 + Int(n))...])   // the data section, not copied
             for (name, value) in header {
-                if name == "__metadata__" {
-                    guard let m = value as? [String: String] else { throw fail("__metadata__ is not a string-to-string map") }
-                    metadata = m
-                    continue
-                }
-                tensors[name] = try decode(name, value, body, fail)
+                let e = try Entry(name, value, bodyCount: body.count, fail)
+                let t = Tensor(empty: e.shape)
+                if let d = t.data, e.count > 0 { e.decode(body.baseAddress! + e.begin, into: d) }
+                tensors[name] = t
             }
         }
         return (tensors, metadata)
     }
 
-    private static func decode(_ name: String, _ value: Any, _ body: UnsafeRawBufferPointer,
-                               _ fail: (String) -> SafetensorsError) throws -> Tensor {
-        guard let entry = value as? [String: Any], let dtype = entry["dtype"] as? String,
-              let shape = entry["shape"] as? [Int], let offsets = entry["data_offsets"] as? [Int], offsets.count == 2 else {
-            throw fail("tensor '\(name)': entry needs dtype (string), shape (integers) and data_offsets ([begin, end])")
+    /// Reads the file tensor by tensor into storage chosen by `destination` (name, shape) -> tensor of
+    /// that shape, or nil to skip it; returns every tensor name in the file. Unlike `read`, nothing but
+    /// the destinations holds the data: no mapped file and no intermediate tensors, so loading weights into
+    /// an existing model costs one tensor's worth of transient memory instead of twice the file size.
+    /// Same validation and errors as `read`.
+    @discardableResult
+    public static func read(_ url: URL, into destination: (String, [Int]) throws -> Tensor?) throws -> [String] {
+        let fail = { (problem: String) in SafetensorsError(file: url.path, problem: problem) }
+        let fd = open(url.path, O_RDONLY)
+        guard fd >= 0 else { throw fail("cannot read file (\(String(cString: strerror(errno))))") }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw fail("cannot read file (fstat failed)") }
+        let size = Int(info.st_size)
+        guard size >= 8 else { throw fail("file has \(size) bytes, shorter than the 8-byte header length") }
+        var n64: UInt64 = 0
+        try readExactly(fd, &n64, 8, at: 0, fail)
+        let n = UInt64(littleEndian: n64)
+        guard n <= UInt64(size - 8), n <= 100_000_000 else { throw fail("header length \(n) exceeds the file size \(size)") }
+        var headerBytes = Data(count: Int(n))
+        try headerBytes.withUnsafeMutableBytes { try readExactly(fd, $0.baseAddress!, Int(n), at: 8, fail) }
+        let (header, _) = try parseHeader(headerBytes, fail)
+        let bodyStart = 8 + Int(n), bodyCount = size - bodyStart
+        // Validate every entry first, then read in file order: sequential reads, and a deterministic
+        // order for the destination's errors (the file's, i.e. the writer's parameter order).
+        let entries = try header.map { (name: $0.key, entry: try Entry($0.key, $0.value, bodyCount: bodyCount, fail)) }
+            .sorted { ($0.entry.begin, $0.name) < ($1.entry.begin, $1.name) }
+        for (name, e) in entries {
+            guard let t = try destination(name, e.shape), let d = t.data, e.count > 0 else { continue }
+            check(t.shape == e.shape, "Safetensors.read(into:): destination for '\(name)' has shape \(t.shape), file has \(e.shape)")
+            if e.size == 4 {
+                try readExactly(fd, d, e.count * 4, at: bodyStart + e.begin, fail)   // little-endian host, as decode
+            } else {
+                let bytes = UnsafeMutableRawPointer.allocate(byteCount: e.count * e.size, alignment: 8)
+                defer { bytes.deallocate() }
+                try readExactly(fd, bytes, e.count * e.size, at: bodyStart + e.begin, fail)
+                e.decode(bytes, into: d)
+            }
         }
-        guard shape.allSatisfy({ $0 >= 0 }) else { throw fail("tensor '\(name)': negative dimension in shape \(shape)") }
-        let sizes = ["F32": 4, "F16": 2, "BF16": 2, "F64": 8]
-        guard let size = sizes[dtype] else { throw fail("tensor '\(name)': unsupported dtype \(dtype) (F32, F16, BF16, F64)") }
-        let (begin, end) = (offsets[0], offsets[1])
-        let count = shape.reduce(1) { $0.multipliedReportingOverflow(by: $1).partialValue }
-        guard begin >= 0, begin <= end, end <= body.count else {
-            throw fail("tensor '\(name)': data_offsets [\(begin), \(end)] outside the \(body.count) data bytes")
+        return entries.map(\.name)
+    }
+
+    private static func readExactly(_ fd: Int32, _ p: UnsafeMutableRawPointer, _ count: Int, at offset: Int,
+                                    _ fail: (String) -> SafetensorsError) throws {
+        var done = 0
+        while done < count {
+            let r = pread(fd, p + done, count - done, off_t(offset + done))
+            guard r > 0 else { throw fail("cannot read \(count) bytes at offset \(offset)") }
+            done += r
         }
-        guard end - begin == count * size else {
-            throw fail("tensor '\(name)': \(end - begin) bytes for shape \(shape) of \(dtype) (expected \(count * size))")
+    }
+
+    /// The JSON header as name -> entry, without "__metadata__", and the metadata.
+    private static func parseHeader(_ bytes: Data, _ fail: (String) -> SafetensorsError) throws
+        -> (header: [String: Any], metadata: [String: String]) {
+        guard let object = try? JSONSerialization.jsonObject(with: bytes), var header = object as? [String: Any] else {
+            throw fail("header is not a JSON object")
         }
-        let t = Tensor(empty: shape)
-        guard let d = t.data else { return t }
-        guard count > 0 else { return t }
-        let src = body.baseAddress! + begin
-        if dtype == "F32" {
-            UnsafeMutableRawPointer(d).copyMemory(from: src, byteCount: count * 4)
-        } else {
-            for i in 0..<count { d[i] = convert(src + i * size, dtype) }
+        var metadata: [String: String] = [:]
+        if let value = header.removeValue(forKey: "__metadata__") {
+            guard let m = value as? [String: String] else { throw fail("__metadata__ is not a string-to-string map") }
+            metadata = m
         }
-        return t
+        return (header, metadata)
+    }
+
+    /// One validated header entry: dtype, shape and byte range inside the data section.
+    private struct Entry {
+        let dtype: String, shape: [Int], begin: Int, count: Int, size: Int
+
+        init(_ name: String, _ value: Any, bodyCount: Int, _ fail: (String) -> SafetensorsError) throws {
+            guard let entry = value as? [String: Any], let dtype = entry["dtype"] as? String,
+                  let shape = entry["shape"] as? [Int], let offsets = entry["data_offsets"] as? [Int], offsets.count == 2 else {
+                throw fail("tensor '\(name)': entry needs dtype (string), shape (integers) and data_offsets ([begin, end])")
+            }
+            guard shape.allSatisfy({ $0 >= 0 }) else { throw fail("tensor '\(name)': negative dimension in shape \(shape)") }
+            let sizes = ["F32": 4, "F16": 2, "BF16": 2, "F64": 8]
+            guard let size = sizes[dtype] else { throw fail("tensor '\(name)': unsupported dtype \(dtype) (F32, F16, BF16, F64)") }
+            let (begin, end) = (offsets[0], offsets[1])
+            let count = shape.reduce(1) { $0.multipliedReportingOverflow(by: $1).partialValue }
+            guard begin >= 0, begin <= end, end <= bodyCount else {
+                throw fail("tensor '\(name)': data_offsets [\(begin), \(end)] outside the \(bodyCount) data bytes")
+            }
+            guard end - begin == count * size else {
+                throw fail("tensor '\(name)': \(end - begin) bytes for shape \(shape) of \(dtype) (expected \(count * size))")
+            }
+            (self.dtype, self.shape, self.begin, self.count, self.size) = (dtype, shape, begin, count, size)
+        }
+
+        /// Converts `count` stored values at src to Float.
+        func decode(_ src: UnsafeRawPointer, into d: UnsafeMutablePointer<Float>) {
+            if dtype == "F32" {
+                UnsafeMutableRawPointer(d).copyMemory(from: src, byteCount: count * 4)
+            } else {
+                for i in 0..<count { d[i] = convert(src + i * size, dtype) }
+            }
+        }
     }
 
     @inline(__always)

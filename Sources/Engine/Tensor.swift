@@ -95,6 +95,12 @@ public final class Tensor {
         return Array(UnsafeBufferPointer(start: ptr, count: count))
     }
 
+    /// Read-only access to the values in place, without the copy `scalars` makes (precondition: not meta).
+    public func withUnsafeScalars<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+        check(!isMeta, "values of a meta (shape-only) tensor")
+        return try body(UnsafeBufferPointer(start: ptr, count: count))
+    }
+
     /// The single element; 0 for a meta tensor so that training loops can run in shape-only mode.
     public func item() -> Float {
         check(count == 1, "item() on a tensor of shape \(shape)")

@@ -72,13 +72,14 @@ extension MISSModel {
         }
     }
 
-    /// Next-token logits, row-major [rows, vocab], for equally long sequences (attention mask all ones).
-    private func nextLogits(_ sequences: [[Int32]], memory: Tensor, cache: [LayerPrefix]) throws -> [Float] {
+    /// Next-token logits [rows, vocab], for equally long sequences (attention mask all ones). Returned as
+    /// the tensor (read in place) rather than an array copy of rows x 30524 floats per decoding step.
+    private func nextLogits(_ sequences: [[Int32]], memory: Tensor, cache: [LayerPrefix]) throws -> Tensor {
         let length = sequences[0].count, rows = sequences.count
         let tokens = try TokenBatch(ids: sequences.flatMap { $0 }, mask: Array(repeating: 1, count: rows * length),
                                     batch: rows, length: length)
         let hidden = try decode(tokens, memory: memory, memoryMask: nil, cachedMemory: cache)
-        return textDecoder.logits(slice(hidden, axis: 1, range: (length - 1)..<length)).scalars
+        return textDecoder.logits(slice(hidden, axis: 1, range: (length - 1)..<length))
     }
 
     private func greedy(memory: Tensor, maxLength: Int, minLength: Int) throws -> [[Int32]] {
@@ -92,7 +93,7 @@ extension MISSModel {
                 if finished[b] { sequences[b].append(config.padTokenId); continue }
                 let ban = sequences[b].count < minLength
                 // First maximum of the row, [SEP] excluded while the answer is shorter than minLength.
-                let token: Int32 = logits.withUnsafeBufferPointer { l in
+                let token: Int32 = logits.withUnsafeScalars { l in
                     let row = l.baseAddress! + b * v
                     var best = ban && sep == 0 ? 1 : 0
                     for t in best..<v where row[t] > row[best] && !(ban && t == sep) { best = t }
@@ -167,11 +168,11 @@ extension MISSModel {
     /// Per row (batch entry · beam), the `keep` best tokens by cumulative score log_softmax(logits) + beam
     /// score, best first, ties in token order. Rows run in parallel; each row is scanned once in Float
     /// after one log-sum-exp pass, instead of materialising its log-softmax.
-    private func rowCandidates(logits: [Float], scores: [Float], rows: Int, vocab: Int, keep: Int,
+    private func rowCandidates(logits: Tensor, scores: [Float], rows: Int, vocab: Int, keep: Int,
                                banEOS: Bool) -> [[Candidate]] {
         let sep = Int(config.sepTokenId)
         var result = Array(repeating: [Candidate](), count: rows)
-        logits.withUnsafeBufferPointer { l in
+        logits.withUnsafeScalars { l in
             result.withUnsafeMutableBufferPointer { out in
                 let base = l.baseAddress!, slots = out.baseAddress!
                 DispatchQueue.concurrentPerform(iterations: Swift.min(Threads.count, rows)) { chunk in

@@ -236,18 +236,19 @@ public final class MISSModel: Module {
     /// missing from the file is an error.
     @discardableResult
     public func load(from url: URL, strict: Bool = true) throws -> (missing: [String], unexpected: [String]) {
-        let (tensors, _) = try Safetensors.read(url)
-        var missing: [String] = []
+        // Read straight into the parameters (no intermediate copy of the file: lower peak RSS).
         let own = namedParameters()
-        for (name, tensor) in own {
-            guard let stored = tensors[name] else { missing.append(name); continue }
-            guard stored.shape == tensor.shape else {
-                throw ConfigError("\(url.path): tensor '\(name)' has shape \(stored.shape), model expects \(tensor.shape)")
+        let byName = Dictionary(own.map { ($0.name, $0.tensor) }, uniquingKeysWith: { a, _ in a })
+        let inFile = try Safetensors.read(url) { name, shape -> Tensor? in
+            guard let tensor = byName[name] else { return nil }
+            guard shape == tensor.shape else {
+                throw ConfigError("\(url.path): tensor '\(name)' has shape \(shape), model expects \(tensor.shape)")
             }
-            tensor.copy(from: stored)
+            return tensor
         }
-        let ownNames = Set(own.map(\.name))
-        let unexpected = tensors.keys.filter { !ownNames.contains($0) }.sorted()
+        let fileNames = Set(inFile)
+        let missing = own.map(\.name).filter { !fileNames.contains($0) }
+        let unexpected = inFile.filter { byName[$0] == nil }.sorted()
         if strict, let base = missing.first(where: { !Self.isAdapterPath($0) }) {
             throw ConfigError("\(url.path): base tensor '\(base)' is missing (\(missing.count) missing in total)")
         }

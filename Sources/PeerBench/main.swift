@@ -189,7 +189,8 @@ func worker(_ o: [String: String]) throws {
         extra = ", \"loss\": \(last)"
     }
     print("{\"side\": \"engine\", \"mode\": \"\(mode)\", \"batch\": \(images.shape[0]), \"threads\": \(Threads.count), "
-          + "\"times\": \(times), \"peak_rss_mb\": \(peakRSSMegabytes())\(extra)}")
+          + "\"times\": \(times), \"peak_rss_mb\": \(peakRSSMegabytes()), "
+          + "\"tensor_peak_mb\": \(Double(Memory.peakBytes) / 1_048_576)\(extra)}")
 }
 
 // OpenBLAS falls back to SSE3 kernels on CPUs it does not know: re-exec with OPENBLAS_CORETYPE set.

@@ -57,12 +57,40 @@ final class CheckpointTests: XCTestCase {
         return url
     }
 
+    /// Both readers (whole file, and streaming into destinations) reject the file with the message.
     private func expectError(_ url: URL, _ fragment: String, line: UInt = #line) {
-        XCTAssertThrowsError(try Safetensors.read(url), line: line) { error in
+        let check = { (error: Error) in
             let text = "\(error)"
             XCTAssertTrue(text.contains(fragment), "'\(text)' lacks '\(fragment)'", line: line)
             XCTAssertTrue(text.contains(url.lastPathComponent), "error names the file", line: line)
         }
+        XCTAssertThrowsError(try Safetensors.read(url), line: line, check)
+        XCTAssertThrowsError(try Safetensors.read(url) { _, shape in Tensor.zeros(shape) }, line: line, check)
+    }
+
+    /// read(into:) fills the given tensors with the stored values (F32 and converted dtypes), skips
+    /// names mapped to nil and lists every name in the file.
+    func testReadIntoDestinations() throws {
+        var rng = RNG(seed: 2)
+        let model = TinyBlock(8, heads: 2, rng: &rng)
+        let url = dir.appendingPathComponent("into.safetensors")
+        try Safetensors.write(model.namedParameters(), to: url)
+        var filled: [String: Tensor] = [:]
+        let names = try Safetensors.read(url) { name, shape -> Tensor? in
+            if name == "qkv.weight" { return nil }
+            let t = Tensor.zeros(shape); filled[name] = t; return t
+        }
+        XCTAssertEqual(Set(names), Set(model.namedParameters().map(\.name)))
+        XCTAssertNil(filled["qkv.weight"])
+        for (name, t) in model.namedParameters() where name != "qkv.weight" {
+            XCTAssertEqual(filled[name]?.scalars, t.scalars, name)
+        }
+        let half = try file(#"{"b": {"dtype": "BF16", "shape": [1], "data_offsets": [0, 2]}, "h": {"dtype": "F16", "shape": [1], "data_offsets": [2, 4]}}"#,
+                            [0xC0, 0x3F, 0x00, 0xC0])
+        let b = Tensor.zeros([1]), h = Tensor.zeros([1])
+        try Safetensors.read(half) { name, _ in name == "b" ? b : h }
+        XCTAssertEqual(b.scalars, [1.5])
+        XCTAssertEqual(h.scalars, [-2])
     }
 
     func testMalformedFilesGiveClearErrors() throws {

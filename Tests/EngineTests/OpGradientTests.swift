@@ -188,6 +188,27 @@ final class OpGradientTests: XCTestCase {
         XCTAssertTrue(dropout(ones, p: 0.25, rng: &r, training: false) === ones)
     }
 
+    /// The branch-free mask keeps exactly the elements whose uniform draw is >= p (the definition the
+    /// stream had before), including p values on and just off the 2^-24 grid.
+    func testDropMaskMatchesUniformThreshold() {
+        for p: Float in [0.1, 0.25, 0.5, 1.0 / 16_777_216, Float(0.3).nextUp, 0.9] {
+            let mask = DropMask(seed: 77, p: p)
+            var mismatches = 0
+            for i in 0..<200_000 {
+                let kept = mask.apply(1, i) == 1
+                if kept != (RNG.uniform(seed: 77, index: i) >= p) { mismatches += 1 }
+            }
+            XCTAssertEqual(mismatches, 0, "p = \(p)")
+        }
+        // at the boundary: a draw equal to p is kept; p half a grid step above the draw drops it
+        // (k < 2^22 so that k + 0.5 is exact in Float)
+        let i = (0..<1000).first { RNG.bits24(seed: 3, index: $0) < 1 << 22 }!
+        let k = Float(RNG.bits24(seed: 3, index: i))
+        XCTAssertEqual(DropMask(seed: 3, p: k / 16_777_216).apply(1, i), 1)
+        XCTAssertEqual(DropMask(seed: 3, p: (k + 0.5) / 16_777_216).apply(1, i), 0)
+        XCTAssertEqual(DropMask(seed: 3, p: (k + 1) / 16_777_216).apply(1, i), 0)
+    }
+
     func testShapeOps() {
         var rng = RNG(seed: 12)
         let x = rand([2, 3, 4], &rng)

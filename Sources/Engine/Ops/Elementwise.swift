@@ -19,13 +19,17 @@ private func binary(_ a: Tensor, _ b: Tensor, _ kind: BinaryKind) -> Tensor {
         let savedA = kind == .mul && b.requiresGrad ? a : nil   // d(a*b)/db needs a
         let savedB = kind == .mul && a.requiresGrad ? b : nil
         let aTakesG = kind != .mul && a.count == out.count   // da is g itself: adopt its buffer
+        let bIsG = kind != .mul && b.count == out.count       // db is ±g (e.g. a residual's second branch)
         out.record([a, b]) { g, ins in
             if aTakesG {
                 ins[0]?.accumulate(adopting: g)
             } else if let da = ins[0]?.gradTensor(), let gp = g.data {
                 binaryBackward(plan, gp, da.ptr, other: savedB?.ptr, otherIsB: true, sign: 1)
             }
-            if let db = ins[1]?.gradTensor(), let gp = g.data {
+            if bIsG {
+                guard let db = ins[1]?.gradForWrite(), let gp = g.data else { return }
+                copyScaled(gp, kind == .sub ? -1 : 1, into: db.tensor.ptr, count: g.count, accumulate: !db.fresh)
+            } else if let db = ins[1]?.gradTensor(), let gp = g.data {
                 binaryBackward(plan, gp, db.ptr, other: savedA?.ptr, otherIsB: false, sign: kind == .sub ? -1 : 1)
             }
         }
@@ -56,6 +60,14 @@ private func binaryRow(_ kind: BinaryKind, _ x: UnsafeMutablePointer<Float>, _ s
     case (.add, _, _): for j in 0..<n { z[j] = x[j * sx] + y[j * sy] }
     case (.sub, _, _): for j in 0..<n { z[j] = x[j * sx] - y[j * sy] }
     case (.mul, _, _): for j in 0..<n { z[j] = x[j * sx] * y[j * sy] }
+    }
+}
+
+/// d = s g, or d += s g, over `count` elements in parallel (s = ±1, so both are exact: d - g for s = -1).
+private func copyScaled(_ g: UnsafeMutablePointer<Float>, _ s: Float, into d: UnsafeMutablePointer<Float>, count: Int,
+                        accumulate: Bool) {
+    parallelFor(count, grain: 32768) { r in
+        if accumulate { for i in r { d[i] += s * g[i] } } else { for i in r { d[i] = s * g[i] } }
     }
 }
 
@@ -131,19 +143,22 @@ public func gelu(_ x: Tensor) -> Tensor {
     }
     if needsGrad(x) {
         out.record([x]) { g, ins in
-            guard let dx = ins[0]?.gradTensor(), let gp = g.data else { return }
-            let xp = x.ptr, d = dx.ptr
+            guard let dx = ins[0]?.gradForWrite(), let gp = g.data else { return }
+            let xp = x.ptr, d = dx.tensor.ptr, fresh = dx.fresh
             parallelFor(x.count, grain: 16384) { r in
-                for i in r {
-                    let v = xp[i]
-                    let cdf = 0.5 * (1 + erfApprox(v * invSqrt2))
-                    let pdf = invSqrt2Pi * expNonPositive(-0.5 * v * v)
-                    d[i] += gp[i] * (cdf + v * pdf)
-                }
+                if fresh { for i in r { d[i] = gp[i] * geluSlope(xp[i]) } }   // new buffer: no zero fill
+                else { for i in r { d[i] += gp[i] * geluSlope(xp[i]) } }
             }
         }
     }
     return out
+}
+
+/// d gelu / dx = Phi(x) + x phi(x). phi(x) = e^(-(x/sqrt 2)^2) / sqrt(2 pi) reuses erf's exponential.
+@inline(__always)
+private func geluSlope(_ v: Float) -> Float {
+    let (erf, gaussian) = erfAndGaussian(v * invSqrt2)
+    return 0.5 * (1 + erf) + v * (invSqrt2Pi * gaussian)
 }
 
 /// tanh. Saves its output.
@@ -170,20 +185,46 @@ public func dropout(_ x: Tensor, p: Float, rng: inout RNG, training: Bool) -> Te
     let seed = rng.nextUInt64()
     let keepScale = 1 / (1 - p)
     let out = output(x.shape, x)
+    let mask = DropMask(seed: seed, p: p)
     if let o = out.data {
         let xp = x.ptr
         parallelFor(x.count, grain: 16384) { r in
-            for i in r { o[i] = RNG.uniform(seed: seed, index: i) < p ? 0 : xp[i] * keepScale }
+            for i in r { o[i] = mask.apply(xp[i] * keepScale, i) }
         }
     }
     if needsGrad(x) {
         out.record([x]) { g, ins in
-            guard let dx = ins[0]?.gradTensor(), let gp = g.data else { return }
-            let d = dx.ptr
+            guard let dx = ins[0]?.gradForWrite(), let gp = g.data else { return }
+            let d = dx.tensor.ptr, fresh = dx.fresh
             parallelFor(g.count, grain: 16384) { r in
-                for i in r where RNG.uniform(seed: seed, index: i) >= p { d[i] += gp[i] * keepScale }
+                if fresh {   // new buffer: write every element (0 where dropped) instead of zero fill + add
+                    for i in r { d[i] = mask.apply(gp[i] * keepScale, i) }
+                } else {
+                    for i in r { d[i] += mask.apply(gp[i] * keepScale, i) }
+                }
             }
         }
     }
     return out
+}
+
+/// Dropout's keep mask without branches (a data-dependent branch mispredicts on ~p of the elements):
+/// element i is kept iff RNG.uniform(seed, i) >= p, i.e. iff its top 24 random bits k satisfy
+/// k * 2^-24 >= p, i.e. k >= ceil(p * 2^24) (k is an integer and the scaling by 2^24 is exact).
+struct DropMask {
+    let seed: UInt64
+    let threshold: UInt64
+
+    init(seed: UInt64, p: Float) {
+        self.seed = seed
+        threshold = UInt64((p * 16_777_216).rounded(.up))
+    }
+
+    /// v where element i is kept, +0 where it is dropped.
+    @inline(__always)
+    func apply(_ v: Float, _ i: Int) -> Float {
+        let k = RNG.bits24(seed: seed, index: i)
+        let keep = UInt32(truncatingIfNeeded: 0 &- UInt64(k >= threshold ? 1 : 0))
+        return Float(bitPattern: v.bitPattern & keep)
+    }
 }

@@ -25,9 +25,11 @@ public func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float) -> 
     }
     if grad {
         out.record([x, weight, bias]) { g, ins in
-            let dx = ins[0]?.gradTensor(), dw = ins[1]?.gradTensor(), db = ins[2]?.gradTensor()
+            let dx = ins[0]?.gradForWrite(), dw = ins[1]?.gradTensor(), db = ins[2]?.gradTensor()
             guard let gp = g.data else { return }
-            layerNormBackward(gp, x.ptr, weight.ptr, mean!.ptr, rstd!.ptr, dx?.ptr, dw?.ptr, db?.ptr, rows, d)
+            let stats = (mean: mean!.ptr, rstd: rstd!.ptr)
+            if let dx { layerNormInputGrad(gp, x.ptr, weight.ptr, stats, dx.tensor.ptr, fresh: dx.fresh, rows, d) }
+            if dw != nil || db != nil { layerNormParamGrads(gp, x.ptr, stats, dw?.ptr, db?.ptr, rows, d) }
         }
     }
     return out
@@ -35,25 +37,33 @@ public func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float) -> 
 
 // llm.c layernorm_backward: dx += (dnorm - mean(dnorm) - norm * mean(dnorm * norm)) * rstd,
 // dweight += norm * dy, dbias += dy, with dnorm = weight * dy.
-private func layerNormBackward(_ g: UnsafeMutablePointer<Float>, _ x: UnsafeMutablePointer<Float>,
-                               _ w: UnsafeMutablePointer<Float>, _ mean: UnsafeMutablePointer<Float>,
-                               _ rstd: UnsafeMutablePointer<Float>, _ dx: UnsafeMutablePointer<Float>?,
-                               _ dw: UnsafeMutablePointer<Float>?, _ db: UnsafeMutablePointer<Float>?, _ rows: Int, _ d: Int) {
-    if let dx {
-        parallelFor(rows, grain: 32) { range in
-            for r in range {
-                let xr = x + r * d, gr = g + r * d, dr = dx + r * d, m = mean[r], s = rstd[r]
-                var a: Float = 0, b: Float = 0
-                for j in 0..<d { let dn = w[j] * gr[j]; a += dn; b += dn * (xr[j] - m) * s }
-                a /= Float(d); b /= Float(d)
-                for j in 0..<d { dr[j] += (w[j] * gr[j] - a - (xr[j] - m) * s * b) * s }
-            }
+// `fresh`: dx is a new uninitialised gradient, written instead of zero-filled and added to.
+private func layerNormInputGrad(_ g: UnsafeMutablePointer<Float>, _ x: UnsafeMutablePointer<Float>,
+                                _ w: UnsafeMutablePointer<Float>,
+                                _ stats: (mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>),
+                                _ dx: UnsafeMutablePointer<Float>, fresh: Bool, _ rows: Int, _ d: Int) {
+    parallelFor(rows, grain: 32) { range in
+        for r in range {
+            let xr = x + r * d, gr = g + r * d, dr = dx + r * d, m = stats.mean[r], s = stats.rstd[r]
+            var a: Float = 0, b: Float = 0
+            for j in 0..<d { let dn = w[j] * gr[j]; a += dn; b += dn * (xr[j] - m) * s }
+            a /= Float(d); b /= Float(d)
+            if fresh { for j in 0..<d { dr[j] = (w[j] * gr[j] - a - (xr[j] - m) * s * b) * s } }
+            else { for j in 0..<d { dr[j] += (w[j] * gr[j] - a - (xr[j] - m) * s * b) * s } }
         }
     }
-    if dw == nil && db == nil { return }
-    for r in 0..<rows {
-        let xr = x + r * d, gr = g + r * d, m = mean[r], s = rstd[r]
-        if let dw { for j in 0..<d { dw[j] += (xr[j] - m) * s * gr[j] } }
-        if let db { for j in 0..<d { db[j] += gr[j] } }
+}
+
+/// dweight and dbias: columns split over threads, rows added in order (independent of the split).
+private func layerNormParamGrads(_ g: UnsafeMutablePointer<Float>, _ x: UnsafeMutablePointer<Float>,
+                                 _ stats: (mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>),
+                                 _ dw: UnsafeMutablePointer<Float>?, _ db: UnsafeMutablePointer<Float>?, _ rows: Int, _ d: Int) {
+    if let db { addColumnSums(g, rows: rows, columns: d, into: db) }
+    guard let dw else { return }
+    parallelFor(d, grain: Swift.max(16, d * 8192 / Swift.max(rows * d, 1))) { cs in
+        for r in 0..<rows {
+            let xr = x + r * d, gr = g + r * d, m = stats.mean[r], s = stats.rstd[r]
+            for j in cs { dw[j] += (xr[j] - m) * s * gr[j] }
+        }
     }
 }

@@ -120,7 +120,12 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     let out = bias.map { output(Array(x.shape.dropLast()) + [outF], x, weight, $0) }
         ?? output(Array(x.shape.dropLast()) + [outF], x, weight)
     if let o = out.data {
-        if let bias { for r in 0..<rows { (o + r * outF).update(from: bias.ptr, count: outF) } }
+        if let bias {
+            let bp = bias.ptr
+            parallelFor(rows, grain: Swift.max(1, 16384 / Swift.max(outF, 1))) { rs in
+                for r in rs { (o + r * outF).update(from: bp, count: outF) }
+            }
+        }
         gemm(transA: false, transB: true, m: rows, n: outF, k: inF, alpha: 1, x.ptr, strideA: 0, weight.ptr,
              strideB: 0, beta: bias == nil ? 0 : 1, o, strideC: 0)
     }
@@ -141,11 +146,16 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
                      strideB: 0, beta: dw.fresh ? 0 : 1, dw.tensor.ptr, strideC: 0)
             }
             // db [Out] += sum over rows of dy
-            if let db {
-                let d = db.ptr
-                for r in 0..<rows { let gr = gp + r * outF; for j in 0..<outF { d[j] += gr[j] } }
-            }
+            if let db { addColumnSums(gp, rows: rows, columns: outF, into: db.ptr) }
         }
     }
     return out
+}
+
+/// d[j] += sum over rows of m[r, j] for m [rows, columns], rows added in order. Columns are split over
+/// threads, so every d[j] sees the same sequence of additions whatever the split.
+func addColumnSums(_ m: UnsafeMutablePointer<Float>, rows: Int, columns: Int, into d: UnsafeMutablePointer<Float>) {
+    parallelFor(columns, grain: Swift.max(16, columns * 8192 / Swift.max(rows * columns, 1))) { cs in
+        for r in 0..<rows { let mr = m + r * columns; for j in cs { d[j] += mr[j] } }
+    }
 }

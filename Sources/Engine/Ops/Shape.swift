@@ -26,25 +26,39 @@ public func permute(_ x: Tensor, _ dims: [Int]) -> Tensor {
         for (i, d) in dims.enumerated() { inverse[d] = i }
         let outShape = out.shape
         out.record([x]) { g, ins in
-            guard let dx = ins[0]?.gradTensor(), let gp = g.data else { return }
-            permuteCopy(gp, outShape, inverse, dx.ptr, accumulate: true)
+            guard let dx = ins[0]?.gradForWrite(), let gp = g.data else { return }
+            permuteCopy(gp, outShape, inverse, dx.tensor.ptr, accumulate: !dx.fresh)   // a permutation covers every element
         }
     }
     return out
 }
 
 /// dst (shape dims.map{srcShape[$0]}) = or += permuted src. Rows of the last dim are contiguous when
-/// the last axis stays last.
+/// the last axis stays last. Rows are split over threads (each destination row is written by one thread,
+/// so the result does not depend on the split).
 private func permuteCopy(_ src: UnsafeMutablePointer<Float>, _ srcShape: [Int], _ dims: [Int],
                          _ dst: UnsafeMutablePointer<Float>, accumulate: Bool) {
     let rank = srcShape.count
     var srcStrides = Array(repeating: 1, count: rank)
     for i in stride(from: rank - 2, through: 0, by: -1) { srcStrides[i] = srcStrides[i + 1] * srcShape[i + 1] }
     let outShape = dims.map { srcShape[$0] }, strides = dims.map { srcStrides[$0] }
-    let n = outShape.last ?? 1, sn = strides.last ?? 1
+    let n = outShape.last ?? 1
     let rows = outShape.dropLast().reduce(1, *)
-    var idx = Array(repeating: 0, count: Swift.max(rank - 1, 0)), off = 0
-    for r in 0..<rows {
+    parallelFor(rows, grain: Swift.max(1, 16384 / Swift.max(n, 1))) { range in
+        permuteRows(range, src, outShape, strides, dst, accumulate: accumulate)
+    }
+}
+
+/// permuteCopy for destination rows `range`: an odometer over the leading output dims gives each row's
+/// source offset.
+private func permuteRows(_ range: Range<Int>, _ src: UnsafeMutablePointer<Float>, _ outShape: [Int], _ strides: [Int],
+                         _ dst: UnsafeMutablePointer<Float>, accumulate: Bool) {
+    let rank = outShape.count, n = outShape.last ?? 1, sn = strides.last ?? 1
+    var idx = Array(repeating: 0, count: Swift.max(rank - 1, 0)), off = 0, rest = range.lowerBound
+    for k in stride(from: rank - 2, through: 0, by: -1) {
+        idx[k] = rest % outShape[k]; rest /= outShape[k]; off += idx[k] * strides[k]
+    }
+    for r in range {
         let s = src + off, d = dst + r * n
         switch (accumulate, sn) {
         case (false, 1): d.update(from: s, count: n)
@@ -93,7 +107,10 @@ public func concat(_ xs: [Tensor], axis: Int) -> Tensor {
         var col = 0
         for (x, w) in zip(xs, widths) {
             let s = x.ptr
-            for r in 0..<outer { (o + r * total + col).update(from: s + r * w, count: w) }
+            let c = col
+            parallelFor(outer, grain: Swift.max(1, 16384 / Swift.max(w, 1))) { rs in
+                for r in rs { (o + r * total + c).update(from: s + r * w, count: w) }
+            }
             col += w
         }
     }
@@ -104,7 +121,10 @@ public func concat(_ xs: [Tensor], axis: Int) -> Tensor {
             var col = 0
             for (dx, w) in zip(grads, widths) {
                 if let d = dx?.ptr {
-                    for r in 0..<outer { let gr = gp + r * total + col, dr = d + r * w; for j in 0..<w { dr[j] += gr[j] } }
+                    let c = col
+                    parallelFor(outer, grain: Swift.max(1, 16384 / Swift.max(w, 1))) { rs in
+                        for r in rs { let gr = gp + r * total + c, dr = d + r * w; for j in 0..<w { dr[j] += gr[j] } }
+                    }
                 }
                 col += w
             }
@@ -123,13 +143,17 @@ public func slice(_ x: Tensor, axis: Int, range: Range<Int>) -> Tensor {
     let out = output(shape, x)
     if let o = out.data {
         let s = x.ptr
-        for r in 0..<outer { (o + r * w).update(from: s + r * total + start, count: w) }
+        parallelFor(outer, grain: Swift.max(1, 16384 / Swift.max(w, 1))) { rs in
+            for r in rs { (o + r * w).update(from: s + r * total + start, count: w) }
+        }
     }
     if needsGrad(x) {
         out.record([x]) { g, ins in
             guard let dx = ins[0]?.gradTensor(), let gp = g.data else { return }
             let d = dx.ptr
-            for r in 0..<outer { let dr = d + r * total + start, gr = gp + r * w; for j in 0..<w { dr[j] += gr[j] } }
+            parallelFor(outer, grain: Swift.max(1, 16384 / Swift.max(w, 1))) { rs in
+                for r in rs { let dr = d + r * total + start, gr = gp + r * w; for j in 0..<w { dr[j] += gr[j] } }
+            }
         }
     }
     return out

@@ -47,14 +47,17 @@ public func softmax(_ x: Tensor, mask: Tensor? = nil) -> Tensor {
     if Mode.gradEnabled && inputs.contains(where: { $0.requiresGrad }) {
         let y = out.alias()
         out.record(inputs) { g, ins in
-            let dx = ins[0]?.gradTensor(), dm = ins.count > 1 ? ins[1]?.gradTensor() : nil
+            let dx = ins[0]?.gradForWrite(), dm = ins.count > 1 ? ins[1]?.gradTensor() : nil
             guard let gp = g.data else { return }
             let yp = y.ptr
             // dx_j = y_j (g_j - sum_i g_i y_i); the mask gets the same gradient, reduced over broadcast dims
             if let dx {
-                let d = dx.ptr
+                let d = dx.tensor.ptr, fresh = dx.fresh
                 parallelFor(rows, grain: 64) { range in
-                    for r in range { softmaxBackwardRow(gp + r * n, yp + r * n, d + r * n, 1, n) }
+                    for r in range {
+                        if fresh { softmaxBackwardRowWrite(gp + r * n, yp + r * n, d + r * n, n) }
+                        else { softmaxBackwardRow(gp + r * n, yp + r * n, d + r * n, 1, n) }
+                    }
                 }
             }
             if let dm, let mi {
@@ -85,6 +88,15 @@ private func softmaxBackwardRow(_ g: UnsafeMutablePointer<Float>, _ y: UnsafeMut
     for j in 0..<n { dot += g[j] * y[j] }
     if ds == 1 { for j in 0..<n { d[j] += y[j] * (g[j] - dot) } }
     else { for j in 0..<n { d[j * ds] += y[j] * (g[j] - dot) } }
+}
+
+/// softmaxBackwardRow into a fresh (uninitialised) gradient row: = instead of +=, no zero fill.
+@inline(__always)
+private func softmaxBackwardRowWrite(_ g: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                                     _ d: UnsafeMutablePointer<Float>, _ n: Int) {
+    var dot: Float = 0
+    for j in 0..<n { dot += g[j] * y[j] }
+    for j in 0..<n { d[j] = y[j] * (g[j] - dot) }
 }
 
 /// Scaled dot-product attention: softmax(q k^T / sqrt(Dh) + mask) v.
