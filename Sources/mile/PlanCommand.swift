@@ -13,6 +13,9 @@ struct ExperimentOptions: ParsableArguments {
     @Option(name: .customLong("set"), help: "Override a config key for every cell: key.path=value (repeatable).")
     var overrides: [String] = []
 
+    @Option(name: .long, help: "A Slake1.0 folder (default: $SLAKE_DIR). Runs on other data show as stale.")
+    var slake: String?
+
     func parsedOverrides() throws -> [ConfigOverride] { try overrides.map(ConfigOverride.init) }
 
     /// The store if the database exists; planning never creates one.
@@ -20,9 +23,10 @@ struct ExperimentOptions: ParsableArguments {
         FileManager.default.fileExists(atPath: db) ? try ResultsStore(path: db) : nil
     }
 
-    /// Current dataset hashes when SLAKE_DIR points at the data, so data changes show as stale.
+    /// Current dataset hashes of --slake (or SLAKE_DIR) when it points at data, so runs on other or changed
+    /// data show as stale.
     func currentVersions() throws -> CurrentVersions {
-        guard let dir = ProcessInfo.processInfo.environment["SLAKE_DIR"], FileManager.default.fileExists(atPath: dir) else {
+        guard let dir = slake ?? ProcessInfo.processInfo.environment["SLAKE_DIR"], FileManager.default.fileExists(atPath: dir) else {
             return CurrentVersions()
         }
         return CurrentVersions(datasetHashes: try ProvenanceCollector.datasetHashes(files: ProvenanceCollector.slakeFiles(slakeDir: dir)))

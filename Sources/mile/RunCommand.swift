@@ -29,9 +29,6 @@ struct Run: ParsableCommand {
     @Flag(name: .long, help: "Rerun cells that are already done (their fine-tune checkpoints are discarded).")
     var force = false
 
-    @Option(name: .long, help: "A Slake1.0 folder (default: $SLAKE_DIR).")
-    var slake: String?
-
     @Option(name: .long, help: "A VQA-RAD folder (default: $RAD_DIR).")
     var rad: String?
 
@@ -60,7 +57,7 @@ struct Run: ParsableCommand {
             let plans = try TablePlan.make(files: experiments.files, overrides: overrides, store: nil)
             let cells = try selectedCells(plans.flatMap(\.cells))
             let environment = ProcessInfo.processInfo.environment
-            guard let slakeDir = slake ?? environment["SLAKE_DIR"] else {
+            guard let slakeDir = experiments.slake ?? environment["SLAKE_DIR"] else {
                 throw HarnessError.input("no SLAKE folder: pass --slake DIR or set SLAKE_DIR (SLAKE 1.0 from https://www.med-vqa.com/slake/; `mile data synth --out demo-data/synth` makes a synthetic one)")
             }
             let radDir = rad ?? environment["RAD_DIR"].flatMap { FileManager.default.fileExists(atPath: $0) ? $0 : nil }

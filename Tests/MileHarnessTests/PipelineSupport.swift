@@ -65,13 +65,14 @@ enum PipelineFixture {
     }
 
     /// Starts `mile run` as a child process with its output in `dir/<tag>.log`.
-    static func startRun(_ arguments: [String], dir: String, tag: String) throws -> Process {
+    static func startRun(_ arguments: [String], dir: String, tag: String, environment extra: [String: String] = [:]) throws -> Process {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: mileBinary)
         process.arguments = ["run"] + arguments
         process.currentDirectoryURL = URL(fileURLWithPath: dir)
         var environment = ProcessInfo.processInfo.environment
         environment["MILE_THREADS"] = "2"     // same thread count in every run: bit-identical arithmetic
+        environment.merge(extra) { $1 }
         process.environment = environment
         let log = dir + "/\(tag).log"
         _ = FileManager.default.createFile(atPath: log, contents: nil)

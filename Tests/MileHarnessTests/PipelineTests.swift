@@ -174,6 +174,22 @@ final class PipelineTests: XCTestCase {
         XCTAssertTrue(log.contains("3 done"), log)
     }
 
+    /// The report written at the end of a run judges staleness by the data the run used (--slake), not by
+    /// an unrelated SLAKE_DIR in the environment (`make demo` exports the real SLAKE_DIR).
+    func testRunReportUsesTheRunsDataNotSlakeDir() throws {
+        let dir = try TestSupport.temporaryDirectory(self)
+        let other = dir + "/other-slake"
+        try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: true)
+        for name in ["train.json", "validate.json", "test.json"] { _ = try TestSupport.write("[]", to: other, name: name) }
+        let file = try PipelineFixture.table(in: dir, rows: [PipelineFixture.rowFLoRALoRA])
+        let arguments = PipelineFixture.runArguments(table: file, dir: dir, db: "s.db", cache: "s")
+        let process = try PipelineFixture.startRun(arguments, dir: dir, tag: "s", environment: ["SLAKE_DIR": other])
+        process.waitUntilExit()
+        let log = PipelineFixture.log(dir, "s")
+        XCTAssertEqual(process.terminationStatus, 0, log)
+        XCTAssertTrue(log.contains(": 1/1 cells done"), log)
+    }
+
     /// SIGINT stops at the end of a step, records the cell as interrupted, and a rerun finishes it.
     func testInterruptRecordsInterruptedAndRerunFinishes() throws {
         let dir = try TestSupport.temporaryDirectory(self)
