@@ -63,7 +63,7 @@ enum ParallelRun {
         let parent = getppid()
         Thread.detachNewThread {
             while getppid() == parent { Thread.sleep(forTimeInterval: 1) }
-            StopRequest.requested = 1
+            StopRequest.requested = StopRequest.parentGone
         }
     }
 }

@@ -120,7 +120,7 @@ struct Run: ParsableCommand {
     /// First Ctrl-C (or SIGTERM): stop at the end of the current step. A second one kills at once.
     private func installStopHandler() {
         let handler: @convention(c) (Int32) -> Void = { signal in
-            StopRequest.requested = 1
+            StopRequest.requested = signal
             _ = Glibc.signal(signal, SIG_DFL)
         }
         signal(SIGINT, handler)

@@ -174,6 +174,33 @@ final class PipelineTests: XCTestCase {
         XCTAssertTrue(log.contains("3 done"), log)
     }
 
+    /// SIGKILL of a `--jobs` parent: its workers notice, stop at a safe point and record their cells as
+    /// interrupted (no cell left `running`); a plain rerun then finishes every cell.
+    func testWorkersStopWhenTheJobsParentIsKilled() throws {
+        let dir = try TestSupport.temporaryDirectory(self)
+        let file = try PipelineFixture.table(in: dir, epochs: 12, rows: [PipelineFixture.rowTTLoRA, PipelineFixture.rowFLoRALoRA])
+        let cells = try Planner.expand(ExperimentLoader.load(path: file))
+        let arguments = PipelineFixture.runArguments(table: file, dir: dir, db: "k.db", cache: "k")
+        let parent = try PipelineFixture.startRun(arguments + ["--jobs", "2"], dir: dir, tag: "k1")
+        let store = try ResultsStore(path: dir + "/k.db")
+        try waitForEpochs(store: store, cellID: cells[0].id, atLeast: 1, process: parent)
+        kill(parent.processIdentifier, SIGKILL)
+        parent.waitUntilExit()
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, try cells.contains(where: { try store.latestRun(cellID: $0.id)?.status == .running }) {
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        let first = try XCTUnwrap(store.latestRun(cellID: cells[0].id))
+        XCTAssertEqual(first.status, .interrupted, PipelineFixture.log(dir, "k1"))
+        XCTAssertTrue(first.failureReason?.contains("parent") == true, first.failureReason ?? "")
+        XCTAssertNotEqual(try store.latestRun(cellID: cells[1].id)?.status, .running)
+
+        let rerun = try PipelineFixture.startRun(arguments, dir: dir, tag: "k2")
+        rerun.waitUntilExit()
+        XCTAssertEqual(rerun.terminationStatus, 0, PipelineFixture.log(dir, "k2"))
+        for cell in cells { XCTAssertEqual(try store.latestRun(cellID: cell.id)?.status, .done) }
+    }
+
     /// The report written at the end of a run judges staleness by the data the run used (--slake), not by
     /// an unrelated SLAKE_DIR in the environment (`make demo` exports the real SLAKE_DIR).
     func testRunReportUsesTheRunsDataNotSlakeDir() throws {

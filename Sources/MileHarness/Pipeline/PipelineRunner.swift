@@ -203,7 +203,7 @@ public final class PipelineRunner {
         case let .nonFinite(epoch, step, loss):
             throw StageStop(kind: .failed, reason: "loss \(loss) at epoch \(epoch) step \(step) (fine-tuning)")
         case let .stopped(epoch, step):
-            throw StageStop(kind: .interrupted, reason: "SIGINT at epoch \(epoch) step \(step) (fine-tuning); resumes after epoch \(Trainer.resumePoint(stage).epoch)")
+            throw StageStop(kind: .interrupted, reason: "\(StopRequest.cause) at epoch \(epoch) step \(step) (fine-tuning); resumes after epoch \(Trainer.resumePoint(stage).epoch)")
         }
     }
 

@@ -51,7 +51,7 @@ struct BaseStage {
         defer { close(fd) }   // closing releases the lock
         while flock(fd, LOCK_EX | LOCK_NB) != 0 {
             try wait()        // another process pretrains this base: keep our claim alive meanwhile
-            if StopRequest.isSet { return .stopped("SIGINT while waiting for another process's base pretraining") }
+            if StopRequest.isSet { return .stopped("\(StopRequest.cause) while waiting for another process's base pretraining") }
             Thread.sleep(forTimeInterval: 1)
         }
         if let base = try existing() { return .done(base) }
@@ -103,7 +103,7 @@ struct BaseStage {
             case let .nonFinite(epoch, step, loss):
                 return .failed("base pretraining: loss \(loss) at epoch \(epoch) step \(step)")
             case let .stopped(epoch, step):
-                return .stopped("SIGINT during base pretraining at epoch \(epoch) step \(step)")
+                return .stopped("\(StopRequest.cause) during base pretraining at epoch \(epoch) step \(step)")
             }
         }
         let id = UUID().uuidString
@@ -132,7 +132,7 @@ struct Evaluation {
                                          beams: settings.beams, maxLength: settings.maxLength, minLength: settings.minLength)
             for (qid, answer) in zip(batch.qids, ids) { out.append(Prediction(qid: qid, answer: data.tokenizer.decode(answer))) }
             try progress(out.count, data.testSamples.count)
-            if StopRequest.isSet { return .stopped("SIGINT during evaluation (\(out.count) of \(data.testSamples.count) questions)") }
+            if StopRequest.isSet { return .stopped("\(StopRequest.cause) during evaluation (\(out.count) of \(data.testSamples.count) questions)") }
         }
         return .done(out)
     }

@@ -5,8 +5,19 @@ import MileModel
 
 /// Set by the SIGINT handler; the training and evaluation loops stop at the end of the current step.
 public enum StopRequest {
+    /// 0: run on; a signal number (SIGINT, SIGTERM); or `parentGone` (a `--jobs` worker whose parent died).
     nonisolated(unsafe) public static var requested: Int32 = 0
+    public static let parentGone: Int32 = -1
     public static var isSet: Bool { requested != 0 }
+
+    /// What stopped the run, for the interrupted cell's reason.
+    public static var cause: String {
+        switch requested {
+        case parentGone: return "parent `mile run --jobs` gone"
+        case SIGTERM: return "SIGTERM"
+        default: return "SIGINT"
+        }
+    }
 }
 
 /// One training stage (base pretraining or a cell's fine-tuning) with per-epoch checkpoints.
