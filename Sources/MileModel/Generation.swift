@@ -191,15 +191,8 @@ extension MISSModel {
                 DispatchQueue.concurrentPerform(iterations: Swift.min(Threads.count, rows)) { chunk in
                     let chunks = Swift.min(Threads.count, rows)
                     for row in (chunk * rows / chunks)..<((chunk + 1) * rows / chunks) {
-                        let x = base + row * vocab, lse = logSumExp(x, count: vocab), beamScore = scores[row]
-                        var best: [Candidate] = []
-                        best.reserveCapacity(keep + 1)
-                        for t in 0..<vocab {
-                            let score = banEOS && t == sep ? -Float.infinity : (x[t] - lse) + beamScore
-                            if best.count == keep, score <= best[keep - 1].score { continue }
-                            insertCandidate(Candidate(score: score, token: Int32(t), beam: row), into: &best, keep: keep)
-                        }
-                        slots[row] = best
+                        slots[row] = bestTokens(base + row * vocab, vocab: vocab, beamScore: scores[row], keep: keep,
+                                                banned: banEOS ? sep : -1, row: row)
                     }
                 }
             }
@@ -254,6 +247,27 @@ struct StepDecoder {
 /// x[sources[0]], x[sources[1]], ... along axis 0, as one concatenation of row slices.
 private func gatherRows(_ x: Tensor, _ sources: [Int]) -> Tensor {
     concat(sources.map { slice(x, axis: 0, range: $0..<($0 + 1)) }, axis: 0)
+}
+
+/// The `keep` best tokens of one logit row by (x - logsumexp(x)) + beamScore, best first, ties in token
+/// order; token `banned` scores -inf. The first `keep` tokens enter unconditionally, then a token is
+/// inserted only if it beats the current last entry (held in a local, so the scan stays a tight loop).
+private func bestTokens(_ x: UnsafePointer<Float>, vocab: Int, beamScore: Float, keep: Int, banned: Int,
+                        row: Int) -> [Candidate] {
+    let lse = logSumExp(x, count: vocab)
+    var best: [Candidate] = []
+    best.reserveCapacity(keep + 1)
+    func score(_ t: Int) -> Float { t == banned ? -Float.infinity : (x[t] - lse) + beamScore }
+    let head = Swift.min(keep, vocab)
+    for t in 0..<head { insertCandidate(Candidate(score: score(t), token: Int32(t), beam: row), into: &best, keep: keep) }
+    var threshold = best[head - 1].score
+    for t in head..<vocab {
+        let s = score(t)
+        if s <= threshold { continue }
+        insertCandidate(Candidate(score: s, token: Int32(t), beam: row), into: &best, keep: keep)
+        threshold = best[keep - 1].score
+    }
+    return best
 }
 
 struct Candidate {
