@@ -125,9 +125,13 @@ extension MISSModel {
         var done = Array(repeating: false, count: batch)
         while true {
             let curLen = sequences[0].count
-            let logits = try decoder.logits(sequences)
-            let rowBest = rowCandidates(logits: logits, scores: beamScores, rows: batch * beams, vocab: v,
-                                        keep: 2 * beams, banEOS: curLen < minLength)
+            let rowBest: [[Candidate]]
+            if curLen == 1, decoder.cached, v > 2 * beams {
+                rowBest = try firstStepCandidates(&decoder, batch: batch, beams: beams, banEOS: minLength > 1)
+            } else {
+                rowBest = rowCandidates(logits: try decoder.logits(sequences), scores: beamScores, rows: batch * beams,
+                                        vocab: v, keep: 2 * beams, banEOS: curLen < minLength)
+            }
             // `sources`: the row each new row continues (HF beam_idx), to reorder the decoder cache.
             var nextSequences: [[Int32]] = [], nextScores: [Float] = [], sources: [Int] = []
             for b in 0..<batch {
@@ -164,6 +168,17 @@ extension MISSModel {
             }
             return hypotheses[b].best
         }
+    }
+
+    /// `rowCandidates` of the first step from one decoder row per question: all beams hold only `[DEC]`
+    /// and the non-first ones start at -1e9, so with more than 2·beams tokens none of their continuations
+    /// can enter a question's top 2·beams (HF computes and discards them); their lists stay empty.
+    private func firstStepCandidates(_ decoder: inout StepDecoder, batch: Int, beams: Int,
+                                     banEOS: Bool) throws -> [[Candidate]] {
+        let logits = try decoder.firstLogits(questions: batch, beams: beams)
+        let first = rowCandidates(logits: logits, scores: Array(repeating: 0, count: batch), rows: batch,
+                                  vocab: config.vocabSize, keep: 2 * beams, banEOS: banEOS)
+        return (0..<(batch * beams)).map { $0 % beams == 0 ? first[$0 / beams] : [] }
     }
 
     /// The 2·beams best (beam, token) continuations of one batch entry by cumulative log-probability,
@@ -207,15 +222,25 @@ extension MISSModel {
 struct StepDecoder {
     let model: MISSModel
     let memory: Tensor
-    /// Cross-attention keys/values of the memory, each row repeated once per beam.
+    let cached: Bool
+    /// Cross-attention keys/values of the memory, one row per question.
+    private let crossSingle: [LayerPrefix]
+    /// The same with each row repeated once per beam.
     let crossCache: [LayerPrefix]
     /// Per decoder layer, the self-attention keys/values so far; nil when recomputing.
     private var past: [LayerPrefix?]?
+    /// Sequence rows per cache row: `beams` after `firstLogits` (cache row b serves beams b·beams ..< (b+1)·beams).
+    private var rowsPerCacheRow = 1
 
     init(model: MISSModel, memory: Tensor, times: Int, cached: Bool) {
         self.model = model
         self.memory = memory
-        crossCache = model.crossAttentionCache(memory, times: times)
+        self.cached = cached
+        crossSingle = model.crossAttentionCache(memory, times: 1)
+        let repeated = (0..<(memory.shape[0] * times)).map { $0 / times }
+        crossCache = times == 1 ? crossSingle : crossSingle.map {
+            LayerPrefix(key: gatherRows($0.key, repeated), value: gatherRows($0.value, repeated))
+        }
         past = cached ? model.initialDecoderCache(rows: memory.shape[0] * times) : nil
     }
 
@@ -235,11 +260,27 @@ struct StepDecoder {
         return model.textDecoder.logits(hidden)
     }
 
-    /// Row i of the cache becomes old row `sources[i]` (beam search's reordering, HF `_reorder_cache`).
+    /// Cached path only: logits [questions, vocab] after `[DEC]` alone, one row per question (the first
+    /// beam-search step, where every beam of a question holds the same `[DEC]`). The cache then has one
+    /// row per question until the next `reorder`.
+    mutating func firstLogits(questions: Int, beams: Int) throws -> Tensor {
+        guard cached else { throw ConfigError("firstLogits needs the cached decoder") }
+        var cache = model.initialDecoderCache(rows: questions)
+        let hidden = model.decodeStep(Array(repeating: model.config.decTokenId, count: questions), length: 1,
+                                      past: &cache, cachedMemory: crossSingle)
+        past = cache
+        rowsPerCacheRow = beams
+        return model.textDecoder.logits(hidden)
+    }
+
+    /// Row i of the cache becomes the one of old sequence row `sources[i]` (beam search's reordering,
+    /// HF `_reorder_cache`).
     mutating func reorder(_ sources: [Int]) {
-        guard let cache = past, sources != Array(sources.indices) else { return }
+        let rows = sources.map { $0 / rowsPerCacheRow }
+        rowsPerCacheRow = 1
+        guard let cache = past, rows != Array(rows.indices) else { return }
         past = cache.map { layer in
-            layer.map { LayerPrefix(key: gatherRows($0.key, sources), value: gatherRows($0.value, sources)) }
+            layer.map { LayerPrefix(key: gatherRows($0.key, rows), value: gatherRows($0.value, rows)) }
         }
     }
 }
