@@ -285,9 +285,13 @@ struct StepDecoder {
     }
 }
 
-/// x[sources[0]], x[sources[1]], ... along axis 0, as one concatenation of row slices.
+/// x[sources[0]], x[sources[1]], ... along axis 0: an embedding lookup (one copy per row) in x viewed
+/// as a [rows, rest] table, instead of a concatenation of one-row slices.
 private func gatherRows(_ x: Tensor, _ sources: [Int]) -> Tensor {
-    concat(sources.map { slice(x, axis: 0, range: $0..<($0 + 1)) }, axis: 0)
+    let rest = Array(x.shape.dropFirst())
+    let table = reshape(x, [x.shape[0], rest.reduce(1, *)])
+    let rows = embedding(ids: sources.map { Int32($0) }, shape: [sources.count], table: table)
+    return reshape(rows, [sources.count] + rest)
 }
 
 /// The `keep` best tokens of one logit row by (x - logsumexp(x)) + beamScore, best first, ties in token
