@@ -3,8 +3,10 @@ import Foundation
 
 /// Answer generation as upstream evaluates (mile_vqa.py with transformers 4.26 `generate`): decoding
 /// starts from `[DEC]`, `maxLength` counts `[DEC]`, `[SEP]` ends a sequence, the decoder cross-attends
-/// to every question token (mask all ones, padding included), and there is no KV cache (each step
-/// recomputes the prefix, which gives the same tokens).
+/// to every question token (mask all ones, padding included). Upstream recomputes the whole prefix at every
+/// step; here each step feeds only the newest token through the decoder with a self-attention key/value
+/// cache (same tokens, scores equal up to float rounding; `useCache: false` keeps the recomputing path as
+/// the reference).
 extension MISSModel {
     /// Returns, per question, the generated token ids after `[DEC]` up to (excluding) `[SEP]`.
     /// `beams == 1` is greedy decoding; otherwise HF beam search (length penalty 1, no early stopping).
@@ -22,9 +24,9 @@ extension MISSModel {
     }
 
     /// `greedyForOneBeam: false` runs the beam-search code path even for one beam (tests compare it
-    /// with greedy decoding).
+    /// with greedy decoding); `useCache: false` recomputes the whole prefix every step (the reference).
     func generate(images: Tensor, question: TokenBatch, beams: Int, maxLength: Int, minLength: Int,
-                  greedyForOneBeam: Bool) throws -> [[Int32]] {
+                  greedyForOneBeam: Bool, useCache: Bool = true) throws -> [[Int32]] {
         guard beams >= 1, maxLength >= 2 else {
             throw ConfigError("generation needs beams >= 1 and maxLength >= 2, got \(beams) and \(maxLength)")
         }
@@ -34,9 +36,11 @@ extension MISSModel {
         defer { train(wasTraining) }
         return try withNoGrad {
             let memory = try encode(images: images, question: question)
+            let rows = beams == 1 && greedyForOneBeam ? 1 : beams
+            var decoder = StepDecoder(model: self, memory: memory, times: rows, cached: useCache)
             let sequences = beams == 1 && greedyForOneBeam
-                ? try greedy(memory: memory, maxLength: maxLength, minLength: minLength)
-                : try beamSearch(memory: memory, batch: question.batch, beams: beams,
+                ? try greedy(&decoder, batch: question.batch, maxLength: maxLength, minLength: minLength)
+                : try beamSearch(&decoder, batch: question.batch, beams: beams,
                                  maxLength: maxLength, minLength: minLength)
             return sequences.map(answerTokens)
         }
@@ -72,23 +76,27 @@ extension MISSModel {
         }
     }
 
-    /// Next-token logits [rows, vocab], for equally long sequences (attention mask all ones). Returned as
-    /// the tensor (read in place) rather than an array copy of rows x 30524 floats per decoding step.
-    private func nextLogits(_ sequences: [[Int32]], memory: Tensor, cache: [LayerPrefix]) throws -> Tensor {
-        let length = sequences[0].count, rows = sequences.count
-        let tokens = try TokenBatch(ids: sequences.flatMap { $0 }, mask: Array(repeating: 1, count: rows * length),
-                                    batch: rows, length: length)
-        let hidden = try decode(tokens, memory: memory, memoryMask: nil, cachedMemory: cache)
-        return textDecoder.logits(slice(hidden, axis: 1, range: (length - 1)..<length))
+    /// Self-attention keys/values of the decoder before any token, for `rows` rows: the layers' prompt
+    /// prefixes (prefix tuning, P-tuning v2), or nothing.
+    func initialDecoderCache(rows: Int) -> [LayerPrefix?] {
+        decoderPrompt?.prefixes(batch: rows).map { Optional($0) }
+            ?? Array(repeating: nil, count: config.decoderLayers)
     }
 
-    private func greedy(memory: Tensor, maxLength: Int, minLength: Int) throws -> [[Int32]] {
-        let batch = memory.shape[0], v = config.vocabSize, sep = Int(config.sepTokenId)
-        let cache = crossAttentionCache(memory, times: 1)
+    /// Decoder hidden states [R, 1, h] of the newest token of each row (`length` tokens so far), extending
+    /// the self-attention cache `past`. Positions count the prompt prefix as the full pass does.
+    func decodeStep(_ newest: [Int32], length: Int, past: inout [LayerPrefix?],
+                    cachedMemory: [LayerPrefix]) -> Tensor {
+        let position = (decoderPrompt?.tokens ?? 0) + length - 1
+        return textDecoder.bert.step(ids: newest, position: position, past: &past, cachedMemory: cachedMemory)
+    }
+
+    private func greedy(_ decoder: inout StepDecoder, batch: Int, maxLength: Int, minLength: Int) throws -> [[Int32]] {
+        let v = config.vocabSize, sep = Int(config.sepTokenId)
         var sequences = Array(repeating: [config.decTokenId], count: batch)
         var finished = Array(repeating: false, count: batch)
         while sequences[0].count < maxLength {
-            let logits = try nextLogits(sequences, memory: memory, cache: cache)
+            let logits = try decoder.logits(sequences)
             for b in 0..<batch {
                 if finished[b] { sequences[b].append(config.padTokenId); continue }
                 let ban = sequences[b].count < minLength
@@ -107,10 +115,9 @@ extension MISSModel {
         return sequences
     }
 
-    private func beamSearch(memory: Tensor, batch: Int, beams: Int, maxLength: Int,
+    private func beamSearch(_ decoder: inout StepDecoder, batch: Int, beams: Int, maxLength: Int,
                             minLength: Int) throws -> [[Int32]] {
         let eos = config.sepTokenId, v = config.vocabSize
-        let cache = crossAttentionCache(memory, times: beams)
         var sequences = Array(repeating: [config.decTokenId], count: batch * beams)
         // Only the first beam is live at the start (HF: other beams start at -1e9).
         var beamScores = (0..<(batch * beams)).map { $0 % beams == 0 ? Float(0) : -1e9 }
@@ -118,13 +125,21 @@ extension MISSModel {
         var done = Array(repeating: false, count: batch)
         while true {
             let curLen = sequences[0].count
-            let logits = try nextLogits(sequences, memory: memory, cache: cache)
-            let rowBest = rowCandidates(logits: logits, scores: beamScores, rows: batch * beams, vocab: v,
-                                        keep: 2 * beams, banEOS: curLen < minLength)
-            var nextSequences: [[Int32]] = [], nextScores: [Float] = []
+            let rowBest: [[Candidate]]
+            if curLen == 1, decoder.cached, v > 2 * beams {
+                rowBest = try firstStepCandidates(&decoder, batch: batch, beams: beams, banEOS: minLength > 1)
+            } else {
+                rowBest = rowCandidates(logits: try decoder.logits(sequences), scores: beamScores, rows: batch * beams,
+                                        vocab: v, keep: 2 * beams, banEOS: curLen < minLength)
+            }
+            // `sources`: the row each new row continues (HF beam_idx), to reorder the decoder cache.
+            var nextSequences: [[Int32]] = [], nextScores: [Float] = [], sources: [Int] = []
             for b in 0..<batch {
                 if done[b] {
-                    for _ in 0..<beams { nextSequences.append(sequences[b * beams] + [config.padTokenId]); nextScores.append(0) }
+                    for _ in 0..<beams {
+                        nextSequences.append(sequences[b * beams] + [config.padTokenId]); nextScores.append(0)
+                        sources.append(b * beams)
+                    }
                     continue
                 }
                 let candidates = topCandidates(rowBest, batchIndex: b, beams: beams)
@@ -135,6 +150,7 @@ extension MISSModel {
                         if rank < beams { hypotheses[b].add(sequences[source], score: c.score) }
                     } else {
                         nextSequences.append(sequences[source] + [c.token]); nextScores.append(c.score)
+                        sources.append(source)
                         kept += 1
                     }
                     if kept == beams { break }
@@ -144,6 +160,7 @@ extension MISSModel {
             sequences = nextSequences
             beamScores = nextScores
             if !done.contains(false) || sequences[0].count >= maxLength { break }
+            decoder.reorder(sources)
         }
         return (0..<batch).map { b in
             if !done[b] {
@@ -151,6 +168,17 @@ extension MISSModel {
             }
             return hypotheses[b].best
         }
+    }
+
+    /// `rowCandidates` of the first step from one decoder row per question: all beams hold only `[DEC]`
+    /// and the non-first ones start at -1e9, so with more than 2·beams tokens none of their continuations
+    /// can enter a question's top 2·beams (HF computes and discards them); their lists stay empty.
+    private func firstStepCandidates(_ decoder: inout StepDecoder, batch: Int, beams: Int,
+                                     banEOS: Bool) throws -> [[Candidate]] {
+        let logits = try decoder.firstLogits(questions: batch, beams: beams)
+        let first = rowCandidates(logits: logits, scores: Array(repeating: 0, count: batch), rows: batch,
+                                  vocab: config.vocabSize, keep: 2 * beams, banEOS: banEOS)
+        return (0..<(batch * beams)).map { $0 % beams == 0 ? first[$0 / beams] : [] }
     }
 
     /// The 2·beams best (beam, token) continuations of one batch entry by cumulative log-probability,
@@ -178,21 +206,113 @@ extension MISSModel {
                 DispatchQueue.concurrentPerform(iterations: Swift.min(Threads.count, rows)) { chunk in
                     let chunks = Swift.min(Threads.count, rows)
                     for row in (chunk * rows / chunks)..<((chunk + 1) * rows / chunks) {
-                        let x = base + row * vocab, lse = logSumExp(x, count: vocab), beamScore = scores[row]
-                        var best: [Candidate] = []
-                        best.reserveCapacity(keep + 1)
-                        for t in 0..<vocab {
-                            let score = banEOS && t == sep ? -Float.infinity : (x[t] - lse) + beamScore
-                            if best.count == keep, score <= best[keep - 1].score { continue }
-                            insertCandidate(Candidate(score: score, token: Int32(t), beam: row), into: &best, keep: keep)
-                        }
-                        slots[row] = best
+                        slots[row] = bestTokens(base + row * vocab, vocab: vocab, beamScore: scores[row], keep: keep,
+                                                banned: banEOS ? sep : -1, row: row)
                     }
                 }
             }
         }
         return result
     }
+}
+
+/// Next-token logits during generation, for equally long sequences (attention mask all ones): either
+/// by recomputing the decoder over every row's whole prefix (`cached: false`, upstream's way), or
+/// incrementally from a self-attention key/value cache that `reorder` keeps aligned with the rows.
+struct StepDecoder {
+    let model: MISSModel
+    let memory: Tensor
+    let cached: Bool
+    /// Cross-attention keys/values of the memory, one row per question.
+    private let crossSingle: [LayerPrefix]
+    /// The same with each row repeated once per beam.
+    let crossCache: [LayerPrefix]
+    /// Per decoder layer, the self-attention keys/values so far; nil when recomputing.
+    private var past: [LayerPrefix?]?
+    /// Sequence rows per cache row: `beams` after `firstLogits` (cache row b serves beams b·beams ..< (b+1)·beams).
+    private var rowsPerCacheRow = 1
+
+    init(model: MISSModel, memory: Tensor, times: Int, cached: Bool) {
+        self.model = model
+        self.memory = memory
+        self.cached = cached
+        crossSingle = model.crossAttentionCache(memory, times: 1)
+        let repeated = (0..<(memory.shape[0] * times)).map { $0 / times }
+        crossCache = times == 1 ? crossSingle : crossSingle.map {
+            LayerPrefix(key: gatherRows($0.key, repeated), value: gatherRows($0.value, repeated))
+        }
+        past = cached ? model.initialDecoderCache(rows: memory.shape[0] * times) : nil
+    }
+
+    /// Logits [rows, vocab] of the token after each sequence; the head runs on the last position only.
+    /// Returned as the tensor (read in place) rather than an array copy of rows x 30524 floats per step.
+    mutating func logits(_ sequences: [[Int32]]) throws -> Tensor {
+        let length = sequences[0].count, rows = sequences.count
+        guard var cache = past else {
+            let tokens = try TokenBatch(ids: sequences.flatMap { $0 }, mask: Array(repeating: 1, count: rows * length),
+                                        batch: rows, length: length)
+            let hidden = try model.decode(tokens, memory: memory, memoryMask: nil, cachedMemory: crossCache)
+            return model.textDecoder.logits(slice(hidden, axis: 1, range: (length - 1)..<length))
+        }
+        let hidden = model.decodeStep(sequences.map { $0[length - 1] }, length: length, past: &cache,
+                                      cachedMemory: crossCache)
+        past = cache
+        return model.textDecoder.logits(hidden)
+    }
+
+    /// Cached path only: logits [questions, vocab] after `[DEC]` alone, one row per question (the first
+    /// beam-search step, where every beam of a question holds the same `[DEC]`). The cache then has one
+    /// row per question until the next `reorder`.
+    mutating func firstLogits(questions: Int, beams: Int) throws -> Tensor {
+        guard cached else { throw ConfigError("firstLogits needs the cached decoder") }
+        var cache = model.initialDecoderCache(rows: questions)
+        let hidden = model.decodeStep(Array(repeating: model.config.decTokenId, count: questions), length: 1,
+                                      past: &cache, cachedMemory: crossSingle)
+        past = cache
+        rowsPerCacheRow = beams
+        return model.textDecoder.logits(hidden)
+    }
+
+    /// Row i of the cache becomes the one of old sequence row `sources[i]` (beam search's reordering,
+    /// HF `_reorder_cache`).
+    mutating func reorder(_ sources: [Int]) {
+        let rows = sources.map { $0 / rowsPerCacheRow }
+        rowsPerCacheRow = 1
+        guard let cache = past, rows != Array(rows.indices) else { return }
+        past = cache.map { layer in
+            layer.map { LayerPrefix(key: gatherRows($0.key, rows), value: gatherRows($0.value, rows)) }
+        }
+    }
+}
+
+/// x[sources[0]], x[sources[1]], ... along axis 0: an embedding lookup (one copy per row) in x viewed
+/// as a [rows, rest] table, instead of a concatenation of one-row slices.
+private func gatherRows(_ x: Tensor, _ sources: [Int]) -> Tensor {
+    let rest = Array(x.shape.dropFirst())
+    let table = reshape(x, [x.shape[0], rest.reduce(1, *)])
+    let rows = embedding(ids: sources.map { Int32($0) }, shape: [sources.count], table: table)
+    return reshape(rows, [sources.count] + rest)
+}
+
+/// The `keep` best tokens of one logit row by (x - logsumexp(x)) + beamScore, best first, ties in token
+/// order; token `banned` scores -inf. The first `keep` tokens enter unconditionally, then a token is
+/// inserted only if it beats the current last entry (held in a local, so the scan stays a tight loop).
+private func bestTokens(_ x: UnsafePointer<Float>, vocab: Int, beamScore: Float, keep: Int, banned: Int,
+                        row: Int) -> [Candidate] {
+    let lse = logSumExp(x, count: vocab)
+    var best: [Candidate] = []
+    best.reserveCapacity(keep + 1)
+    func score(_ t: Int) -> Float { t == banned ? -Float.infinity : (x[t] - lse) + beamScore }
+    let head = Swift.min(keep, vocab)
+    for t in 0..<head { insertCandidate(Candidate(score: score(t), token: Int32(t), beam: row), into: &best, keep: keep) }
+    var threshold = best[head - 1].score
+    for t in head..<vocab {
+        let s = score(t)
+        if s <= threshold { continue }
+        insertCandidate(Candidate(score: s, token: Int32(t), beam: row), into: &best, keep: keep)
+        threshold = best[keep - 1].score
+    }
+    return best
 }
 
 struct Candidate {

@@ -80,6 +80,21 @@ final class BertSelfAttention: Module {
         return mergeHeads(attend(q, k, v, mask))
     }
 
+    /// One incremental decoding step (generation): x [R, 1, h] is the newest token of each row, `past` the
+    /// keys/values of the earlier ones (prompt prefix first) [R, H, n, dh]. The newest token attends to all
+    /// of them and itself, which is the last row of the causal full pass (mask all ones, so no mask).
+    /// Returns the output [R, 1, h] and `past` extended by this token's keys/values.
+    func step(_ x: Tensor, past: LayerPrefix?) -> (Tensor, LayerPrefix) {
+        let q = splitHeads(query(x), heads: heads)
+        var k = splitHeads(key(x), heads: heads)
+        var v = splitHeads(value(x), heads: heads)
+        if let p = past {
+            k = concat([p.key, k], axis: 2)
+            v = concat([p.value, v], axis: 2)
+        }
+        return (mergeHeads(attend(q, k, v, nil)), LayerPrefix(key: k, value: v))
+    }
+
     /// Cross-attention keys/values of `memory` (they do not depend on the decoded tokens).
     func memoryKeyValues(_ memory: Tensor) -> LayerPrefix {
         LayerPrefix(key: splitHeads(key(memory), heads: heads), value: splitHeads(value(memory), heads: heads))
@@ -172,6 +187,17 @@ final class BertLayer: Module {
     }
 }
 
+extension BertLayer {
+    /// `callAsFunction` for the newest token only, reading and extending the self-attention cache `past`;
+    /// cross-attention reads the precomputed memory keys/values.
+    func step(_ x: Tensor, past: LayerPrefix?, cachedMemory: LayerPrefix) -> (Tensor, LayerPrefix) {
+        let (attended, present) = attention.selfAttention.step(x, past: past)
+        let s = attention.output(attended, residual: x)
+        let cross = crossAttention(s, memory: nil, mask: nil, prefix: nil, cachedMemory: cachedMemory)
+        return (output(intermediate(cross), residual: cross), present)
+    }
+}
+
 final class BertEncoder: Module {
     let layers: ModuleList<BertLayer>
     init(_ c: ModelConfig, layers count: Int, crossWidth: Int, random: RandomSource) {
@@ -257,6 +283,20 @@ final class BertModel: Module {
         for (i, layer) in encoder.layers.items.enumerated() {
             x = layer(x, selfMask: selfMask, memory: memory, memoryMask: memoryMask, prefix: prefixes?[i],
                       cachedMemory: cachedMemory?[i])
+        }
+        return x
+    }
+}
+
+extension BertModel {
+    /// Decoder hidden states [R, 1, h] of one new token per row at absolute position `position` (prompt
+    /// prefix included), with every layer's self-attention cache `past` read and extended in place.
+    func step(ids: [Int32], position: Int, past: inout [LayerPrefix?], cachedMemory: [LayerPrefix]) -> Tensor {
+        var x = embeddings(ids: ids, batch: ids.count, length: 1, positionOffset: position)
+        for (i, layer) in encoder.layers.items.enumerated() {
+            let (out, present) = layer.step(x, past: past[i], cachedMemory: cachedMemory[i])
+            x = out
+            past[i] = present
         }
         return x
     }
