@@ -59,6 +59,7 @@ peer-venv:
 bench-peer: deps peer-venv
 	$(SWIFT) build -c release --product PeerBench
 	$(PEER_PY) bench/torch_peer.py bench --engine .build/release/PeerBench --work .build/peer-bench $(PEER_ARGS)
+	$(PEER_PY) bench/torch_peer.py cache-check --dir .build/peer-bench
 
 # Regenerates the parity fixtures checked by `swift test` (ParityTests) from the PyTorch peer.
 parity-golden: deps peer-venv

@@ -384,6 +384,7 @@ class MISS(nn.Module):
         super().__init__()
         self.c = c
         self.modes = (vit, jtm, dec)
+        self.use_cache = True   # generation keeps self-attention keys/values (HF's default use_cache=True)
         if vit in ("prefix", "ptv2"):
             raise SystemExit(f"{vit} on the ViT is not supported")
         self.visual_encoder = VisionTransformer(c)
@@ -480,6 +481,7 @@ class MISS(nn.Module):
     # -- generation (transformers 4.26 beam search as Generation.swift; cross-attention K/V computed once)
 
     @torch.no_grad()
+    @torch.no_grad()   # as HF's generate
     def generate(self, images, qids, qmask, beams=3, max_length=10, min_length=1):
         was = self.training
         self.eval()
@@ -506,33 +508,69 @@ class MISS(nn.Module):
             cache.append((k.repeat_interleave(times, 0), v.repeat_interleave(times, 0)))
         return cache
 
-    def _next_logprobs(self, seqs, memory, cache):
-        ids = torch.tensor(seqs, dtype=torch.long)
-        hidden = self.decode(ids, torch.ones_like(ids), memory, None, cache)
-        return torch.log_softmax(self.text_decoder.logits(hidden[:, -1]), dim=-1)
+    def _next_logprobs(self, seqs, memory, cache, past=None):
+        """Log-probabilities of the next token. With `past` (per-layer self-attention keys/values, as HF's
+        `use_cache=True` generation keeps them) only the newest token is run; `past` is extended in place.
+        Without it the whole prefix is recomputed (the reference path)."""
+        if past is None:
+            ids = torch.tensor(seqs, dtype=torch.long)
+            hidden = self.decode(ids, torch.ones_like(ids), memory, None, cache)
+            return torch.log_softmax(self.text_decoder.logits(hidden[:, -1]), dim=-1)
+        tok = torch.tensor([[s[-1]] for s in seqs], dtype=torch.long)
+        x = self._step(tok, len(seqs[0]) - 1, cache, past)
+        return torch.log_softmax(self.text_decoder.logits(x[:, -1]), dim=-1)
+
+    def _initial_past(self, rows):
+        """Self-attention keys/values before the first answer token: the prompt's (prefix/PTV2) or empty."""
+        bert = self.text_decoder.bert
+        prefixes = self._prefixes(self.text_decoder, rows)
+        if prefixes is not None:
+            return [list(kv) for kv in prefixes]
+        h = self.c["text_heads"]
+        empty = torch.zeros(rows, h, 0, self.c["text_hidden"] // h)
+        return [[empty, empty] for _ in bert.encoder.layer]
+
+    def _step(self, tok, index, cache, past):
+        """One decoder pass over the newest token (answer position `index`) against the cached keys/values."""
+        bert = self.text_decoder.bert
+        e = bert.embeddings
+        n = past[0][0].shape[2] - index          # prompt tokens before the answer
+        x = e.LayerNorm(e.word_embeddings(tok) + e.position_embeddings(torch.tensor([n + index]))[None])
+        for li, layer in enumerate(bert.encoder.layer):
+            sa = getattr(layer.attention, "self")
+            k, v = sa.kv(x)
+            past[li][0] = torch.cat([past[li][0], k], dim=2)
+            past[li][1] = torch.cat([past[li][1], v], dim=2)
+            q = split_heads(sa.query(x), sa.heads)
+            s = layer.attention.output(merge_heads(attend(q, past[li][0], past[li][1], None, 0.0, False)), x)
+            cross = layer.crossattention(s, None, None, None, cache[li])
+            x = layer.output(F.gelu(layer.intermediate.dense(cross)), cross)
+        return x
 
     def _beam_search(self, memory, beams, max_length, min_length):
         c = self.c
         eos, pad, v = c["sep_token_id"], c["pad_token_id"], c["vocab_size"]
         batch = memory.shape[0]
         cache = self._cache(memory, beams)
+        past = self._initial_past(batch * beams) if self.use_cache else None
         seqs = [[c["dec_token_id"]] for _ in range(batch * beams)]
         scores = torch.tensor([0.0 if i % beams == 0 else -1e9 for i in range(batch * beams)])
         hyps = [Hypotheses(beams) for _ in range(batch)]
         done = [False] * batch
         while True:
             cur = len(seqs[0])
-            logp = self._next_logprobs(seqs, memory, cache).float()
+            logp = self._next_logprobs(seqs, memory, cache, past).float()
             if cur < min_length:
                 logp[:, eos] = -math.inf
             total = (logp + scores[:, None]).reshape(batch, beams * v)
             top_s, top_i = torch.topk(total, 2 * beams, dim=1)
-            new_seqs, new_scores = [], []
+            new_seqs, new_scores, sources = [], [], []
             for b in range(batch):
                 if done[b]:
                     for _ in range(beams):
                         new_seqs.append(seqs[b * beams] + [pad])
                         new_scores.append(0.0)
+                        sources.append(b * beams)
                     continue
                 kept = 0
                 for rank in range(2 * beams):
@@ -545,11 +583,15 @@ class MISS(nn.Module):
                     else:
                         new_seqs.append(seqs[src] + [tok])
                         new_scores.append(s)
+                        sources.append(src)
                         kept += 1
                     if kept == beams:
                         break
                 done[b] = done[b] or hyps[b].is_done(float(top_s[b, 0]), cur)
             seqs, scores = new_seqs, torch.tensor(new_scores)
+            if past is not None:   # HF _reorder_cache: each row continues the beam it was chosen from
+                index = torch.tensor(sources, dtype=torch.long)
+                past = [[k.index_select(0, index), v.index_select(0, index)] for k, v in past]
             if all(done) or len(seqs[0]) >= max_length:
                 break
         result = []
@@ -751,6 +793,35 @@ def worker(args):
                           peak_rss_mb=peak_rss_mb(), **extra)))
 
 
+def cache_check(args):
+    """The peer's cached beam search against its full recomputation, on the bench weights (adapters
+    perturbed so that they matter): the generated tokens must be identical for every decoder kind."""
+    torch.set_num_threads(args.threads)
+    c = make_config("small", json.load(open(os.path.join(args.dir, "config.json"))))
+    tensors = read_safetensors(os.path.join(args.dir, "weights.safetensors"))
+    inp = read_safetensors(os.path.join(args.dir, "inputs.safetensors"))
+    batch = (torch.from_numpy(inp["images"]), torch.from_numpy(inp["question_ids"]).long(),
+             torch.from_numpy(inp["question_mask"]).long())
+    failed = False
+    for modes in [("T", "T", "T"), ("F", "lora", "lora"), ("F", "ia3", "ia3"), ("F", "prefix", "prefix"), ("F", "ptv2", "ptv2")]:
+        model = MISS(c, *modes, rank=8)
+        own = dict(model.named_parameters())
+        with torch.no_grad():
+            for n, p in own.items():
+                p.copy_(torch.from_numpy(tensors[n])) if n in tensors else p.add_(torch.randn_like(p) * 0.05)
+        timings = {}
+        for use_cache in (False, True):
+            model.use_cache = use_cache
+            t0 = time.perf_counter()
+            timings[use_cache] = (model.generate(*batch), time.perf_counter() - t0)
+        same = timings[False][0] == timings[True][0]
+        failed |= not same
+        print("%-20s %s  recompute %.2f s, cached %.2f s" % (" ".join(modes), "identical" if same else "DIFFERENT",
+                                                             timings[False][1], timings[True][1]))
+    if failed:
+        raise SystemExit("cached generation differs from recomputation")
+
+
 def run_side(cmd, env):
     p = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if p.returncode != 0:
@@ -941,9 +1012,12 @@ def main():
                    help="run the PyTorch workers with OMP_WAIT_POLICY=PASSIVE (use on a loaded machine)")
     b.add_argument("--engine-env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for the engine workers, e.g. OPENBLAS_CORETYPE=SkylakeX")
+    k = sub.add_parser("cache-check", help="cached beam search against recomputation (bench weights from `bench`)")
+    k.add_argument("--dir", default=".build/peer-bench")
+    k.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.manual_seed(0)
-    {"golden": golden, "worker": worker, "bench": bench}[args.cmd](args)
+    {"golden": golden, "worker": worker, "bench": bench, "cache-check": cache_check}[args.cmd](args)
 
 
 if __name__ == "__main__":
