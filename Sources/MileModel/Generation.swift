@@ -58,22 +58,12 @@ extension MISSModel {
         Array(sequence.dropFirst().prefix { $0 != config.sepTokenId && $0 != config.padTokenId })
     }
 
-    /// repeat_interleave over the batch axis.
-    private func repeatRows(_ x: Tensor, _ times: Int) -> Tensor {
-        let rows = (0..<x.shape[0]).flatMap { b in
-            Array(repeating: slice(x, axis: 0, range: b..<(b + 1)), count: times)
-        }
-        return concat(rows, axis: 0)
-    }
-
     /// Cross-attention keys/values of every decoder layer for the JTM output, each row repeated
     /// `times` (repeat_interleave for beams). They are constant over decoding steps, so they are
     /// computed once instead of at every step as upstream does (same values).
     func crossAttentionCache(_ memory: Tensor, times: Int) -> [LayerPrefix] {
-        textDecoder.bert.encoder.layers.items.map { layer in
-            let kv = layer.crossAttention.selfAttention.memoryKeyValues(memory)
-            return times == 1 ? kv : LayerPrefix(key: repeatRows(kv.key, times), value: repeatRows(kv.value, times))
-        }
+        let cache = textDecoder.bert.encoder.layers.items.map { $0.crossAttention.selfAttention.memoryKeyValues(memory) }
+        return repeatInterleave(cache, times: times)
     }
 
     /// Self-attention keys/values of the decoder before any token, for `rows` rows: the layers' prompt
@@ -237,10 +227,7 @@ struct StepDecoder {
         self.memory = memory
         self.cached = cached
         crossSingle = model.crossAttentionCache(memory, times: 1)
-        let repeated = (0..<(memory.shape[0] * times)).map { $0 / times }
-        crossCache = times == 1 ? crossSingle : crossSingle.map {
-            LayerPrefix(key: gatherRows($0.key, repeated), value: gatherRows($0.value, repeated))
-        }
+        crossCache = repeatInterleave(crossSingle, times: times)
         past = cached ? model.initialDecoderCache(rows: memory.shape[0] * times) : nil
     }
 
@@ -283,6 +270,13 @@ struct StepDecoder {
             layer.map { LayerPrefix(key: gatherRows($0.key, rows), value: gatherRows($0.value, rows)) }
         }
     }
+}
+
+/// Each row of every key/value tensor repeated `times` in place (torch repeat_interleave, one row per beam).
+func repeatInterleave(_ cache: [LayerPrefix], times: Int) -> [LayerPrefix] {
+    guard times > 1, let rows = cache.first?.key.shape[0] else { return cache }
+    let sources = (0..<(rows * times)).map { $0 / times }
+    return cache.map { LayerPrefix(key: gatherRows($0.key, sources), value: gatherRows($0.value, sources)) }
 }
 
 /// x[sources[0]], x[sources[1]], ... along axis 0: an embedding lookup (one copy per row) in x viewed
