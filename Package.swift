@@ -25,7 +25,9 @@ let package = Package(
         .systemLibrary(name: "CJPEG", path: "Sources/CJPEG", pkgConfig: "libjpeg",
                        providers: [.apt(["libjpeg-dev"])]),
 
-        .target(name: "Engine", dependencies: ["CBLAS"], swiftSettings: optimized),
+        // Spinning worker threads for the engine's parallel kernels (C for atomics and the pause hint).
+        .target(name: "CWorkerPool", path: "Sources/CWorkerPool"),
+        .target(name: "Engine", dependencies: ["CBLAS", "CWorkerPool"], swiftSettings: optimized),
         .target(name: "MileModel", dependencies: ["Engine"], swiftSettings: optimized),
         // libjpeg/libpng report errors by longjmp, which Swift cannot catch: this C target wraps them.
         .target(name: "CImageCodec", path: "Sources/CImageCodec",

@@ -193,8 +193,8 @@ extension MISSModel {
         logits.withUnsafeScalars { l in
             result.withUnsafeMutableBufferPointer { out in
                 let base = l.baseAddress!, slots = out.baseAddress!
-                DispatchQueue.concurrentPerform(iterations: Swift.min(Threads.count, rows)) { chunk in
-                    let chunks = Swift.min(Threads.count, rows)
+                let chunks = Swift.min(Threads.count, rows)
+                parallelTasks(chunks) { chunk in
                     for row in (chunk * rows / chunks)..<((chunk + 1) * rows / chunks) {
                         slots[row] = bestTokens(base + row * vocab, vocab: vocab, beamScore: scores[row], keep: keep,
                                                 banned: banEOS ? sep : -1, row: row)

@@ -17,6 +17,6 @@ struct Info: ParsableCommand {
         BLAS.reexecWithFasterKernelsIfNeeded()
         Threads.configure()
         print("BLAS: \(BLAS.configuration) (kernels: \(BLAS.coreName))")
-        print("threads: \(BLAS.threads)")
+        print("threads: \(Threads.count) (the engine splits products over its threads; each OpenBLAS call runs on one)")
     }
 }

@@ -6,27 +6,56 @@ import CBLAS
 func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
           _ a: UnsafePointer<Float>, strideA: Int, _ b: UnsafePointer<Float>, strideB: Int,
           beta: Float, _ c: UnsafeMutablePointer<Float>, strideC: Int, batch: Int = 1) {
-    let lda = transA ? m : k, ldb = transB ? k : n
-    let ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans
-    let one = { (i: Int, beta: Float) in
-        cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(n), Int32(k), alpha, a + i * strideA, Int32(lda),
-                    b + i * strideB, Int32(ldb), beta, c + i * strideC, Int32(n))
-    }
-    // Many small products with separate outputs (attention's B·H heads): OpenBLAS runs each of them on
-    // one thread anyway, so a serial loop leaves the other cores idle. Split the batch over the engine's
-    // threads instead; each product is computed by the same single-threaded call whatever the split.
-    if strideC != 0, batch > 1, m * n * k <= singleThreadedGemmSize {
-        parallelFor(batch, grain: 1) { r in for i in r { one(i, beta) } }
+    let p = GemmCall(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha)
+    // Many small products with separate outputs (attention's B·H heads): split the batch over threads.
+    if strideC != 0, batch > 1, m * n * k <= splitGemmSize {
+        parallelFor(batch, grain: 1) { r in for i in r { p.run(a + i * strideA, b + i * strideB, beta, c + i * strideC) } }
         return
     }
-    for i in 0..<batch {
-        one(i, strideC == 0 && i > 0 ? 1 : beta)   // a shared C accumulates over the batch
+    for i in 0..<batch {   // a shared C accumulates over the batch
+        p.runSplit(a + i * strideA, b + i * strideB, strideC == 0 && i > 0 ? 1 : beta, c + i * strideC)
     }
 }
 
-/// OpenBLAS 0.3 computes an sgemm with M·N·K below 65536 · GEMM_MULTITHREAD_THRESHOLD (4) on the calling
-/// thread only (interface/gemm.c), so such calls can run concurrently without oversubscribing the cores.
-let singleThreadedGemmSize = 65536 * 4
+/// Products smaller than this (M·N·K) run as one call: splitting them costs more than it saves.
+let splitGemmSize = 65536 * 4
+
+/// One row-major sgemm, C [M, N] = alpha op(A) op(B) + beta C with the leading dimensions of whole
+/// matrices, so that a part of C can be computed on its own.
+struct GemmCall {
+    let transA, transB: Bool
+    let m, n, k: Int
+    let alpha: Float
+
+    var lda: Int { transA ? m : k }
+    var ldb: Int { transB ? k : n }
+
+    /// Rows r of C from rows r of op(A); columns j from columns j of op(B).
+    func run(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ beta: Float, _ c: UnsafeMutablePointer<Float>,
+             rows: Range<Int>? = nil, columns: Range<Int>? = nil) {
+        let r = rows ?? 0..<m, j = columns ?? 0..<n
+        guard !r.isEmpty, !j.isEmpty else { return }
+        let ap = transA ? a + r.lowerBound : a + r.lowerBound * lda
+        let bp = transB ? b + j.lowerBound * ldb : b + j.lowerBound
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(r.count), Int32(j.count), Int32(k), alpha, ap, Int32(lda), bp, Int32(ldb), beta,
+                    c + r.lowerBound * n + j.lowerBound, Int32(n))
+    }
+
+    /// The product split over the engine's threads: OpenBLAS runs single-threaded, each thread computes
+    /// a block of rows (or of columns when C is wider than tall, so that the smaller operand is the one
+    /// packed twice). Every element is the same K-long dot product in the same order as in one call,
+    /// so results do not depend on the split. Block edges are multiples of 16 (the kernel's row tile).
+    func runSplit(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ beta: Float, _ c: UnsafeMutablePointer<Float>) {
+        let byRows = m >= n, length = byRows ? m : n
+        let parts = Swift.min(Threads.count, m * n * k / splitGemmSize, length / 16)
+        guard parts > 1 else { run(a, b, beta, c); return }
+        parallelTasks(parts) { t in
+            let lo = (t * length / parts) & ~15, hi = t == parts - 1 ? length : ((t + 1) * length / parts) & ~15
+            if byRows { run(a, b, beta, c, rows: lo..<hi) } else { run(a, b, beta, c, columns: lo..<hi) }
+        }
+    }
+}
 
 public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) -> Tensor {
     matmul(a, b, transposeA: transposeA, transposeB: transposeB, alpha: 1)
@@ -52,8 +81,9 @@ public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool,
         out.record([a, b]) { g, ins in
             let da = ins[0]?.gradForWrite(), db = ins[1]?.gradForWrite()
             guard let gp = g.data else { return }
-            if let da { p.backwardA(gp, savedB!.ptr, da.tensor.ptr, beta: da.fresh ? 0 : 1) }
-            if let db { p.backwardB(gp, savedA!.ptr, db.tensor.ptr, beta: db.fresh ? 0 : 1) }
+            let gradA = { if let da { p.backwardA(gp, savedB!.ptr, da.tensor.ptr, beta: da.fresh ? 0 : 1) } }
+            let gradB = { if let db { p.backwardB(gp, savedA!.ptr, db.tensor.ptr, beta: db.fresh ? 0 : 1) } }
+            if da != nil && db != nil { parallelPair(gradA, gradB) } else { gradA(); gradB() }
         }
     }
     return out
@@ -136,15 +166,20 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
             let dx = ins[0]?.gradForWrite(), dw = ins[1]?.gradForWrite(), db = ins.count > 2 ? ins[2]?.gradTensor() : nil
             guard let gp = g.data else { return }
             // dx [rows, In] += dy [rows, Out] W [Out, In]
-            if let dx {
+            let inputGrad = {
+                guard let dx else { return }
                 gemm(transA: false, transB: false, m: rows, n: inF, k: outF, alpha: 1, gp, strideA: 0, savedW!.ptr,
                      strideB: 0, beta: dx.fresh ? 0 : 1, dx.tensor.ptr, strideC: 0)
             }
             // dW [Out, In] += dy^T [Out, rows] x [rows, In]
-            if let dw {
+            let weightGrad = {
+                guard let dw else { return }
                 gemm(transA: true, transB: false, m: outF, n: inF, k: rows, alpha: 1, gp, strideA: 0, savedX!.ptr,
                      strideB: 0, beta: dw.fresh ? 0 : 1, dw.tensor.ptr, strideC: 0)
             }
+            // Two independent products of equal size: on two threads each runs whole on one core, which
+            // beats splitting both (no operand packed twice).
+            if dx != nil && dw != nil { parallelPair(inputGrad, weightGrad) } else { inputGrad(); weightGrad() }
             // db [Out] += sum over rows of dy
             if let db { addColumnSums(gp, rows: rows, columns: outF, into: db.ptr) }
         }

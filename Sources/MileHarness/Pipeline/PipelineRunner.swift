@@ -269,7 +269,7 @@ public final class PipelineRunner {
     func currentProvenance() throws -> Provenance {
         if let provenance { return provenance }
         let hashes = try ProvenanceCollector.datasetHashes(files: ProvenanceCollector.slakeFiles(slakeDir: options.locations.slakeDir))
-        let collected = ProvenanceCollector.collect(blasLibrary: BLAS.configuration, blasThreads: BLAS.threads, datasetHashes: hashes)
+        let collected = ProvenanceCollector.collect(blasLibrary: BLAS.configuration, blasThreads: Threads.count, datasetHashes: hashes)
         provenance = collected
         return collected
     }
