@@ -36,6 +36,9 @@ final class Node {
         return g
     }
 
+    /// True once some gradient has been accumulated for this node's tensor.
+    var hasGradient: Bool { existing != nil }
+
     private func install(_ g: Tensor) {
         if let leaf { leaf.grad = g } else { grad = g }
     }
@@ -99,8 +102,10 @@ extension Tensor {
     }
 
     /// Seeds d(self)/d(self) = 1 and runs reverse mode. Consumes the graph (saved tensors are released
-    /// as each node finishes, like PyTorch without retain_graph).
-    public func backward() {
+    /// as each node finishes, like PyTorch without retain_graph). `gradientDone` is called for each
+    /// trainable leaf as soon as its gradient is final (every op that uses it has run its backward), so a
+    /// caller can consume and drop the gradient while the rest of the backward pass runs.
+    public func backward(gradientDone: ((Tensor) -> Void)? = nil) {
         check(count == 1, "backward() needs a single-element tensor, got shape \(shape)")
         guard let root = gradNode else { return }
         let savedGrad = Mode.gradEnabled, savedMeta = Mode.shapeOnly
@@ -110,17 +115,36 @@ extension Tensor {
         let seed = root.gradTensor()
         seed.data?[0] += 1
         let order = topologicalOrder(root)
+        var users = gradientDone == nil ? [:] : leafUseCounts(order)
         var visited = 0
         for n in order.reversed() {
             if let fn = n.backwardFn, let g = n.grad {
                 fn(n, g)
                 visited += 1
             }
+            if let gradientDone { finishLeaves(of: n, users: &users, gradientDone) }
             n.backwardFn = nil
             n.grad = nil
             n.inputs = []
         }
         Autograd.lastVisitedNodes = visited
+    }
+}
+
+/// For each leaf node in `order`, how many op-node inputs refer to it.
+private func leafUseCounts(_ order: [Node]) -> [ObjectIdentifier: Int] {
+    var users: [ObjectIdentifier: Int] = [:]
+    for n in order { for case let c? in n.inputs where c.leaf != nil { users[ObjectIdentifier(c), default: 0] += 1 } }
+    return users
+}
+
+/// After node `n` ran: reports each leaf input of `n` whose last user this was and that has a gradient.
+private func finishLeaves(of n: Node, users: inout [ObjectIdentifier: Int], _ done: (Tensor) -> Void) {
+    for case let c? in n.inputs {
+        guard let leaf = c.leaf else { continue }
+        let id = ObjectIdentifier(c)
+        users[id, default: 1] -= 1
+        if users[id] == 0, leaf.grad != nil { done(leaf) }
     }
 }
 

@@ -25,15 +25,38 @@ public final class AdamW {
 
     public func step() {
         stepCount += 1
-        let bc1 = 1 - pow(beta1, Float(stepCount)), bc2 = 1 - pow(beta2, Float(stepCount))
-        for (_, p) in params {
-            guard let g = p.grad else { continue }
-            let id = ObjectIdentifier(p)
-            let m = expAvg[id] ?? Tensor.zeros(p.shape), v = expAvgSq[id] ?? Tensor.zeros(p.shape)
-            expAvg[id] = m; expAvgSq[id] = v
-            guard let pp = p.data, let gp = g.data, let mp = m.data, let vp = v.data else { continue }   // meta: shapes only
-            update(pp, gp, mp, vp, p.count, bc1: bc1, bc2: bc2)
+        let (bc1, bc2) = biasCorrections()
+        for (_, p) in params { apply(to: p, bc1: bc1, bc2: bc2) }
+    }
+
+    /// `loss.backward(); step(); zeroGrad()` in one pass: each parameter is updated as soon as backward
+    /// has finished its gradient, and that gradient is dropped right away. The values are the same as
+    /// with the three calls (a parameter's update reads only its own gradient and state, and no op reads
+    /// a parameter after its gradient is final), but the gradients are never all alive at once and each
+    /// is read back while it is still in cache. Gradients of leaves this optimizer does not own are kept.
+    public func backwardAndStep(_ loss: Tensor) {
+        stepCount += 1
+        let (bc1, bc2) = biasCorrections()
+        let owned = Set(params.map { ObjectIdentifier($0.tensor) })
+        loss.backward { leaf in
+            guard owned.contains(ObjectIdentifier(leaf)) else { return }
+            self.apply(to: leaf, bc1: bc1, bc2: bc2)
+            leaf.grad = nil
         }
+    }
+
+    private func biasCorrections() -> (Float, Float) {
+        (1 - pow(beta1, Float(stepCount)), 1 - pow(beta2, Float(stepCount)))
+    }
+
+    /// One parameter's AdamW update from its gradient (none: untouched); creates its state on first use.
+    private func apply(to p: Tensor, bc1: Float, bc2: Float) {
+        guard let g = p.grad else { return }
+        let id = ObjectIdentifier(p)
+        let m = expAvg[id] ?? Tensor.zeros(p.shape), v = expAvgSq[id] ?? Tensor.zeros(p.shape)
+        expAvg[id] = m; expAvgSq[id] = v
+        guard let pp = p.data, let gp = g.data, let mp = m.data, let vp = v.data else { return }   // meta: shapes only
+        update(pp, gp, mp, vp, p.count, bc1: bc1, bc2: bc2)
     }
 
     // p *= 1 - lr wd; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= lr (m / bc1) / (sqrt(v / bc2) + eps)

@@ -5,7 +5,7 @@ import Foundation
 public final class Tensor {
     public let shape: [Int]
     public let count: Int
-    let buffer: Buffer
+    private(set) var buffer: Buffer
     /// Graph node of an op result that requires grad (nil otherwise).
     var node: Node?
     /// Gradient sink of a trainable leaf.
@@ -118,6 +118,23 @@ public final class Tensor {
 
     /// Another handle on the same storage without graph (used to save an op's own output without a cycle).
     func alias() -> Tensor { Tensor(shape: shape, buffer: buffer) }
+
+    /// True when `t` is the only reference to its tensor and no other tensor shares its storage (no view,
+    /// alias or detached copy), so nothing else can read the values: a backward may overwrite them.
+    static func isExclusive(_ t: inout Tensor) -> Bool {
+        isKnownUniquelyReferenced(&t) && isKnownUniquelyReferenced(&t.buffer)
+    }
+}
+
+/// A tensor an op saves for its backward and hands over there (the box lets the backward drop the op's
+/// own reference, so that it can tell whether anything else still holds the tensor).
+final class SavedTensor {
+    private var tensor: Tensor?
+    init(_ t: Tensor) { tensor = t }
+    func take() -> Tensor {
+        defer { tensor = nil }
+        return tensor!
+    }
 }
 
 extension Tensor: CustomStringConvertible {

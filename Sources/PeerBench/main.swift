@@ -179,10 +179,8 @@ func worker(_ o: [String: String]) throws {
         var last: Float = 0
         for i in 0..<(warmup + steps) {
             let t0 = now()
-            opt.zeroGrad()
             let loss = try model.loss(images: images, questionIds: qi, questionMask: qm, answerIds: ai, answerMask: am)
-            loss.backward()
-            opt.step()
+            opt.backwardAndStep(loss)   // backward + AdamW step, each gradient applied and freed when final
             last = loss.item()
             if i >= warmup { times.append(now() - t0) }
         }

@@ -254,6 +254,35 @@ final class OpGradientTests: XCTestCase {
             XCTAssertEqual(loss[1], 0); XCTAssertEqual(loss[4], 0)
         }
         checkGradients([logits]) { crossEntropy(logits: $0[0], targets: [1, 1, 2, 2, 0], ignoreIndex: 2, labelSmoothing: 0.2) }
+        // Logits that are an op result nobody else holds: the backward writes the gradient over them.
+        checkGradients([logits]) { crossEntropy(logits: scale($0[0], 1.5), targets: targets, labelSmoothing: 0.1) }
+    }
+
+    /// The in-place backward (logits held by nothing else) gives the same gradient as the ordinary one
+    /// (logits still held by the caller) and needs one [N, V] buffer less at its peak.
+    func testCrossEntropyBackwardInPlaceWhenLogitsAreUnshared() {
+        var rng = RNG(seed: 16)
+        let x = rand([64, 500], &rng, scale: 3)
+        x.isTrainable = true
+        let targets: [Int32] = (0..<64).map { (i: Int) -> Int32 in i % 9 == 0 ? -100 : Int32(i * 7 % 500) }
+        func run(keepLogits: Bool) -> (grad: [Float], peak: Int) {
+            x.grad = nil
+            var kept: Tensor?
+            let loss: Tensor = {
+                let logits = scale(x, 2)
+                if keepLogits { kept = logits }
+                return sum(crossEntropy(logits: logits, targets: targets, labelSmoothing: 0.1))
+            }()
+            let base = Memory.liveBytes
+            Memory.resetPeak()
+            loss.backward()
+            let peak = Memory.peakBytes - base
+            withExtendedLifetime(kept) {}
+            return (x.grad!.scalars, peak)
+        }
+        let shared = run(keepLogits: true), inPlace = run(keepLogits: false)
+        XCTAssertEqual(inPlace.grad, shared.grad)
+        XCTAssertLessThanOrEqual(inPlace.peak, shared.peak - 64 * 500 * 4)
     }
 
     /// PyTorch semantics in Double: (1 - ls) * nll + ls * mean_j(-log p_j); 0 on ignored rows.

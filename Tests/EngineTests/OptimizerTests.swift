@@ -28,6 +28,44 @@ final class OptimizerTests: XCTestCase {
         XCTAssertNil(p.grad)
     }
 
+    /// backwardAndStep == backward + step + zeroGrad, bit for bit, over three steps: with a weight used
+    /// by two ops (embedding lookup and a penalty), a frozen parameter, a trainable parameter with no
+    /// path to the loss, and a trainable leaf the optimizer does not own (its gradient must be kept).
+    func testBackwardAndStepMatchesSeparateCalls() {
+        func run(fused: Bool) -> (values: [[Float]], losses: [Float], outside: [Float], peak: Int) {
+            var rng = RNG(seed: 5)
+            let model = TinyLM(vocab: 11, d: 16, heads: 2, rng: &rng)
+            model.norm.bias.isTrainable = false
+            let unused = Tensor.ones([4]), outside = Tensor.full([16], 0.5)
+            unused.isTrainable = true; outside.isTrainable = true
+            let opt = AdamW(parameters: model.namedParameters() + [("unused", unused)], lr: 3e-3)
+            var data = RNG(seed: 6)
+            let (ids, targets) = toyBatch(vocab: 11, batch: 3, length: 6, rng: &data)
+            var losses: [Float] = []
+            Memory.resetPeak()
+            for _ in 0..<3 {
+                outside.grad = nil
+                let w = model.emb.weight
+                let loss = model.loss(ids, targets, batch: 3, length: 6) + scale(sum(w * w), 0.01)
+                    + sum(outside * model.norm.weight)
+                losses.append(loss.item())
+                if fused {
+                    opt.backwardAndStep(loss)
+                    XCTAssertTrue(model.namedParameters().allSatisfy { $0.tensor.grad == nil })
+                } else {
+                    loss.backward(); opt.step(); opt.zeroGrad()
+                }
+            }
+            let values = (model.namedParameters() + [("unused", unused)] + opt.stateTensors()).map { $0.tensor.scalars }
+            return (values, losses, outside.grad!.scalars, Memory.peakBytes)
+        }
+        let separate = run(fused: false), fused = run(fused: true)
+        XCTAssertEqual(fused.losses, separate.losses)
+        XCTAssertTrue(fused.values == separate.values, "parameters or optimizer state differ")
+        XCTAssertEqual(fused.outside, separate.outside)
+        XCTAssertLessThanOrEqual(fused.peak, separate.peak)
+    }
+
     func testCosineSchedule() {
         XCTAssertEqual(cosineLR(initial: 2e-5, epoch: 0, maxEpoch: 130), 2e-5)
         XCTAssertEqual(cosineLR(initial: 1, epoch: 65, maxEpoch: 130), 0.5, accuracy: 1e-6)

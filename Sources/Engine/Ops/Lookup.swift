@@ -54,18 +54,55 @@ public func crossEntropy(logits: Tensor, targets: [Int32], ignoreIndex: Int32 = 
         }
     }
     if grad {
+        let saved = SavedTensor(logits), rule = CrossEntropyGrad(n: n, v: v, targets: targets, ignoreIndex: ignoreIndex, ls: ls)
         out.record([logits]) { g, ins in
-            guard let dl = ins[0]?.gradTensor(), let gp = g.data else { return }
-            let x = logits.ptr, l = lse.ptr, d = dl.ptr
-            // dx_j += g_r (softmax_j - (1 - ls) [j == t] - ls / V)
-            parallelFor(n, grain: 8) { range in
-                for r in range where targets[r] != ignoreIndex {
-                    let xr = x + r * v, dr = d + r * v, gr = gp[r], lr = l[r], u = ls / Float(v)
-                    for j in 0..<v { dr[j] += gr * (expNonPositive(xr[j] - lr) - u) }
-                    dr[Int(targets[r])] -= gr * (1 - ls)
-                }
+            guard let node = ins[0] else { return }
+            var x = saved.take()
+            // When nothing else holds the logits ([N, V], the largest activation of a vocabulary head), the
+            // gradient overwrites them in place instead of taking a second buffer of the same size.
+            if node.leaf == nil, !node.hasGradient, Tensor.isExclusive(&x) {
+                if let d = x.data, let gp = g.data { rule.overwrite(d, gp, lse.ptr) }   // meta: accounting only
+                node.accumulate(adopting: x)
+                return
             }
+            let dl = node.gradTensor()
+            if let gp = g.data, let xp = x.data, let d = dl.data { rule.add(xp, into: d, gp, lse.ptr) }
         }
     }
     return out
+}
+
+/// Cross-entropy's backward: dx_j = g_r (softmax_j - (1 - ls) [j == t] - ls / V) on every kept row r.
+private struct CrossEntropyGrad {
+    let n, v: Int
+    let targets: [Int32]
+    let ignoreIndex: Int32
+    let ls: Float
+
+    /// x [N, V] (the logits) becomes dx; ignored rows become 0.
+    func overwrite(_ x: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, _ lse: UnsafePointer<Float>) {
+        let u = ls / Float(v)
+        parallelFor(n, grain: 8) { range in
+            for r in range {
+                let xr = x + r * v
+                guard targets[r] != ignoreIndex else { xr.update(repeating: 0, count: v); continue }
+                let gr = g[r], lr = lse[r]
+                for j in 0..<v { xr[j] = gr * (expNonPositive(xr[j] - lr) - u) }
+                xr[Int(targets[r])] -= gr * (1 - ls)
+            }
+        }
+    }
+
+    /// d += dx, reading the logits from x.
+    func add(_ x: UnsafePointer<Float>, into d: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>,
+             _ lse: UnsafePointer<Float>) {
+        let u = ls / Float(v)
+        parallelFor(n, grain: 8) { range in
+            for r in range where targets[r] != ignoreIndex {
+                let xr = x + r * v, dr = d + r * v, gr = g[r], lr = lse[r]
+                for j in 0..<v { dr[j] += gr * (expNonPositive(xr[j] - lr) - u) }
+                dr[Int(targets[r])] -= gr * (1 - ls)
+            }
+        }
+    }
 }

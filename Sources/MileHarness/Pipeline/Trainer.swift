@@ -106,9 +106,7 @@ public final class Trainer {
                                           answerIds: batch.answerIds, answerMask: batch.answerMask)
                 let value = loss.item()
                 guard value.isFinite else { return .nonFinite(epoch: epoch, step: step + 1, loss: value) }
-                loss.backward()
-                optimizer.step()
-                optimizer.zeroGrad()
+                optimizer.backwardAndStep(loss)   // = backward, step, zeroGrad (each gradient freed once applied)
                 step += 1
                 lossSum += Double(value) * Double(batch.count); count += batch.count; samplesDone += batch.count
                 let elapsed = Date().timeIntervalSince(started)
