@@ -163,9 +163,7 @@ public final class MISSModel: Module {
         let questionMask = paddingMask(question.mask, batch: question.batch, length: question.length)
         let hidden = try decode(answer, memory: memory, memoryMask: questionMask)
         let b = answer.batch, t = answer.length
-        // Only positions 0..<t-1 predict a next token: skip the head on the last one.
-        let logits = textDecoder.logits(slice(hidden, axis: 1, range: 0..<(t - 1)))
-        var targets = [Int32]()
+        var targets = [Int32]()   // position i of each row predicts token i + 1; PAD targets are ignored
         targets.reserveCapacity(b * (t - 1))
         for row in 0..<b {
             for i in 1..<t {
@@ -173,8 +171,14 @@ public final class MISSModel: Module {
                 targets.append(id == config.padTokenId ? -100 : id)
             }
         }
-        let perToken = crossEntropy(logits: reshape(logits, [b * (t - 1), config.vocabSize]), targets: targets,
-                                    ignoreIndex: -100, labelSmoothing: 0.1)
+        // The vocabulary head runs only on positions with a target: the last position predicts nothing and
+        // an ignored target adds 0 to the loss and its gradients, so the [N, V] logits of those rows would
+        // be pure waste (with short answers padded to the longest, often a third of the rows or more).
+        let positions = reshape(slice(hidden, axis: 1, range: 0..<(t - 1)), [b * (t - 1), config.textHidden])
+        let kept = targets.indices.filter { targets[$0] != -100 }
+        let rows = kept.count == targets.count ? positions : selectRows(positions, kept)
+        let perToken = crossEntropy(logits: textDecoder.logits(rows), targets: kept.map { targets[$0] },
+                                    labelSmoothing: 0.1)
         return scale(sum(perToken), 1 / Float(b))
     }
 

@@ -26,6 +26,11 @@ public func embedding(ids: [Int32], shape: [Int], table: Tensor) -> Tensor {
     return out
 }
 
+/// Rows `rows` of x [N, D] -> [rows.count, D] (index_select on dim 0); the gradient scatter-adds back.
+public func selectRows(_ x: Tensor, _ rows: [Int]) -> Tensor {
+    embedding(ids: rows.map { Int32($0) }, shape: [rows.count], table: x)
+}
+
 /// Per-row cross-entropy, PyTorch F.cross_entropy(reduction='none', ignore_index, label_smoothing):
 /// loss = (1 - ls) (lse - x_t) + ls/V sum_j (lse - x_j); 0 on ignored rows. logits [N, V], targets [N] -> [N].
 /// Saves logits and per-row log-sum-exp [N].
