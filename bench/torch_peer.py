@@ -829,11 +829,13 @@ def run_side(cmd, env):
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def matmul_flops_full_step(c, batch, tq, ta):
+def matmul_flops_full_step(c, batch, tq, ta, head_rows=None):
     """Analytic matmul FLOPs of one full fine-tuning step (forward + backward; 2 flop per multiply-add).
 
     Every linear and attention matmul costs F forward, and F for each input that needs a gradient in
-    backward (weights and activations: 2F), except the patch convolution whose image input needs none."""
+    backward (weights and activations: 2F), except the patch convolution whose image input needs none.
+    The vocabulary head runs on `head_rows` rows: batch * (ta - 1) for the peer (every position but the
+    last, as upstream), the number of non-PAD targets for the engine (it skips rows without a target)."""
     def lin(m, k, n):
         return 2.0 * m * k * n
     w, mlp, h, ffn, v = c["vision_width"], c["vision_mlp"], c["text_hidden"], c["text_intermediate"], c["vocab_size"]
@@ -854,7 +856,7 @@ def matmul_flops_full_step(c, batch, tq, ta):
 
     fwd += c["text_layers"] * bert_layer(tq, batch * ni, ni, w)
     fwd += c["decoder_layers"] * bert_layer(ta, batch * tq, tq, h)
-    mh = batch * (ta - 1)
+    mh = batch * (ta - 1) if head_rows is None else head_rows
     fwd += lin(mh, h, h) + lin(mh, h, v)
     return patch * 2 + fwd * 3
 
@@ -961,12 +963,18 @@ def report(results, modes, args):
             print("|   | generated answers identical on both sides: %s |  |  |  |  |  |  |" % same)
     print()
     if "full" in summary:
-        flops = matmul_flops_full_step(c, args.batch, args.question, args.answer)
+        answers = read_safetensors(os.path.join(os.path.abspath(args.work), "inputs.safetensors"))["answer_ids"]
+        targets = int((answers[:, 1:] != c["pad_token_id"]).sum())
+        side_flops = dict(engine=matmul_flops_full_step(c, args.batch, args.question, args.answer, head_rows=targets),
+                          torch=matmul_flops_full_step(c, args.batch, args.question, args.answer))
+        print("vocabulary head rows per step: engine %d (positions with a target), PyTorch %d (all but the last)" % (
+            targets, args.batch * (args.answer - 1)))
         model, mhz, lanes, units, cores, peak = cpu_peak()
         print("CPU: %s, %d cores at %.0f MHz (cpuinfo), %d-lane fp32 FMA x %d units assumed -> FMA peak %.1f GFLOP/s "
               "for %d threads" % (model, cores, mhz, lanes, units, peak * args.threads / cores, args.threads))
         peak = peak * args.threads / cores
         for side in ("engine", "torch"):
+            flops = side_flops[side]
             runs = results["full"][side]
             median_sps = summary["full"][side]
             best_sps = max(run["batch"] / t for run in runs for t in run["times"])
