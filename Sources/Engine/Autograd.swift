@@ -47,7 +47,7 @@ final class Node {
     func gradTensor() -> Tensor {
         if let g = existing { return g }
         let g = Tensor(empty: shape, meta: meta)
-        g.data?.update(repeating: 0, count: g.count)
+        if let d = g.data { fill(d, count: g.count, with: 0) }
         install(g)
         return g
     }

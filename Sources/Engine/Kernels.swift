@@ -110,3 +110,9 @@ func sumValues(_ x: UnsafePointer<Float>, count: Int) -> Double {
     while i < count { acc[0] += Double(x[i]); i += 1 }
     return acc.sum()
 }
+
+/// d[0..<count] = value, split over threads for large buffers (gradient zero fills run between kernels
+/// that use every core, so a serial fill would leave the other threads waiting).
+func fill(_ d: UnsafeMutablePointer<Float>, count: Int, with value: Float) {
+    parallelFor(count, grain: 262_144) { r in (d + r.lowerBound).update(repeating: value, count: r.count) }
+}

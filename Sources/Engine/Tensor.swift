@@ -71,7 +71,7 @@ public final class Tensor {
 
     public static func full(_ shape: [Int], _ value: Float) -> Tensor {
         let t = Tensor(empty: shape)
-        t.data?.update(repeating: value, count: t.count)
+        if let d = t.data { fill(d, count: t.count, with: value) }
         return t
     }
 
