@@ -68,6 +68,7 @@ final class BertSelfAttention: Module {
     /// `cachedMemory`: keys/values of the memory computed once by `memoryKeyValues` (generation).
     func callAsFunction(_ x: Tensor, memory: Tensor?, mask: Tensor?, prefix: LayerPrefix?,
                         cachedMemory: LayerPrefix?) -> Tensor {
+        if cachedMemory == nil, memory != nil || prefix == nil { return attendInPlace(x, source: memory ?? x, mask: mask) }
         let q = splitHeads(query(x), heads: heads)
         if let cached = cachedMemory { return mergeHeads(attend(q, cached.key, cached.value, mask)) }
         let source = memory ?? x
@@ -98,6 +99,23 @@ final class BertSelfAttention: Module {
     /// Cross-attention keys/values of `memory` (they do not depend on the decoded tokens).
     func memoryKeyValues(_ memory: Tensor) -> LayerPrefix {
         LayerPrefix(key: splitHeads(key(memory), heads: heads), value: splitHeads(value(memory), heads: heads))
+    }
+
+    /// The same attention without head copies: scores and context read q, k and v in their [B, T, h]
+    /// layout (`headScores` / `headContext`). Used whenever no prefix K/V (already in head layout) joins in.
+    private func attendInPlace(_ x: Tensor, source: Tensor, mask: Tensor?) -> Tensor {
+        let q = query(x), k = key(source), v = value(source)
+        let dh = q.shape[2] / heads, factor = 1 / Float(dh).squareRoot()
+        let probs: Tensor
+        if training, dropoutP > 0 {
+            // As `attend`: the scaling as its own op, whose backward rounds differently from an alpha
+            // inside the product; this keeps training bit-identical to the head-copy path.
+            let scores = scale(headScores(HeadView(q), HeadView(k), heads: heads, headDim: dh, alpha: 1), factor)
+            probs = drop(softmax(scores, mask: mask), dropoutP, random, training: true)
+        } else {
+            probs = softmax(headScores(HeadView(q), HeadView(k), heads: heads, headDim: dh, alpha: factor), mask: mask)
+        }
+        return headContext(probs, HeadView(v), heads: heads, headDim: dh)
     }
 
     /// Scaled dot-product attention with dropout on the probabilities (BERT's attention_probs_dropout).

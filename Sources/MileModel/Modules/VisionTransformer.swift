@@ -85,11 +85,11 @@ final class ViTAttention: Module {
     /// x [B, T, w]; timm's layout: qkv output is [3][heads][head dim].
     func callAsFunction(_ x: Tensor) -> Tensor {
         let w = x.shape[2]
-        let packed = qkv(x)
-        let q = splitHeads(slice(packed, axis: 2, range: 0..<w), heads: heads)
-        let k = splitHeads(slice(packed, axis: 2, range: w..<(2 * w)), heads: heads)
-        let v = splitHeads(slice(packed, axis: 2, range: (2 * w)..<(3 * w)), heads: heads)
-        return proj(mergeHeads(attention(q: q, k: k, v: v, mask: nil)))
+        let packed = qkv(x), dh = w / heads
+        // q, k and v are read in place from the packed [B, T, 3w] output (no slices or head copies).
+        let scores = headScores(HeadView(packed), HeadView(packed, column: w), heads: heads, headDim: dh,
+                                alpha: 1 / Float(dh).squareRoot())
+        return proj(headContext(softmax(scores, mask: nil), HeadView(packed, column: 2 * w), heads: heads, headDim: dh))
     }
 }
 
