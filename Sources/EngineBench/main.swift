@@ -33,7 +33,8 @@ func bestPair(_ reps: Int, clock: () -> Double, _ raw: () -> Void, _ engine: () 
     return (tr, te)
 }
 
-/// Raw sgemm vs engine matmul for one shape and transpose mode: wall times with all threads, and
+/// Raw sgemm vs engine matmul for one shape and transpose mode: wall times with all threads (OpenBLAS's
+/// threading against the engine's split products), and
 /// single-thread CPU times (less disturbed by other processes on the machine).
 func compare(m: Int, k: Int, n: Int, mode: String, rng: inout RNG) -> (raw: Double, engine: Double, cpuRatio: Double) {
     let tA = mode == "TN", tB = mode == "NT"
@@ -43,9 +44,13 @@ func compare(m: Int, k: Int, n: Int, mode: String, rng: inout RNG) -> (raw: Doub
     let flops = 2.0 * Double(m * n * k)
     let reps = max(10, min(60, Int(2e10 / flops)))
     let ta = tA ? CblasTrans : CblasNoTrans, tb = tB ? CblasTrans : CblasNoTrans
+    // Raw: one cblas_sgemm with OpenBLAS's own threading at the engine's thread count (the engine keeps
+    // OpenBLAS single-threaded and splits products over its own pool instead).
     let raw = {
+        BLAS.setThreads(Threads.count)
         cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(n), Int32(k), 1, av, Int32(tA ? m : k), bv,
                     Int32(tB ? k : n), 0, &c, Int32(n))
+        BLAS.setThreads(1)
     }
     let engine = { _ = withNoGrad { matmul(a, b, transposeA: tA, transposeB: tB) } }
     let (tr, te) = bestPair(reps, clock: now, raw, engine)
@@ -114,7 +119,8 @@ if part == "vit" {   // one ViT-B block at 224 px (197 tokens), batch 4: profili
 
 func benchMatmul() {
 print("\nmatmul op vs raw cblas_sgemm (ratio = raw time / engine time; 1.00 = no overhead)")
-print("wall: best wall time with all threads; cpu1: best thread CPU time with 1 thread (less disturbed by machine load)")
+print("wall: best wall time with all threads (raw: OpenBLAS's threads; engine: its pool, one single-threaded sgemm per block)")
+print("cpu1: best thread CPU time with 1 thread (less disturbed by machine load)")
 print("     M     K     N  mode    raw ms  engine ms  GFLOP/s  wall ratio  cpu1 ratio")
 var rng = RNG(seed: 7)
 var wall: [Double] = [], cpu: [Double] = []
