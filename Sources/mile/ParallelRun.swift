@@ -1,26 +1,37 @@
 import Foundation
 import MileHarness
 
-/// `mile run --jobs N`: N worker processes of this executable share one results database, each claiming
-/// the next pending cell (the store's claims keep two workers off one cell; the base's file lock makes
-/// the others wait while the first pretrains it). On 2 cores two single-threaded workers train about
-/// twice as many samples per second as one process with two threads, because the small preset's thin
-/// matrix products scale poorly across threads (docs/PIPELINE.md).
+/// `mile run --jobs N`: first one process with every thread pretrains the missing bases, then N worker
+/// processes of this executable share one results database, each claiming the next pending cell (the
+/// store's claims keep two workers off one cell; the base's file lock would make the others wait if a
+/// base were still missing). On 2 cores two single-threaded workers finish about 1.15× the cells per hour
+/// of one process with two threads (docs/PIPELINE.md), while a base, which no worker can share, is
+/// pretrained ~1.8× faster with two threads.
 enum ParallelRun {
-    /// Starts the workers, forwards a stop request to them, and waits for all of them.
+    /// Pretrains the missing bases, then starts the workers; forwards a stop request and waits for all.
     static func runWorkers(count: Int, arguments: [String]) throws {
+        let all = ProcessInfo.processInfo.environment["MILE_THREADS"].flatMap { Int($0) }.map { max($0, 1) }
+            ?? ProcessInfo.processInfo.activeProcessorCount
+        FileHandle.standardError.write(Data("pretraining missing bases first (one process, MILE_THREADS=\(all))\n".utf8))
+        waitForAll([try startWorker(arguments: arguments + ["--bases-only"], threads: all)])
+        if StopRequest.isSet { return }
         let threads = workerThreads(jobs: count)
         var workers: [Process] = []
         for index in 0..<count {
             workers.append(try startWorker(arguments: arguments, threads: threads))
-            // A short gap lets the first worker claim the first cell (and its base) before the next one looks.
+            // A short gap lets the first worker claim the first cell before the next one looks.
             if index + 1 < count { Thread.sleep(forTimeInterval: 2) }
         }
         FileHandle.standardError.write(Data("started \(count) workers (pids \(workers.map { String($0.processIdentifier) }.joined(separator: ", ")), MILE_THREADS=\(threads) each)\n".utf8))
+        waitForAll(workers)
+    }
+
+    /// Waits until every process has exited, passing a stop request (Ctrl-C, SIGTERM) on to them.
+    private static func waitForAll(_ processes: [Process]) {
         var forwarded = false
-        while workers.contains(where: \.isRunning) {
+        while processes.contains(where: \.isRunning) {
             if StopRequest.isSet && !forwarded {
-                for worker in workers where worker.isRunning { worker.interrupt() }
+                for process in processes where process.isRunning { process.interrupt() }
                 forwarded = true
             }
             Thread.sleep(forTimeInterval: 0.2)

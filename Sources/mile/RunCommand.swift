@@ -47,6 +47,10 @@ struct Run: ParsableCommand {
     @Flag(name: .long, help: .hidden)
     var worker = false
 
+    /// Worker mode of the `--jobs` parent: pretrain the missing bases, then exit.
+    @Flag(name: .long, help: .hidden)
+    var basesOnly = false
+
     func run() throws {
         BLAS.reexecWithFasterKernelsIfNeeded()
         Threads.configure()
@@ -72,6 +76,7 @@ struct Run: ParsableCommand {
                 if worker { ParallelRun.watchParent() }
                 let options = PipelineOptions(locations: DataLocations(slakeDir: slakeDir, radDir: radDir, cacheDir: cache), force: force)
                 let runner = PipelineRunner(store: store, options: options, progress: ProgressPrinter(quiet: quiet, inPlace: !worker))
+                if basesOnly { try runner.pretrainBases(cells); return }
                 outcomes = try runner.run(cells)
                 if worker { return }
             }

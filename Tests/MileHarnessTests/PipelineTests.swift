@@ -151,8 +151,9 @@ final class PipelineTests: XCTestCase {
         }
     }
 
-    /// `mile run --jobs 2` runs the cells in two worker processes: every cell once, none by the parent,
-    /// and the parent prints the summary from the database.
+    /// `mile run --jobs 2` first pretrains the base in one process with every thread, then runs the cells
+    /// in two worker processes: every cell once, none by the parent, no worker pretraining, and the parent
+    /// prints the summary from the database.
     func testJobsRunEveryCellOnceInWorkerProcesses() throws {
         let dir = try TestSupport.temporaryDirectory(self)
         let file = try PipelineFixture.table(in: dir, epochs: 2, rows: [PipelineFixture.rowTTLoRA, PipelineFixture.rowFLoRALoRA,
@@ -163,6 +164,11 @@ final class PipelineTests: XCTestCase {
         parent.waitUntilExit()
         let log = PipelineFixture.log(dir, "j")
         XCTAssertEqual(parent.terminationStatus, 0, log)
+        XCTAssertTrue(log.contains("pretraining missing bases first"), log)
+        let lines = log.split(separator: "\n")
+        XCTAssertTrue(lines.contains { $0.hasPrefix("[base ") && $0.contains("base ready") }, log)
+        XCTAssertFalse(lines.contains { !$0.hasPrefix("[base ") && $0.contains("base epoch") }, "a cell worker pretrained\n\(log)")
+        XCTAssertLessThan(log.range(of: "base ready")!.lowerBound, log.range(of: "started 2 workers")!.lowerBound, log)
         XCTAssertTrue(log.contains("started 2 workers"), log)
         let store = try ResultsStore(path: dir + "/j.db")
         for cell in cells {

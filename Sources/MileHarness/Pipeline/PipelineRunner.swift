@@ -77,6 +77,46 @@ public final class PipelineRunner {
         return outcomes
     }
 
+    /// Pretrains the missing bases of the cells not yet done, one per base key, without claiming any cell.
+    /// `mile run --jobs N` runs this first in one process with every thread: otherwise one worker pretrains
+    /// single-threaded while the others wait on the base's lock. A base that fails is left to the cells,
+    /// which record the failure.
+    public func pretrainBases(_ cells: [PlannedCell]) throws {
+        try options.locations.check()
+        var keys = Set<String>()
+        let pending = try cells.filter { cell in try options.force || store.latestRun(cellID: cell.id)?.status != .done }
+        for cell in pending {
+            let key = cell.stage(.base).key
+            if StopRequest.isSet { return }
+            guard keys.insert(key).inserted else { continue }
+            let settings = try RunSettings(cell.config, cell: "\(cell.label) (\(cell.shortID))")
+            let file = (options.locations.cacheDir as NSString).appendingPathComponent("bases/\(key).safetensors")
+            if settings.pretraining.source == "checkpoint" || FileManager.default.fileExists(atPath: file) { continue }
+            progress.cellPrefix = "[base \(key.prefix(12)) for \(cell.table) \(cell.label)]"
+            let data = try runData(settings, baseKey: key, cell: cell)
+            let stage = BaseStage(key: key, settings: settings, config: try modelConfig(settings, data), data: data,
+                                  cacheDir: options.locations.cacheDir)
+            switch try stage.ensure(wait: {}, progress: { [progress] p in progress.step(p) }, epoch: baseEpochLine(settings)) {
+            case .done: progress.line("base ready")
+            case let .failed(reason): progress.line("base failed (the cells will record it): \(reason)")
+            case let .stopped(reason): progress.line("stopped: \(reason)"); return
+            }
+        }
+    }
+
+    private func modelConfig(_ settings: RunSettings, _ data: RunData) throws -> ModelConfig {
+        let tokenizer = data.tokenizer
+        return try settings.modelConfig(scale: settings.scale, vocabularySize: tokenizer.vocabularySize,
+                                        pad: tokenizer.padId, dec: tokenizer.decId, sep: tokenizer.sepId)
+    }
+
+    private func baseEpochLine(_ settings: RunSettings) -> (EpochMetric) -> Void {
+        { [progress] metric in
+            progress.line(String(format: "base epoch %d/%d: loss %.4f, lr %.3g, %.0f s", metric.epoch + 1,
+                                 settings.pretraining.epochs, metric.loss, metric.lr, metric.seconds))
+        }
+    }
+
     // MARK: one cell
 
     func runCell(_ cell: PlannedCell) throws -> CellOutcome {
@@ -129,12 +169,8 @@ public final class PipelineRunner {
             }
         }
         Self.resetPeakRSS()
-        let tokenizer = data.tokenizer
-        let context = CellContext(
-            cell: cell, settings: settings, data: data, runID: runID,
-            config: try settings.modelConfig(scale: settings.scale, vocabularySize: tokenizer.vocabularySize,
-                                             pad: tokenizer.padId, dec: tokenizer.decId, sep: tokenizer.sepId),
-            assignment: try cell.assignment.peft(), beat: beat)
+        let context = CellContext(cell: cell, settings: settings, data: data, runID: runID,
+                                  config: try modelConfig(settings, data), assignment: try cell.assignment.peft(), beat: beat)
         do {
             let base = try baseModel(context)
             let (model, peakEngine) = try fineTune(context, base: base)
@@ -160,12 +196,8 @@ public final class PipelineRunner {
         let settings = context.settings
         let stage = BaseStage(key: context.cell.stage(.base).key, settings: settings, config: context.config,
                               data: context.data, cacheDir: options.locations.cacheDir)
-        let epochLine: (EpochMetric) -> Void = { [progress] metric in
-            progress.line(String(format: "base epoch %d/%d: loss %.4f, lr %.3g, %.0f s", metric.epoch + 1,
-                                 settings.pretraining.epochs, metric.loss, metric.lr, metric.seconds))
-        }
         switch try stage.ensure(wait: context.beat, progress: { [progress] p in progress.step(p); try context.beat() },
-                                epoch: epochLine) {
+                                epoch: baseEpochLine(settings)) {
         case let .done(base): return base
         case let .failed(reason): throw StageStop(kind: .failed, reason: reason)
         case let .stopped(reason): throw StageStop(kind: .interrupted, reason: reason)
