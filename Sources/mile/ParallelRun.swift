@@ -4,7 +4,7 @@ import MileHarness
 /// `mile run --jobs N`: first one process with every thread pretrains the missing bases, then N worker
 /// processes of this executable share one results database, each claiming the next pending cell (the
 /// store's claims keep two workers off one cell; the base's file lock would make the others wait if a
-/// base were still missing). On 2 cores two single-threaded workers finish about 1.15× the cells per hour
+/// base were still missing). On 2 cores two single-threaded workers finish about 1.1× the cells per hour
 /// of one process with two threads (docs/PIPELINE.md), while a base, which no worker can share, is
 /// pretrained ~1.8× faster with two threads.
 enum ParallelRun {
