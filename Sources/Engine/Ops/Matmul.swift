@@ -83,7 +83,8 @@ public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool,
             guard let gp = g.data else { return }
             let gradA = { if let da { p.backwardA(gp, savedB!.ptr, da.tensor.ptr, beta: da.fresh ? 0 : 1) } }
             let gradB = { if let db { p.backwardB(gp, savedA!.ptr, db.tensor.ptr, beta: db.fresh ? 0 : 1) } }
-            if da != nil && db != nil { parallelPair(gradA, gradB) } else { gradA(); gradB() }
+            // At the same time only when the two gradients are different buffers (not matmul(x, x)).
+            if da != nil && db != nil && ins[0] !== ins[1] { parallelPair(gradA, gradB) } else { gradA(); gradB() }
         }
     }
     return out
@@ -179,7 +180,7 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
             }
             // Two independent products of equal size: on two threads each runs whole on one core, which
             // beats splitting both (no operand packed twice).
-            if dx != nil && dw != nil { parallelPair(inputGrad, weightGrad) } else { inputGrad(); weightGrad() }
+            if dx != nil && dw != nil && ins[0] !== ins[1] { parallelPair(inputGrad, weightGrad) } else { inputGrad(); weightGrad() }
             // db [Out] += sum over rows of dy
             if let db { addColumnSums(gp, rows: rows, columns: outF, into: db.ptr) }
         }
