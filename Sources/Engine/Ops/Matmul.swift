@@ -17,6 +17,14 @@ func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
     }
 }
 
+/// The two gradient products of a product op (into the gradients of nodes `a` and `b`, nil when not
+/// wanted): two independent products of about equal size, so on two threads each runs whole on one core,
+/// which beats splitting both (no operand packed twice). When both sides are the same node (x·xᵀ) they
+/// accumulate into one buffer and must run in turn.
+func gradientPair(_ a: Node?, _ b: Node?, _ first: () -> Void, _ second: () -> Void) {
+    if let a, let b, a !== b { parallelPair(first, second) } else { first(); second() }
+}
+
 /// Products smaller than this (M·N·K) run as one call: splitting them costs more than it saves.
 let splitGemmSize = 65536 * 4
 
@@ -83,8 +91,7 @@ public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool,
             guard let gp = g.data else { return }
             let gradA = { if let da { p.backwardA(gp, savedB!.ptr, da.tensor.ptr, beta: da.fresh ? 0 : 1) } }
             let gradB = { if let db { p.backwardB(gp, savedA!.ptr, db.tensor.ptr, beta: db.fresh ? 0 : 1) } }
-            // At the same time only when the two gradients are different buffers (not matmul(x, x)).
-            if da != nil && db != nil && ins[0] !== ins[1] { parallelPair(gradA, gradB) } else { gradA(); gradB() }
+            gradientPair(da == nil ? nil : ins[0], db == nil ? nil : ins[1], gradA, gradB)
         }
     }
     return out
@@ -178,9 +185,7 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
                 gemm(transA: true, transB: false, m: outF, n: inF, k: rows, alpha: 1, gp, strideA: 0, savedX!.ptr,
                      strideB: 0, beta: dw.fresh ? 0 : 1, dw.tensor.ptr, strideC: 0)
             }
-            // Two independent products of equal size: on two threads each runs whole on one core, which
-            // beats splitting both (no operand packed twice).
-            if dx != nil && dw != nil && ins[0] !== ins[1] { parallelPair(inputGrad, weightGrad) } else { inputGrad(); weightGrad() }
+            gradientPair(dx == nil ? nil : ins[0], dw == nil ? nil : ins[1], inputGrad, weightGrad)
             // db [Out] += sum over rows of dy
             if let db { addColumnSums(gp, rows: rows, columns: outF, into: db.ptr) }
         }

@@ -90,8 +90,8 @@ public final class PipelineRunner {
             if StopRequest.isSet { return }
             guard keys.insert(key).inserted else { continue }
             let settings = try RunSettings(cell.config, cell: "\(cell.label) (\(cell.shortID))")
-            let file = (options.locations.cacheDir as NSString).appendingPathComponent("bases/\(key).safetensors")
-            if settings.pretraining.source == "checkpoint" || FileManager.default.fileExists(atPath: file) { continue }
+            let file = BaseStage.file(cacheDir: options.locations.cacheDir, key: key)
+            if settings.pretraining.source == "checkpoint" || FileManager.default.fileExists(atPath: file.path) { continue }
             progress.cellPrefix = "[base \(key.prefix(12)) for \(cell.table) \(cell.label)]"
             let data = try runData(settings, baseKey: key, cell: cell)
             let stage = BaseStage(key: key, settings: settings, config: try modelConfig(settings, data), data: data,

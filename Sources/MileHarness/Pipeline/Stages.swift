@@ -38,7 +38,12 @@ struct BaseStage {
         return ((settings.pretraining.checkpoint as NSString).deletingLastPathComponent as NSString).appendingPathComponent("vocab.txt")
     }
 
-    var file: URL { URL(fileURLWithPath: (cacheDir as NSString).appendingPathComponent("bases/\(key).safetensors")) }
+    var file: URL { Self.file(cacheDir: cacheDir, key: key) }
+
+    /// Where the base of `key` is cached.
+    static func file(cacheDir: String, key: String) -> URL {
+        URL(fileURLWithPath: (cacheDir as NSString).appendingPathComponent("bases/\(key).safetensors"))
+    }
 
     func ensure(wait: () throws -> Void, progress: @escaping (StepProgress) throws -> Void,
                 epoch: @escaping (EpochMetric) -> Void) throws -> StageResult<BaseModel> {
