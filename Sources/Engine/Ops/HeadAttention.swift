@@ -1,5 +1,3 @@
-import CBLAS
-
 // Attention products that read the heads straight out of [B, T, width] activations and write the context
 // back as [B, T, H·Dh]: one strided sgemm per (batch, head) instead of permuting q, k and v into
 // [B, H, T, Dh] copies and the context back (llm.c's attention reads its packed qkv the same way). Each
@@ -31,15 +29,6 @@ public struct HeadView {
 
     /// Whether the heads cover the whole tensor (a gradient written head by head then needs no zero fill).
     func covers(heads: Int, headDim: Int) -> Bool { column == 0 && heads * headDim == width }
-}
-
-/// Row-major single-threaded sgemm on sub-matrices with explicit leading dimensions.
-@inline(__always)
-private func sgemm(_ tA: Bool, _ tB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float, _ a: UnsafePointer<Float>,
-                   _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int, _ beta: Float, _ c: UnsafeMutablePointer<Float>,
-                   _ ldc: Int) {
-    cblas_sgemm(CblasRowMajor, tA ? CblasTrans : CblasNoTrans, tB ? CblasTrans : CblasNoTrans, Int32(m), Int32(n),
-                Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
 
 /// Gradient buffer for a view written head block by head block: overwritten (beta 0) when the view covers

@@ -25,6 +25,15 @@ func gradientPair(_ a: Node?, _ b: Node?, _ first: () -> Void, _ second: () -> V
     if let a, let b, a !== b { parallelPair(first, second) } else { first(); second() }
 }
 
+/// Row-major single-threaded sgemm on sub-matrices with explicit leading dimensions.
+@inline(__always)
+func sgemm(_ tA: Bool, _ tB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float, _ a: UnsafePointer<Float>,
+           _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int, _ beta: Float, _ c: UnsafeMutablePointer<Float>,
+           _ ldc: Int) {
+    cblas_sgemm(CblasRowMajor, tA ? CblasTrans : CblasNoTrans, tB ? CblasTrans : CblasNoTrans, Int32(m), Int32(n),
+                Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
 /// Products smaller than this (M·N·K) run as one call: splitting them costs more than it saves.
 let splitGemmSize = 65536 * 4
 
@@ -45,9 +54,7 @@ struct GemmCall {
         guard !r.isEmpty, !j.isEmpty else { return }
         let ap = transA ? a + r.lowerBound : a + r.lowerBound * lda
         let bp = transB ? b + j.lowerBound * ldb : b + j.lowerBound
-        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                    Int32(r.count), Int32(j.count), Int32(k), alpha, ap, Int32(lda), bp, Int32(ldb), beta,
-                    c + r.lowerBound * n + j.lowerBound, Int32(n))
+        sgemm(transA, transB, r.count, j.count, k, alpha, ap, lda, bp, ldb, beta, c + r.lowerBound * n + j.lowerBound, n)
     }
 
     /// The product split over the engine's threads: OpenBLAS runs single-threaded, each thread computes

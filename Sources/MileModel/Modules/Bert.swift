@@ -68,17 +68,20 @@ final class BertSelfAttention: Module {
     /// `cachedMemory`: keys/values of the memory computed once by `memoryKeyValues` (generation).
     func callAsFunction(_ x: Tensor, memory: Tensor?, mask: Tensor?, prefix: LayerPrefix?,
                         cachedMemory: LayerPrefix?) -> Tensor {
-        if cachedMemory == nil, memory != nil || prefix == nil { return attendInPlace(x, source: memory ?? x, mask: mask) }
-        let q = splitHeads(query(x), heads: heads)
-        if let cached = cachedMemory { return mergeHeads(attend(q, cached.key, cached.value, mask)) }
-        let source = memory ?? x
-        var k = splitHeads(key(source), heads: heads)
-        var v = splitHeads(value(source), heads: heads)
-        if memory == nil, let p = prefix {
-            k = concat([p.key, k], axis: 2)
-            v = concat([p.value, v], axis: 2)
+        if let cached = cachedMemory {
+            return mergeHeads(attend(splitHeads(query(x), heads: heads), cached.key, cached.value, mask))
         }
+        guard memory == nil, let prefix else { return attendInPlace(x, source: memory ?? x, mask: mask) }
+        // Self-attention with a prefix: its K/V are in head layout, so the heads are split here.
+        let q = splitHeads(query(x), heads: heads)
+        let (k, v) = prepend(prefix, splitHeads(key(x), heads: heads), splitHeads(value(x), heads: heads))
         return mergeHeads(attend(q, k, v, mask))
+    }
+
+    /// K/V [R, H, n, dh] with `earlier` (a prompt prefix or past tokens) in front along the sequence axis.
+    private func prepend(_ earlier: LayerPrefix?, _ k: Tensor, _ v: Tensor) -> (Tensor, Tensor) {
+        guard let earlier else { return (k, v) }
+        return (concat([earlier.key, k], axis: 2), concat([earlier.value, v], axis: 2))
     }
 
     /// One incremental decoding step (generation): x [R, 1, h] is the newest token of each row, `past` the
@@ -87,12 +90,7 @@ final class BertSelfAttention: Module {
     /// Returns the output [R, 1, h] and `past` extended by this token's keys/values.
     func step(_ x: Tensor, past: LayerPrefix?) -> (Tensor, LayerPrefix) {
         let q = splitHeads(query(x), heads: heads)
-        var k = splitHeads(key(x), heads: heads)
-        var v = splitHeads(value(x), heads: heads)
-        if let p = past {
-            k = concat([p.key, k], axis: 2)
-            v = concat([p.value, v], axis: 2)
-        }
+        let (k, v) = prepend(past, splitHeads(key(x), heads: heads), splitHeads(value(x), heads: heads))
         return (mergeHeads(attend(q, k, v, nil)), LayerPrefix(key: k, value: v))
     }
 
