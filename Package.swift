@@ -27,7 +27,8 @@ let package = Package(
 
         // Spinning worker threads for the engine's parallel kernels (C for atomics and the pause hint).
         .target(name: "CWorkerPool", path: "Sources/CWorkerPool"),
-        .target(name: "Engine", dependencies: ["CBLAS", "CWorkerPool"], swiftSettings: optimized),
+        .target(name: "CHeap", path: "Sources/CHeap"),
+        .target(name: "Engine", dependencies: ["CBLAS", "CWorkerPool", "CHeap"], swiftSettings: optimized),
         .target(name: "MileModel", dependencies: ["Engine"], swiftSettings: optimized),
         // libjpeg/libpng report errors by longjmp, which Swift cannot catch: this C target wraps them.
         .target(name: "CImageCodec", path: "Sources/CImageCodec",

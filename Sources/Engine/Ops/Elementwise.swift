@@ -129,8 +129,8 @@ public func scale(_ x: Tensor, _ s: Float) -> Tensor {
     return out
 }
 
-private let invSqrt2: Float = 0.70710678118654752
-private let invSqrt2Pi: Float = 0.39894228040143268
+let invSqrt2: Float = 0.70710678118654752
+let invSqrt2Pi: Float = 0.39894228040143268
 
 /// GELU, erf form: 0.5 x (1 + erf(x / sqrt 2)). Saves x.
 public func gelu(_ x: Tensor) -> Tensor {
@@ -156,7 +156,7 @@ public func gelu(_ x: Tensor) -> Tensor {
 
 /// d gelu / dx = Phi(x) + x phi(x). phi(x) = e^(-(x/sqrt 2)^2) / sqrt(2 pi) reuses erf's exponential.
 @inline(__always)
-private func geluSlope(_ v: Float) -> Float {
+func geluSlope(_ v: Float) -> Float {
     let (erf, gaussian) = erfAndGaussian(v * invSqrt2)
     return 0.5 * (1 + erf) + v * (invSqrt2Pi * gaussian)
 }

@@ -143,8 +143,13 @@ final class BertResidualOutput: Module {
         register("LayerNorm", layerNorm)
     }
 
-    func callAsFunction(_ x: Tensor, residual: Tensor) -> Tensor {
-        layerNorm(drop(dense(x), dropoutP, random, training: training) + residual)
+    func callAsFunction(_ x: Tensor, residual: Tensor) -> Tensor { finish(dense(x), residual: residual) }
+
+    /// The FFN's output part on the intermediate pre-activation h: LayerNorm(dropout(dense(gelu(h))) + residual).
+    func callAsFunction(geluOf h: Tensor, residual: Tensor) -> Tensor { finish(dense(geluOf: h), residual: residual) }
+
+    private func finish(_ y: Tensor, residual: Tensor) -> Tensor {
+        layerNorm(drop(y, dropoutP, random, training: training) + residual)
     }
 }
 
@@ -173,7 +178,9 @@ final class BertIntermediate: Module {
         super.init()
         register("dense", dense)
     }
-    func callAsFunction(_ x: Tensor) -> Tensor { gelu(dense(x)) }
+    /// The pre-activation dense(x): the GELU is applied by `BertResidualOutput.callAsFunction(geluOf:)`,
+    /// fused with its dense layer.
+    func callAsFunction(_ x: Tensor) -> Tensor { dense(x) }
 }
 
 /// One layer: self-attention -> cross-attention -> FFN, all post-LN (med.py BertLayer, multimodal mode).
@@ -199,7 +206,7 @@ final class BertLayer: Module {
                         prefix: LayerPrefix?, cachedMemory: LayerPrefix? = nil) -> Tensor {
         let s = attention(x, memory: nil, mask: selfMask, prefix: prefix)
         let cross = crossAttention(s, memory: memory, mask: memoryMask, prefix: nil, cachedMemory: cachedMemory)
-        return output(intermediate(cross), residual: cross)
+        return output(geluOf: intermediate(cross), residual: cross)
     }
 }
 
@@ -210,7 +217,7 @@ extension BertLayer {
         let (attended, present) = attention.selfAttention.step(x, past: past)
         let s = attention.output(attended, residual: x)
         let cross = crossAttention(s, memory: nil, mask: nil, prefix: nil, cachedMemory: cachedMemory)
-        return (output(intermediate(cross), residual: cross), present)
+        return (output(geluOf: intermediate(cross), residual: cross), present)
     }
 }
 

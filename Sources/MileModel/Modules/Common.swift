@@ -91,6 +91,13 @@ final class AdaptedLinear: Module {
         return out + scale(update, loraScaling)
     }
 
+    /// self(gelu(h)). A plain linear uses the fused op, which keeps h for its backward instead of gelu(h)
+    /// as well; with an adapter the adapter's own ops read gelu(h).
+    func callAsFunction(geluOf h: Tensor) -> Tensor {
+        guard ia3 == nil, loraA == nil || merged else { return self(gelu(h)) }
+        return geluLinear(h, weight: weight, bias: bias)
+    }
+
     /// W += scaling · B·A (peft `merge`); forward then skips the adapter path.
     func mergeLoRA() { foldLoRA(sign: 1) }
     /// W -= scaling · B·A (peft `unmerge`).

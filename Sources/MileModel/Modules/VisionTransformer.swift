@@ -103,7 +103,7 @@ final class ViTMLP: Module {
         register("fc1", fc1)
         register("fc2", fc2)
     }
-    func callAsFunction(_ x: Tensor) -> Tensor { fc2(gelu(fc1(x))) }
+    func callAsFunction(_ x: Tensor) -> Tensor { fc2(geluOf: fc1(x)) }
 }
 
 /// Pre-LN block: x + DropPath(attn(norm1 x)); x + DropPath(mlp(norm2 x)).
