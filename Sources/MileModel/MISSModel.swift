@@ -131,11 +131,20 @@ public final class MISSModel: Module {
 
     // MARK: Forward
 
+    /// The JTM skips the padding of the question batch (`PackedTokens`) unless it carries a prompt (whose
+    /// keys sit in front of every item's tokens). Real positions get the same values either way (tests
+    /// compare the two); off only to measure or test the padded path.
+    public var packQuestions = true
+
     /// JTM output [B, Tq, h] for the question, cross-attending to all image tokens.
     func encode(images: Tensor, question: TokenBatch) throws -> Tensor {
         try check(images: images, batch: question.batch)
         try checkPositions(question.length, mode: assignment.jtm, what: "question")
         let imageTokens = visualEncoder(images)
+        if packQuestions, encoderPrompt == nil,
+           let packed = PackedTokens(ids: question.ids, mask: question.mask, batch: question.batch, length: question.length) {
+            return textEncoder(packed: packed, memory: imageTokens)
+        }
         return textEncoder(ids: question.ids, mask: question.mask, batch: question.batch,
                            length: question.length, memory: imageTokens, memoryMask: nil,
                            prefixes: encoderPrompt?.prefixes(batch: question.batch))

@@ -179,33 +179,60 @@ public func tanh(_ x: Tensor) -> Tensor {
 /// Inverted dropout: zero with probability p, scale kept values by 1/(1-p). Identity when not training or
 /// p == 0. The mask is a counter-based stream (element i keeps iff uniform(seed, i) >= p), so it is
 /// computed in parallel and regenerated in backward: only the seed is saved, no mask buffer.
-public func dropout(_ x: Tensor, p: Float, rng: inout RNG, training: Bool) -> Tensor {
+/// `paddedRows`: x [R, C] holds rows paddedRows[r] of a padded [N, C] tensor (packed sequences), and each
+/// element uses the mask bit of its padded index, so packed and padded batches drop the same elements.
+public func dropout(_ x: Tensor, p: Float, rng: inout RNG, training: Bool, paddedRows: [Int]? = nil) -> Tensor {
     check(p >= 0 && p < 1, "dropout p must be in [0, 1), got \(p)")
     guard training && p > 0 else { return x }
     let seed = rng.nextUInt64()
     let keepScale = 1 / (1 - p)
     let out = output(x.shape, x)
     let mask = DropMask(seed: seed, p: p)
+    let index = DropIndex(count: x.count, columns: x.shape.last ?? 1, rows: paddedRows)
     if let o = out.data {
         let xp = x.ptr
-        parallelFor(x.count, grain: 16384) { r in
-            for i in r { o[i] = mask.apply(xp[i] * keepScale, i) }
-        }
+        index.forEach { i, m in o[i] = mask.apply(xp[i] * keepScale, m) }
     }
     if needsGrad(x) {
         out.record([x]) { g, ins in
             guard let dx = ins[0]?.gradForWrite(), let gp = g.data else { return }
-            let d = dx.tensor.ptr, fresh = dx.fresh
-            parallelFor(g.count, grain: 16384) { r in
-                if fresh {   // new buffer: write every element (0 where dropped) instead of zero fill + add
-                    for i in r { d[i] = mask.apply(gp[i] * keepScale, i) }
-                } else {
-                    for i in r { d[i] += mask.apply(gp[i] * keepScale, i) }
-                }
+            let d = dx.tensor.ptr
+            if dx.fresh {   // new buffer: write every element (0 where dropped) instead of zero fill + add
+                index.forEach { i, m in d[i] = mask.apply(gp[i] * keepScale, m) }
+            } else {
+                index.forEach { i, m in d[i] += mask.apply(gp[i] * keepScale, m) }
             }
         }
     }
     return out
+}
+
+/// Element i of a dropout input and the index of its mask bit: i itself, or its index in the padded
+/// tensor when the rows are packed.
+private struct DropIndex {
+    let count: Int
+    let columns: Int
+    let rows: [Int]?
+
+    init(count: Int, columns: Int, rows: [Int]?) {
+        if let rows { check(rows.count * columns == count, "dropout: \(rows.count) padded rows for \(count / Swift.max(columns, 1)) rows") }
+        (self.count, self.columns, self.rows) = (count, columns, rows)
+    }
+
+    @inline(__always)
+    func forEach(_ body: (_ element: Int, _ maskIndex: Int) -> Void) {
+        guard let rows else {
+            parallelFor(count, grain: 16384) { r in for i in r { body(i, i) } }
+            return
+        }
+        let c = columns
+        parallelFor(rows.count, grain: Swift.max(1, 16384 / Swift.max(c, 1))) { rs in
+            for r in rs {
+                let base = rows[r] * c
+                for j in 0..<c { body(r * c + j, base + j) }
+            }
+        }
+    }
 }
 
 /// Dropout's keep mask without branches (a data-dependent branch mispredicts on ~p of the elements):

@@ -70,7 +70,7 @@ public func softmax(_ x: Tensor, mask: Tensor? = nil) -> Tensor {
 }
 
 @inline(__always)
-private func softmaxRow(_ x: UnsafeMutablePointer<Float>, _ m: UnsafeMutablePointer<Float>?, _ ms: Int,
+func softmaxRow(_ x: UnsafeMutablePointer<Float>, _ m: UnsafeMutablePointer<Float>?, _ ms: Int,
                         _ y: UnsafeMutablePointer<Float>, _ n: Int) {
     var mx = -Float.infinity
     if let m { for j in 0..<n { let v = x[j] + m[j * ms]; y[j] = v; mx = Swift.max(mx, v) } }
@@ -92,7 +92,7 @@ private func softmaxBackwardRow(_ g: UnsafeMutablePointer<Float>, _ y: UnsafeMut
 
 /// softmaxBackwardRow into a fresh (uninitialised) gradient row: = instead of +=, no zero fill.
 @inline(__always)
-private func softmaxBackwardRowWrite(_ g: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+func softmaxBackwardRowWrite(_ g: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>,
                                      _ d: UnsafeMutablePointer<Float>, _ n: Int) {
     var dot: Float = 0
     for j in 0..<n { dot += g[j] * y[j] }

@@ -34,6 +34,13 @@ final class BertEmbeddings: Module {
         let positions = positionEmbeddings(ids: positionIds, shape: [1, length])
         return drop(layerNorm(words + positions), dropoutP, random, training: training)
     }
+
+    /// The same for the packed rows of a padded batch: [rows, h].
+    func callAsFunction(packed: PackedTokens) -> Tensor {
+        let words = wordEmbeddings(ids: packed.ids, shape: [packed.rows])
+        let positions = positionEmbeddings(ids: packed.positions, shape: [packed.rows])
+        return drop(layerNorm(words + positions), dropoutP, random, training: training, paddedRows: packed.paddedRows)
+    }
 }
 
 /// `attention.self` / `crossattention.self`: query, key, value. Self-attention prepends the layer's
@@ -67,7 +74,8 @@ final class BertSelfAttention: Module {
 
     /// `cachedMemory`: keys/values of the memory computed once by `memoryKeyValues` (generation).
     func callAsFunction(_ x: Tensor, memory: Tensor?, mask: Tensor?, prefix: LayerPrefix?,
-                        cachedMemory: LayerPrefix?) -> Tensor {
+                        cachedMemory: LayerPrefix?, packed: PackedTokens? = nil) -> Tensor {
+        if let packed { return attendPacked(x, memory: memory, packed) }   // (no prefix, cache or mask then)
         if let cached = cachedMemory {
             return mergeHeads(attend(splitHeads(query(x), heads: heads), cached.key, cached.value, mask))
         }
@@ -116,6 +124,20 @@ final class BertSelfAttention: Module {
         return headContext(probs, HeadView(v), heads: heads, headDim: dh)
     }
 
+    /// `attendInPlace` on packed rows x [rows, h]: self-attention within each item's segment, or
+    /// cross-attention to all of its memory [B, S, kv]. Drops the probabilities a padded batch would drop.
+    private func attendPacked(_ x: Tensor, memory: Tensor?, _ packed: PackedTokens) -> Tensor {
+        let source = memory ?? x
+        let q = query(x), k = key(source), v = value(source)
+        let dh = q.shape.last! / heads
+        let keys = memory.map { Segments(uniform: $0.shape[1], batch: packed.batch) } ?? packed.segments
+        let dropping = training && dropoutP > 0
+        let d = dropping ? AttentionDropout(p: dropoutP, seed: random.rng.nextUInt64(), paddedQueries: packed.length,
+                                            paddedKeys: memory?.shape[1] ?? packed.length) : nil
+        return segmentAttention(q: q, k: k, v: v, queries: packed.segments, keys: keys, heads: heads,
+                                factor: 1 / Float(dh).squareRoot(), scaleInProduct: !dropping, dropout: d)
+    }
+
     /// Scaled dot-product attention with dropout on the probabilities (BERT's attention_probs_dropout).
     private func attend(_ q: Tensor, _ k: Tensor, _ v: Tensor, _ mask: Tensor?) -> Tensor {
         guard training, dropoutP > 0 else { return attention(q: q, k: k, v: v, mask: mask) }
@@ -143,13 +165,18 @@ final class BertResidualOutput: Module {
         register("LayerNorm", layerNorm)
     }
 
-    func callAsFunction(_ x: Tensor, residual: Tensor) -> Tensor { finish(dense(x), residual: residual) }
+    /// `paddedRows`: x holds packed rows (see `PackedTokens`).
+    func callAsFunction(_ x: Tensor, residual: Tensor, paddedRows: [Int]? = nil) -> Tensor {
+        finish(dense(x), residual: residual, paddedRows)
+    }
 
     /// The FFN's output part on the intermediate pre-activation h: LayerNorm(dropout(dense(gelu(h))) + residual).
-    func callAsFunction(geluOf h: Tensor, residual: Tensor) -> Tensor { finish(dense(geluOf: h), residual: residual) }
+    func callAsFunction(geluOf h: Tensor, residual: Tensor, paddedRows: [Int]? = nil) -> Tensor {
+        finish(dense(geluOf: h), residual: residual, paddedRows)
+    }
 
-    private func finish(_ y: Tensor, residual: Tensor) -> Tensor {
-        layerNorm(drop(y, dropoutP, random, training: training) + residual)
+    private func finish(_ y: Tensor, residual: Tensor, _ paddedRows: [Int]?) -> Tensor {
+        layerNorm(drop(y, dropoutP, random, training: training, paddedRows: paddedRows) + residual)
     }
 }
 
@@ -166,8 +193,9 @@ final class BertAttention: Module {
     }
 
     func callAsFunction(_ x: Tensor, memory: Tensor?, mask: Tensor?, prefix: LayerPrefix?,
-                        cachedMemory: LayerPrefix? = nil) -> Tensor {
-        output(selfAttention(x, memory: memory, mask: mask, prefix: prefix, cachedMemory: cachedMemory), residual: x)
+                        cachedMemory: LayerPrefix? = nil, packed: PackedTokens? = nil) -> Tensor {
+        output(selfAttention(x, memory: memory, mask: mask, prefix: prefix, cachedMemory: cachedMemory, packed: packed),
+               residual: x, paddedRows: packed?.paddedRows)
     }
 }
 
@@ -207,6 +235,13 @@ final class BertLayer: Module {
         let s = attention(x, memory: nil, mask: selfMask, prefix: prefix)
         let cross = crossAttention(s, memory: memory, mask: memoryMask, prefix: nil, cachedMemory: cachedMemory)
         return output(geluOf: intermediate(cross), residual: cross)
+    }
+
+    /// The layer on packed rows [rows, h] (no padding mask, prefix or cache), cross-attending to all of memory.
+    func callAsFunction(packed x: Tensor, _ tokens: PackedTokens, memory: Tensor) -> Tensor {
+        let s = attention(x, memory: nil, mask: nil, prefix: nil, packed: tokens)
+        let cross = crossAttention(s, memory: memory, mask: nil, prefix: nil, packed: tokens)
+        return output(geluOf: intermediate(cross), residual: cross, paddedRows: tokens.paddedRows)
     }
 }
 
@@ -312,6 +347,17 @@ final class BertModel: Module {
 }
 
 extension BertModel {
+    /// `callAsFunction` of the (bidirectional, prompt-free) encoder without the padding rows: the layers run on the packed rows of `tokens` (every
+    /// item's real tokens), cross-attending to all of `memory` [B, S, ·]; the result is laid out padded
+    /// again, [B, T, h], with zeros at the padding positions (which a padding mask hides downstream).
+    /// Every real position gets the values the padded computation gives it, dropout included.
+    func callAsFunction(packed tokens: PackedTokens, memory: Tensor) -> Tensor {
+        var x = embeddings(packed: tokens)
+        for layer in encoder.layers.items { x = layer(packed: x, tokens, memory: memory) }
+        let padded = placeRows(x, tokens.paddedRows, count: tokens.batch * tokens.length)
+        return reshape(padded, [tokens.batch, tokens.length, x.shape.last!])
+    }
+
     /// Decoder hidden states [R, 1, h] of one new token per row at absolute position `position` (prompt
     /// prefix included), with every layer's self-attention cache `past` read and extended in place.
     func step(ids: [Int32], position: Int, past: inout [LayerPrefix?], cachedMemory: [LayerPrefix]) -> Tensor {

@@ -114,7 +114,8 @@ final class AdaptedLinear: Module {
 }
 
 /// Inverted dropout; a no-op for p = 0 (ViT) without touching the random stream.
-func drop(_ x: Tensor, _ p: Float, _ random: RandomSource, training: Bool) -> Tensor {
+/// `paddedRows`: x holds packed rows of a padded batch (see `PackedTokens`).
+func drop(_ x: Tensor, _ p: Float, _ random: RandomSource, training: Bool, paddedRows: [Int]? = nil) -> Tensor {
     guard p > 0, training else { return x }
-    return dropout(x, p: p, rng: &random.rng, training: true)
+    return dropout(x, p: p, rng: &random.rng, training: true, paddedRows: paddedRows)
 }
