@@ -829,13 +829,15 @@ def run_side(cmd, env):
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def matmul_flops_full_step(c, batch, tq, ta, head_rows=None):
+def matmul_flops_full_step(c, batch, tq, ta, head_rows=None, question_lengths=None):
     """Analytic matmul FLOPs of one full fine-tuning step (forward + backward; 2 flop per multiply-add).
 
     Every linear and attention matmul costs F forward, and F for each input that needs a gradient in
     backward (weights and activations: 2F), except the patch convolution whose image input needs none.
     The vocabulary head runs on `head_rows` rows: batch * (ta - 1) for the peer (every position but the
-    last, as upstream), the number of non-PAD targets for the engine (it skips rows without a target)."""
+    last, as upstream), the number of non-PAD targets for the engine (it skips rows without a target).
+    The JTM runs on every question position padded to tq (the peer), or on the real tokens only,
+    `question_lengths` per item (the engine packs the rows; the decoder still reads the padded states)."""
     def lin(m, k, n):
         return 2.0 * m * k * n
     w, mlp, h, ffn, v = c["vision_width"], c["vision_mlp"], c["text_hidden"], c["text_intermediate"], c["vocab_size"]
@@ -848,14 +850,14 @@ def matmul_flops_full_step(c, batch, tq, ta, head_rows=None):
     vit_block = lin(mv, w, 3 * w) + lin(mv, w, w) + lin(mv, w, mlp) + lin(mv, mlp, w) + 2 * 2.0 * batch * ni * ni * w
     fwd += c["vision_depth"] * vit_block
 
-    def bert_layer(t, mem_rows, mem_len, mem_width):
-        m = batch * t
-        self_part = 4 * lin(m, h, h) + 2 * 2.0 * batch * t * t * h
-        cross = 2 * lin(m, h, h) + 2 * lin(mem_rows, mem_width, h) + 2 * 2.0 * batch * t * mem_len * h
+    def bert_layer(lengths, mem_rows, mem_len, mem_width):
+        m = sum(lengths)
+        self_part = 4 * lin(m, h, h) + 2 * 2.0 * sum(t * t for t in lengths) * h
+        cross = 2 * lin(m, h, h) + 2 * lin(mem_rows, mem_width, h) + 2 * 2.0 * m * mem_len * h
         return self_part + cross + lin(m, h, ffn) + lin(m, ffn, h)
 
-    fwd += c["text_layers"] * bert_layer(tq, batch * ni, ni, w)
-    fwd += c["decoder_layers"] * bert_layer(ta, batch * tq, tq, h)
+    fwd += c["text_layers"] * bert_layer(question_lengths or [tq] * batch, batch * ni, ni, w)
+    fwd += c["decoder_layers"] * bert_layer([ta] * batch, batch * tq, tq, h)
     mh = batch * (ta - 1) if head_rows is None else head_rows
     fwd += lin(mh, h, h) + lin(mh, h, v)
     return patch * 2 + fwd * 3
@@ -963,12 +965,16 @@ def report(results, modes, args):
             print("|   | generated answers identical on both sides: %s |  |  |  |  |  |  |" % same)
     print()
     if "full" in summary:
-        answers = read_safetensors(os.path.join(os.path.abspath(args.work), "inputs.safetensors"))["answer_ids"]
-        targets = int((answers[:, 1:] != c["pad_token_id"]).sum())
-        side_flops = dict(engine=matmul_flops_full_step(c, args.batch, args.question, args.answer, head_rows=targets),
+        inputs = read_safetensors(os.path.join(os.path.abspath(args.work), "inputs.safetensors"))
+        targets = int((inputs["answer_ids"][:, 1:] != c["pad_token_id"]).sum())
+        lengths = [int(n) for n in inputs["question_mask"].sum(axis=1)]
+        side_flops = dict(engine=matmul_flops_full_step(c, args.batch, args.question, args.answer, head_rows=targets,
+                                                        question_lengths=lengths),
                           torch=matmul_flops_full_step(c, args.batch, args.question, args.answer))
         print("vocabulary head rows per step: engine %d (positions with a target), PyTorch %d (all but the last)" % (
             targets, args.batch * (args.answer - 1)))
+        print("JTM rows per step: engine %d (question tokens, padding skipped), PyTorch %d (padded to %d)" % (
+            sum(lengths), args.batch * args.question, args.question))
         model, mhz, lanes, units, cores, peak = cpu_peak()
         print("CPU: %s, %d cores at %.0f MHz (cpuinfo), %d-lane fp32 FMA x %d units assumed -> FMA peak %.1f GFLOP/s "
               "for %d threads" % (model, cores, mhz, lanes, units, peak * args.threads / cores, args.threads))

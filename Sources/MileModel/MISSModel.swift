@@ -131,17 +131,20 @@ public final class MISSModel: Module {
 
     // MARK: Forward
 
-    /// The JTM skips the padding of the question batch (`PackedTokens`) unless it carries a prompt (whose
-    /// keys sit in front of every item's tokens). Real positions get the same values either way (tests
-    /// compare the two); off only to measure or test the padded path.
+    /// The loss runs the JTM without the question padding (`PackedTokens`) unless the JTM carries a prompt
+    /// (whose keys sit in front of every item's tokens). Real positions get the same values either way
+    /// (tests compare the two); off only to measure or test the padded path.
     public var packQuestions = true
 
     /// JTM output [B, Tq, h] for the question, cross-attending to all image tokens.
-    func encode(images: Tensor, question: TokenBatch) throws -> Tensor {
+    /// `skipPadding`: the padding positions may come out as zeros (the JTM runs on packed rows), for a caller
+    /// that masks them out. Generation may not: its decoder attends to every question position, padding
+    /// included, as upstream, so it needs the JTM's states there.
+    func encode(images: Tensor, question: TokenBatch, skipPadding: Bool = false) throws -> Tensor {
         try check(images: images, batch: question.batch)
         try checkPositions(question.length, mode: assignment.jtm, what: "question")
         let imageTokens = visualEncoder(images)
-        if packQuestions, encoderPrompt == nil,
+        if skipPadding, packQuestions, encoderPrompt == nil,
            let packed = PackedTokens(ids: question.ids, mask: question.mask, batch: question.batch, length: question.length) {
             return textEncoder(packed: packed, memory: imageTokens)
         }
@@ -168,7 +171,7 @@ public final class MISSModel: Module {
             throw ConfigError("answer batch \(answer.batch) != question batch \(question.batch)")
         }
         guard answer.length >= 2 else { throw ConfigError("answers need at least [DEC] and one token") }
-        let memory = try encode(images: images, question: question)
+        let memory = try encode(images: images, question: question, skipPadding: true)   // masked below
         let questionMask = paddingMask(question.mask, batch: question.batch, length: question.length)
         let hidden = try decode(answer, memory: memory, memoryMask: questionMask)
         let b = answer.batch, t = answer.length

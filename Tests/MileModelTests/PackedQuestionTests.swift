@@ -33,6 +33,21 @@ final class PackedQuestionTests: XCTestCase {
 
     private func largest(_ x: [Float]) -> Float { x.map(abs).max() ?? 0 }
 
+    /// Generation's decoder attends to every question position, padding included (as upstream), so its
+    /// encoding keeps the JTM's states at the padding: the default encode never packs.
+    func testEncodingForGenerationKeepsPaddingStates() throws {
+        let (images, question, _) = try paddedBatch()
+        let m = try model(("T", "T", "T"), packed: true, training: false)
+        let states = try withNoGrad { try m.encode(images: images, question: question).scalars }
+        let skipped = try withNoGrad { try m.encode(images: images, question: question, skipPadding: true).scalars }
+        m.packQuestions = false
+        XCTAssertEqual(states, try withNoGrad { try m.encode(images: images, question: question).scalars })
+        let h = states.count / (question.batch * question.length)
+        let pad = question.mask.firstIndex(of: 0)!
+        XCTAssertNotEqual(Array(states[(pad * h)..<(pad * h + h)]), Array(repeating: 0, count: h))
+        XCTAssertEqual(Array(skipped[(pad * h)..<(pad * h + h)]), Array(repeating: 0, count: h))
+    }
+
     /// Packing applies to padded batches with ones-then-zeros masks only.
     func testPackingAppliesOnlyToTrailingPadding() {
         XCTAssertNil(PackedTokens(ids: [1, 2, 3, 4], mask: [1, 1, 1, 1], batch: 2, length: 2))   // no padding
@@ -55,7 +70,7 @@ final class PackedQuestionTests: XCTestCase {
     /// same way (so both layouts see the same dropout draws in each).
     private func run(_ cell: (String, String, String), packed: Bool, training: Bool) throws -> Outcome {
         let (images, question, answer) = try paddedBatch()
-        let states = try model(cell, packed: packed, training: training).encode(images: images, question: question).scalars
+        let states = try model(cell, packed: packed, training: training).encode(images: images, question: question, skipPadding: true).scalars
         let h = states.count / (question.batch * question.length)
         let real = question.mask.enumerated().filter { $0.element == 1 }.flatMap { states[($0.offset * h)..<($0.offset * h + h)] }
         let second = try model(cell, packed: packed, training: training)

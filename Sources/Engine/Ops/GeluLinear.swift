@@ -13,9 +13,10 @@ public func geluLinear(_ h: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     out.record(inputs) { g, ins in
         let dh = ins[0]?.gradForWrite(), dw = ins[1]?.gradForWrite(), db = ins.count > 2 ? ins[2]?.gradTensor() : nil
         guard let gp = g.data else { return }
-        // a = gelu(h) [rows, In] for dW, slope = gelu'(h) [rows, In] for dh: scratch of this backward only
-        let a = dw == nil ? nil : Tensor(empty: h.shape), slope = dh == nil ? nil : Tensor(empty: h.shape)
-        if a?.data != nil || slope?.data != nil { geluAndSlope(h.ptr, a?.ptr, slope?.ptr, count: h.count) }
+        // a = gelu(h) [rows, In] for dW, and with it slope = gelu'(h) for dh from the same erf values:
+        // scratch of this backward only. Without dW the slope is computed in the last pass instead.
+        let a = dw == nil ? nil : Tensor(empty: h.shape), slope = dh == nil || dw == nil ? nil : Tensor(empty: h.shape)
+        if let ap = a?.data { geluAndSlope(h.ptr, ap, slope?.data, count: h.count) }
         // da [rows, In] = dy [rows, Out] W [Out, In], straight into a new gradient buffer of h
         let da = dh.map { $0.fresh ? $0.tensor : Tensor(empty: h.shape) }
         let inputGrad = {
@@ -30,10 +31,13 @@ public func geluLinear(_ h: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
                  strideB: 0, beta: dw.fresh ? 0 : 1, dw.tensor.ptr, strideC: 0)
         }
         gradientPair(dh == nil ? nil : ins[0], dw == nil ? nil : ins[1], inputGrad, weightGrad)
-        if let dh, let da, let slope, let d = dh.tensor.data {
-            let dap = da.ptr, sp = slope.ptr, fresh = dh.fresh
+        if let dh, let da, let d = dh.tensor.data {
+            let dap = da.ptr, hp = h.ptr, sp = slope?.data, fresh = dh.fresh
             parallelFor(h.count, grain: 16384) { r in
-                if fresh { for i in r { d[i] = d[i] * sp[i] } } else { for i in r { d[i] += dap[i] * sp[i] } }
+                for i in r {
+                    let product = dap[i] * (sp?[i] ?? geluSlope(hp[i]))
+                    if fresh { d[i] = product } else { d[i] += product }
+                }
             }
         }
         if let db { addColumnSums(gp, rows: rows, columns: outF, into: db.ptr) }
@@ -41,14 +45,14 @@ public func geluLinear(_ h: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     return out
 }
 
-/// a[i] = gelu(h[i]) and s[i] = gelu'(h[i]) from one erf evaluation (either output may be skipped).
-private func geluAndSlope(_ h: UnsafeMutablePointer<Float>, _ a: UnsafeMutablePointer<Float>?,
+/// a[i] = gelu(h[i]) and, if wanted, s[i] = gelu'(h[i]) from the same erf evaluation.
+private func geluAndSlope(_ h: UnsafeMutablePointer<Float>, _ a: UnsafeMutablePointer<Float>,
                           _ s: UnsafeMutablePointer<Float>?, count: Int) {
     parallelFor(count, grain: 16384) { r in
         for i in r {
             let v = h[i]
             let (erf, gaussian) = erfAndGaussian(v * invSqrt2)
-            if let a { a[i] = 0.5 * v * (1 + erf) }
+            a[i] = 0.5 * v * (1 + erf)
             if let s { s[i] = 0.5 * (1 + erf) + v * (invSqrt2Pi * gaussian) }
         }
     }
