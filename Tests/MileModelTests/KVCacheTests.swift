@@ -11,7 +11,7 @@ final class KVCacheTests: XCTestCase {
     /// Same tokens from the cached and the recomputing path: greedy and 3-beam search, with a minimum
     /// length, on a question batch with padding.
     func testCachedGenerationEqualsRecomputation() throws {
-        let batch = try paddedBatch()
+        let batch = try paddedQuestionBatch()
         for (i, cell) in cells.enumerated() {
             let model = try noisyModel(try assignment(cell.0, cell.1, cell.2), seed: UInt64(10 + i))
             for (beams, minLength) in [(1, 1), (1, 4), (3, 1), (3, 5)] {
@@ -32,7 +32,7 @@ final class KVCacheTests: XCTestCase {
     /// Step by step, the cached logits equal the recomputed ones within float rounding, also after a
     /// beam-style reordering of the rows; a cache left in the old order gives different logits.
     func testCachedLogitsMatchRecomputationAcrossReordering() throws {
-        let batch = try paddedBatch()
+        let batch = try paddedQuestionBatch()
         for (i, cell) in cells.enumerated() {
             let model = try noisyModel(try assignment(cell.0, cell.1, cell.2), seed: UInt64(20 + i))
             try withNoGrad {
@@ -60,21 +60,6 @@ final class KVCacheTests: XCTestCase {
                 }
             }
         }
-    }
-
-    /// Three questions of different lengths padded to 7 tokens (PAD 0, mask 0).
-    private func paddedBatch() throws -> (images: Tensor, question: TokenBatch) {
-        let c = ModelConfig.smoke
-        var rng = RNG(seed: 5)
-        let images = Tensor.uniform([3, 3, c.imageSize, c.imageSize], low: 0, high: 1, rng: &rng)
-        var ids: [Int32] = [], mask: [Int32] = []
-        for content in [5, 2, 3] {
-            ids.append(97); mask.append(1)
-            for _ in 0..<content { ids.append(Int32(4 + rng.nextUInt64() % 90)); mask.append(1) }
-            ids.append(c.sepTokenId); mask.append(1)
-            for _ in (content + 2)..<7 { ids.append(c.padTokenId); mask.append(0) }
-        }
-        return (images, try TokenBatch(ids: ids, mask: mask, batch: 3, length: 7))
     }
 
     /// A smoke model with N(0, 0.1) added to every parameter, so that adapters (zero LoRA B, unit IA3)

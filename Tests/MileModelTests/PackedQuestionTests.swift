@@ -93,21 +93,12 @@ final class PackedQuestionTests: XCTestCase {
         return model
     }
 
-    /// Three questions of 7, 4 and 5 tokens padded to 7; answers of 4 tokens.
+    /// `paddedQuestionBatch` (questions of 7, 4 and 5 tokens padded to 7) with answers of 4 tokens.
     private func paddedBatch() throws -> (Tensor, TokenBatch, TokenBatch) {
         let c = ModelConfig.smoke
-        var rng = RNG(seed: 5)
-        let images = Tensor.uniform([3, 3, c.imageSize, c.imageSize], low: 0, high: 1, rng: &rng)
-        var ids: [Int32] = [], mask: [Int32] = []
-        for content in [5, 2, 3] {
-            ids.append(97); mask.append(1)
-            for _ in 0..<content { ids.append(Int32(4 + rng.nextUInt64() % 90)); mask.append(1) }
-            ids.append(c.sepTokenId); mask.append(1)
-            for _ in (content + 2)..<7 { ids.append(c.padTokenId); mask.append(0) }
-        }
+        let (images, question) = try paddedQuestionBatch()
         var answers: [Int32] = []
         for row in 0..<3 { answers += [c.decTokenId, Int32(10 + row), Int32(20 + row), c.sepTokenId] }
-        return (images, try TokenBatch(ids: ids, mask: mask, batch: 3, length: 7),
-                try TokenBatch(ids: answers, mask: Array(repeating: 1, count: 12), batch: 3, length: 4))
+        return (images, question, try TokenBatch(ids: answers, mask: Array(repeating: 1, count: 12), batch: 3, length: 4))
     }
 }

@@ -59,3 +59,18 @@ func lossValue(_ model: MISSModel, _ batch: SmokeBatch) throws -> Float {
 func maxAbsDifference(_ a: [Float], _ b: [Float]) -> Float {
     zip(a, b).map { abs($0 - $1) }.max() ?? 0
 }
+
+/// Three questions of different lengths padded to 7 tokens (PAD 0, mask 0).
+func paddedQuestionBatch() throws -> (images: Tensor, question: TokenBatch) {
+    let c = ModelConfig.smoke
+    var rng = RNG(seed: 5)
+    let images = Tensor.uniform([3, 3, c.imageSize, c.imageSize], low: 0, high: 1, rng: &rng)
+    var ids: [Int32] = [], mask: [Int32] = []
+    for content in [5, 2, 3] {
+        ids.append(97); mask.append(1)
+        for _ in 0..<content { ids.append(Int32(4 + rng.nextUInt64() % 90)); mask.append(1) }
+        ids.append(c.sepTokenId); mask.append(1)
+        for _ in (content + 2)..<7 { ids.append(c.padTokenId); mask.append(0) }
+    }
+    return (images, try TokenBatch(ids: ids, mask: mask, batch: 3, length: 7))
+}
