@@ -32,11 +32,13 @@ public func geluLinear(_ h: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
         }
         gradientPair(dh == nil ? nil : ins[0], dw == nil ? nil : ins[1], inputGrad, weightGrad)
         if let dh, let da, let d = dh.tensor.data {
-            let dap = da.ptr, hp = h.ptr, sp = slope?.data, fresh = dh.fresh
-            parallelFor(h.count, grain: 16384) { r in
-                for i in r {
-                    let product = dap[i] * (sp?[i] ?? geluSlope(hp[i]))
-                    if fresh { d[i] = product } else { d[i] += product }
+            let dap = da.ptr, hp = h.ptr, fresh = dh.fresh
+            parallelFor(h.count, grain: 16384) { r in   // one loop per case, so that each vectorises
+                switch (slope?.data, fresh) {
+                case let (sp?, true): for i in r { d[i] = dap[i] * sp[i] }
+                case let (sp?, false): for i in r { d[i] += dap[i] * sp[i] }
+                case (nil, true): for i in r { d[i] = dap[i] * geluSlope(hp[i]) }
+                case (nil, false): for i in r { d[i] += dap[i] * geluSlope(hp[i]) }
                 }
             }
         }

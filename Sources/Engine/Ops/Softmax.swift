@@ -75,8 +75,11 @@ func softmaxRow(_ x: UnsafeMutablePointer<Float>, _ m: UnsafeMutablePointer<Floa
     var mx = -Float.infinity
     if let m { for j in 0..<n { let v = x[j] + m[j * ms]; y[j] = v; mx = Swift.max(mx, v) } }
     else { for j in 0..<n { y[j] = x[j]; mx = Swift.max(mx, x[j]) } }
+    // The exponentials in their own loop, which vectorises; a running Float sum beside them kept it scalar.
+    // The sum then adds the same values in the same order.
+    for j in 0..<n { y[j] = expNonPositive(y[j] - mx) }
     var s: Float = 0
-    for j in 0..<n { let e = expNonPositive(y[j] - mx); y[j] = e; s += e }
+    for j in 0..<n { s += y[j] }
     let inv = 1 / s
     for j in 0..<n { y[j] *= inv }
 }
