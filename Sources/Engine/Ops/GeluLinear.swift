@@ -33,11 +33,13 @@ public func geluLinear(_ h: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
         gradientPair(dh == nil ? nil : ins[0], dw == nil ? nil : ins[1], inputGrad, weightGrad)
         if let dh, let da, let d = dh.tensor.data {
             let dap = da.ptr, hp = h.ptr, fresh = dh.fresh
-            parallelFor(h.count, grain: 16384) { r in   // one loop per case, so that each vectorises
+            // One loop per case, so that each vectorises. A fresh gradient holds da itself: read it through d
+            // (through dap the loads and stores would alias exactly and the loop would stay scalar).
+            parallelFor(h.count, grain: 16384) { r in
                 switch (slope?.data, fresh) {
-                case let (sp?, true): for i in r { d[i] = dap[i] * sp[i] }
+                case let (sp?, true): for i in r { d[i] = d[i] * sp[i] }
                 case let (sp?, false): for i in r { d[i] += dap[i] * sp[i] }
-                case (nil, true): for i in r { d[i] = dap[i] * geluSlope(hp[i]) }
+                case (nil, true): for i in r { d[i] = d[i] * geluSlope(hp[i]) }
                 case (nil, false): for i in r { d[i] += dap[i] * geluSlope(hp[i]) }
                 }
             }
