@@ -132,34 +132,45 @@ public final class MISSModel: Module {
     // MARK: Forward
 
     /// The loss runs the JTM without the question padding (`PackedTokens`) unless the JTM carries a prompt
-    /// (whose keys sit in front of every item's tokens). Real positions get the same values either way
-    /// (tests compare the two); off only to measure or test the padded path.
+    /// (whose keys sit in front of every item's tokens), and the decoder cross-attends to those rows only.
+    /// Real positions get the same values either way (tests compare the two); off only to measure or test
+    /// the padded path.
     public var packQuestions = true
 
     /// JTM output [B, Tq, h] for the question, cross-attending to all image tokens.
-    /// `skipPadding`: the padding positions may come out as zeros (the JTM runs on packed rows), for a caller
-    /// that masks them out. Generation may not: its decoder attends to every question position, padding
-    /// included, as upstream, so it needs the JTM's states there.
-    func encode(images: Tensor, question: TokenBatch, skipPadding: Bool = false) throws -> Tensor {
+    /// JTM states [B, Tq, h] at every question position, padding included: generation's decoder attends
+    /// to all of them, as upstream.
+    func encode(images: Tensor, question: TokenBatch) throws -> Tensor {
+        try encode(images: images, question: question, pack: false).states
+    }
+
+    /// The JTM states the loss uses: without the question padding when packing applies (`packed` is then
+    /// the layout of the returned rows [rows, h]), else all [B, Tq, h] positions. The loss's decoder masks
+    /// the padding out, so it never needs those states.
+    func encodeForLoss(images: Tensor, question: TokenBatch) throws -> (states: Tensor, packed: PackedTokens?) {
+        try encode(images: images, question: question, pack: packQuestions && encoderPrompt == nil)
+    }
+
+    private func encode(images: Tensor, question: TokenBatch, pack: Bool) throws -> (states: Tensor, packed: PackedTokens?) {
         try check(images: images, batch: question.batch)
         try checkPositions(question.length, mode: assignment.jtm, what: "question")
         let imageTokens = visualEncoder(images)
-        if skipPadding, packQuestions, encoderPrompt == nil,
-           let packed = PackedTokens(ids: question.ids, mask: question.mask, batch: question.batch, length: question.length) {
-            return textEncoder(packed: packed, memory: imageTokens)
+        if pack, let packed = PackedTokens(ids: question.ids, mask: question.mask, batch: question.batch, length: question.length) {
+            return (textEncoder(packed: packed, memory: imageTokens), packed)
         }
-        return textEncoder(ids: question.ids, mask: question.mask, batch: question.batch,
-                           length: question.length, memory: imageTokens, memoryMask: nil,
-                           prefixes: encoderPrompt?.prefixes(batch: question.batch))
+        return (textEncoder(ids: question.ids, mask: question.mask, batch: question.batch, length: question.length,
+                            memory: imageTokens, memoryMask: nil, prefixes: encoderPrompt?.prefixes(batch: question.batch)), nil)
     }
 
-    /// Decoder hidden states [B, T, h]; `memoryMask` over the question tokens (nil = all ones).
-    func decode(_ tokens: TokenBatch, memory: Tensor, memoryMask: Tensor?,
-                cachedMemory: [LayerPrefix]? = nil) throws -> Tensor {
+    /// Decoder hidden states [B, T, h]; `memoryMask` over the question tokens (nil = all ones), or
+    /// `packedMemory`: memory holds only the real question tokens, laid out as these.
+    func decode(_ tokens: TokenBatch, memory: Tensor, memoryMask: Tensor?, cachedMemory: [LayerPrefix]? = nil,
+                packedMemory: PackedTokens? = nil) throws -> Tensor {
         try checkPositions(tokens.length, mode: assignment.dec, what: "answer")
         return textDecoder.bert(ids: tokens.ids, mask: tokens.mask, batch: tokens.batch, length: tokens.length,
                                 memory: memory, memoryMask: memoryMask,
-                                prefixes: decoderPrompt?.prefixes(batch: tokens.batch), cachedMemory: cachedMemory)
+                                prefixes: decoderPrompt?.prefixes(batch: tokens.batch), cachedMemory: cachedMemory,
+                                packedMemory: packedMemory)
     }
 
     /// The training loss (mile_vqa.py): answer `[DEC] a [SEP]` teacher-forced, PAD targets ignored,
@@ -171,9 +182,10 @@ public final class MISSModel: Module {
             throw ConfigError("answer batch \(answer.batch) != question batch \(question.batch)")
         }
         guard answer.length >= 2 else { throw ConfigError("answers need at least [DEC] and one token") }
-        let memory = try encode(images: images, question: question, skipPadding: true)   // masked below
-        let questionMask = paddingMask(question.mask, batch: question.batch, length: question.length)
-        let hidden = try decode(answer, memory: memory, memoryMask: questionMask)
+        let (memory, packed) = try encodeForLoss(images: images, question: question)
+        let hidden = packed == nil
+            ? try decode(answer, memory: memory, memoryMask: paddingMask(question.mask, batch: question.batch, length: question.length))
+            : try decode(answer, memory: memory, memoryMask: nil, packedMemory: packed)
         let b = answer.batch, t = answer.length
         var targets = [Int32]()   // position i of each row predicts token i + 1; PAD targets are ignored
         targets.reserveCapacity(b * (t - 1))

@@ -37,15 +37,6 @@ final class SegmentAttentionTests: XCTestCase {
         }
     }
 
-    func testPlaceRowsAndItsGradient() {
-        var rng = RNG(seed: 32)
-        let x = rand([3, 4], &rng)
-        let y = placeRows(x, [5, 0, 2], count: 6)
-        XCTAssertEqual(Array(y.scalars[20..<24]), Array(x.scalars[0..<4]))
-        XCTAssertEqual(Array(y.scalars[4..<8]), [0, 0, 0, 0])
-        checkGradients([x]) { placeRows($0[0], [5, 0, 2], count: 6) }
-    }
-
     /// Packed dropout drops what the padded dropout drops at the same padded positions.
     func testDropoutOfPackedRowsUsesPaddedIndices() {
         var rng = RNG(seed: 33)

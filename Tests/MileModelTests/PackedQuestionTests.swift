@@ -34,18 +34,15 @@ final class PackedQuestionTests: XCTestCase {
     private func largest(_ x: [Float]) -> Float { x.map(abs).max() ?? 0 }
 
     /// Generation's decoder attends to every question position, padding included (as upstream), so its
-    /// encoding keeps the JTM's states at the padding: the default encode never packs.
+    /// encoding never packs: the same [B, T, h] states with packing on or off.
     func testEncodingForGenerationKeepsPaddingStates() throws {
         let (images, question, _) = try paddedBatch()
         let m = try model(("T", "T", "T"), packed: true, training: false)
-        let states = try withNoGrad { try m.encode(images: images, question: question).scalars }
-        let skipped = try withNoGrad { try m.encode(images: images, question: question, skipPadding: true).scalars }
+        let states = try withNoGrad { try m.encode(images: images, question: question) }
+        XCTAssertEqual(states.shape, [question.batch, question.length, ModelConfig.smoke.textHidden])
+        XCTAssertNotNil(try withNoGrad { try m.encodeForLoss(images: images, question: question).packed })
         m.packQuestions = false
-        XCTAssertEqual(states, try withNoGrad { try m.encode(images: images, question: question).scalars })
-        let h = states.count / (question.batch * question.length)
-        let pad = question.mask.firstIndex(of: 0)!
-        XCTAssertNotEqual(Array(states[(pad * h)..<(pad * h + h)]), Array(repeating: 0, count: h))
-        XCTAssertEqual(Array(skipped[(pad * h)..<(pad * h + h)]), Array(repeating: 0, count: h))
+        XCTAssertEqual(states.scalars, try withNoGrad { try m.encode(images: images, question: question).scalars })
     }
 
     /// Packing applies to padded batches with ones-then-zeros masks only.
@@ -70,9 +67,12 @@ final class PackedQuestionTests: XCTestCase {
     /// same way (so both layouts see the same dropout draws in each).
     private func run(_ cell: (String, String, String), packed: Bool, training: Bool) throws -> Outcome {
         let (images, question, answer) = try paddedBatch()
-        let states = try model(cell, packed: packed, training: training).encode(images: images, question: question, skipPadding: true).scalars
-        let h = states.count / (question.batch * question.length)
-        let real = question.mask.enumerated().filter { $0.element == 1 }.flatMap { states[($0.offset * h)..<($0.offset * h + h)] }
+        let (states, layout) = try model(cell, packed: packed, training: training).encodeForLoss(images: images, question: question)
+        XCTAssertEqual(layout != nil, packed && cell.1 != "prefix" && cell.1 != "ptv2", "\(cell): packed or not")
+        // packed rows are the real positions in order; padded states hold every position
+        let h = states.shape.last!, all = states.scalars
+        let real = layout != nil ? all
+            : question.mask.enumerated().filter { $0.element == 1 }.flatMap { all[($0.offset * h)..<($0.offset * h + h)] }
         let second = try model(cell, packed: packed, training: training)
         let loss = try second.loss(images: images, question: question, answer: answer)
         loss.backward()

@@ -31,29 +31,6 @@ public func selectRows(_ x: Tensor, _ rows: [Int]) -> Tensor {
     embedding(ids: rows.map { Int32($0) }, shape: [rows.count], table: x)
 }
 
-/// x [R, D] placed at rows `rows` (distinct) of a new [count, D] tensor whose other rows are 0: packed
-/// sequences back in their padded layout. The gradient gathers those rows.
-public func placeRows(_ x: Tensor, _ rows: [Int], count: Int) -> Tensor {
-    let d = x.shape.last ?? 1
-    check(x.count == rows.count * d, "placeRows: \(rows.count) rows for \(x.shape)")
-    check(rows.allSatisfy { $0 >= 0 && $0 < count } && Set(rows).count == rows.count,
-          "placeRows: rows must be distinct and inside 0..<\(count)")
-    let out = output([count, d], x)
-    if let o = out.data {
-        fill(o, count: count * d, with: 0)
-        let xp = x.ptr
-        for (r, row) in rows.enumerated() { (o + row * d).update(from: xp + r * d, count: d) }
-    }
-    if needsGrad(x) {
-        out.record([x]) { g, ins in
-            guard let dx = ins[0]?.gradTensor(), let gp = g.data else { return }
-            let dp = dx.ptr
-            for (r, row) in rows.enumerated() { for j in 0..<d { dp[r * d + j] += gp[row * d + j] } }
-        }
-    }
-    return out
-}
-
 /// Per-row cross-entropy, PyTorch F.cross_entropy(reduction='none', ignore_index, label_smoothing):
 /// loss = (1 - ls) (lse - x_t) + ls/V sum_j (lse - x_j); 0 on ignored rows. logits [N, V], targets [N] -> [N].
 /// Saves logits and per-row log-sum-exp [N].

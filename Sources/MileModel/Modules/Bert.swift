@@ -74,8 +74,8 @@ final class BertSelfAttention: Module {
 
     /// `cachedMemory`: keys/values of the memory computed once by `memoryKeyValues` (generation).
     func callAsFunction(_ x: Tensor, memory: Tensor?, mask: Tensor?, prefix: LayerPrefix?,
-                        cachedMemory: LayerPrefix?, packed: PackedTokens? = nil) -> Tensor {
-        if let packed { return attendPacked(x, memory: memory, packed) }   // (no prefix, cache or mask then)
+                        cachedMemory: LayerPrefix?, segments: AttentionSegments? = nil) -> Tensor {
+        if let segments { return attendPacked(x, memory: memory, segments) }   // (no prefix, cache or mask then)
         if let cached = cachedMemory {
             return mergeHeads(attend(splitHeads(query(x), heads: heads), cached.key, cached.value, mask))
         }
@@ -124,17 +124,16 @@ final class BertSelfAttention: Module {
         return headContext(probs, HeadView(v), heads: heads, headDim: dh)
     }
 
-    /// `attendInPlace` on packed rows x [rows, h]: self-attention within each item's segment, or
-    /// cross-attention to all of its memory [B, S, kv]. Drops the probabilities a padded batch would drop.
-    private func attendPacked(_ x: Tensor, memory: Tensor?, _ packed: PackedTokens) -> Tensor {
+    /// `attendInPlace` on rows laid out by `segments`: x [rows, h] attends within each item's segment of
+    /// x (self-attention) or of memory [rows', kv]. Drops the probabilities a padded batch would drop.
+    private func attendPacked(_ x: Tensor, memory: Tensor?, _ segments: AttentionSegments) -> Tensor {
         let source = memory ?? x
         let q = query(x), k = key(source), v = value(source)
         let dh = q.shape.last! / heads
-        let keys = memory.map { Segments(uniform: $0.shape[1], batch: packed.batch) } ?? packed.segments
         let dropping = training && dropoutP > 0
-        let d = dropping ? AttentionDropout(p: dropoutP, seed: random.rng.nextUInt64(), paddedQueries: packed.length,
-                                            paddedKeys: memory?.shape[1] ?? packed.length) : nil
-        return segmentAttention(q: q, k: k, v: v, queries: packed.segments, keys: keys, heads: heads,
+        let d = dropping ? AttentionDropout(p: dropoutP, seed: random.rng.nextUInt64(), paddedQueries: segments.paddedQueries,
+                                            paddedKeys: segments.paddedKeys) : nil
+        return segmentAttention(q: q, k: k, v: v, queries: segments.queries, keys: segments.keys, heads: heads,
                                 factor: 1 / Float(dh).squareRoot(), scaleInProduct: !dropping, dropout: d)
     }
 
@@ -193,9 +192,10 @@ final class BertAttention: Module {
     }
 
     func callAsFunction(_ x: Tensor, memory: Tensor?, mask: Tensor?, prefix: LayerPrefix?,
-                        cachedMemory: LayerPrefix? = nil, packed: PackedTokens? = nil) -> Tensor {
-        output(selfAttention(x, memory: memory, mask: mask, prefix: prefix, cachedMemory: cachedMemory, packed: packed),
-               residual: x, paddedRows: packed?.paddedRows)
+                        cachedMemory: LayerPrefix? = nil, segments: AttentionSegments? = nil,
+                        paddedRows: [Int]? = nil) -> Tensor {
+        output(selfAttention(x, memory: memory, mask: mask, prefix: prefix, cachedMemory: cachedMemory, segments: segments),
+               residual: x, paddedRows: paddedRows)
     }
 }
 
@@ -230,17 +230,22 @@ final class BertLayer: Module {
         register("output", output)
     }
 
+    /// `memorySegments`: memory holds packed rows, attended as these segments (then no memoryMask).
     func callAsFunction(_ x: Tensor, selfMask: Tensor?, memory: Tensor, memoryMask: Tensor?,
-                        prefix: LayerPrefix?, cachedMemory: LayerPrefix? = nil) -> Tensor {
+                        prefix: LayerPrefix?, cachedMemory: LayerPrefix? = nil,
+                        memorySegments: AttentionSegments? = nil) -> Tensor {
         let s = attention(x, memory: nil, mask: selfMask, prefix: prefix)
-        let cross = crossAttention(s, memory: memory, mask: memoryMask, prefix: nil, cachedMemory: cachedMemory)
+        let cross = crossAttention(s, memory: memory, mask: memoryMask, prefix: nil, cachedMemory: cachedMemory,
+                                   segments: memorySegments)
         return output(geluOf: intermediate(cross), residual: cross)
     }
 
     /// The layer on packed rows [rows, h] (no padding mask, prefix or cache), cross-attending to all of memory.
     func callAsFunction(packed x: Tensor, _ tokens: PackedTokens, memory: Tensor) -> Tensor {
-        let s = attention(x, memory: nil, mask: nil, prefix: nil, packed: tokens)
-        let cross = crossAttention(s, memory: memory, mask: nil, prefix: nil, packed: tokens)
+        let rows = tokens.paddedRows
+        let s = attention(x, memory: nil, mask: nil, prefix: nil, segments: .selfAttention(tokens), paddedRows: rows)
+        let cross = crossAttention(s, memory: memory, mask: nil, prefix: nil,
+                                   segments: .queries(tokens, memoryLength: memory.shape[1]), paddedRows: rows)
         return output(geluOf: intermediate(cross), residual: cross, paddedRows: tokens.paddedRows)
     }
 }
@@ -326,8 +331,12 @@ final class BertModel: Module {
     /// ids/mask [B, T] (mask 1 keep, 0 pad); memory [B, S, ·]; memoryMask nil = attend to all of it.
     /// With `prefixes`, every self-attention sees n extra keys (mask extended with ones) and
     /// positions shift by n. `cachedMemory` replaces each layer's cross-attention K/V of `memory`.
+    /// `packedMemory`: memory is the packed rows of these question tokens (the JTM's output without its
+    /// padding, `callAsFunction(packed:memory:)`); each item attends to its own rows, so no memoryMask.
     func callAsFunction(ids: [Int32], mask: [Int32], batch: Int, length: Int, memory: Tensor,
-                        memoryMask: Tensor?, prefixes: [LayerPrefix]?, cachedMemory: [LayerPrefix]? = nil) -> Tensor {
+                        memoryMask: Tensor?, prefixes: [LayerPrefix]?, cachedMemory: [LayerPrefix]? = nil,
+                        packedMemory: PackedTokens? = nil) -> Tensor {
+        let memorySegments = packedMemory.map { AttentionSegments.memory($0, queryLength: length) }
         let n = prefixes?.first?.key.shape[2] ?? 0
         var x = embeddings(ids: ids, batch: batch, length: length, positionOffset: n)
         var keep = mask
@@ -340,22 +349,21 @@ final class BertModel: Module {
         if causal { selfMask = causalMask(length, prefix: n) + selfMask }
         for (i, layer) in encoder.layers.items.enumerated() {
             x = layer(x, selfMask: selfMask, memory: memory, memoryMask: memoryMask, prefix: prefixes?[i],
-                      cachedMemory: cachedMemory?[i])
+                      cachedMemory: cachedMemory?[i], memorySegments: memorySegments)
         }
         return x
     }
 }
 
 extension BertModel {
-    /// `callAsFunction` of the (bidirectional, prompt-free) encoder without the padding rows: the layers run on the packed rows of `tokens` (every
-    /// item's real tokens), cross-attending to all of `memory` [B, S, ·]; the result is laid out padded
-    /// again, [B, T, h], with zeros at the padding positions (which a padding mask hides downstream).
-    /// Every real position gets the values the padded computation gives it, dropout included.
+    /// `callAsFunction` of the (bidirectional, prompt-free) encoder without the padding rows: the layers
+    /// run on the packed rows of `tokens` (every item's real tokens), cross-attending to all of `memory`
+    /// [B, S, ·]. Returns those rows [rows, h]: every real position gets the values the padded computation
+    /// gives it, dropout included (row r is position tokens.paddedRows[r] of the padded [B·T] layout).
     func callAsFunction(packed tokens: PackedTokens, memory: Tensor) -> Tensor {
         var x = embeddings(packed: tokens)
         for layer in encoder.layers.items { x = layer(packed: x, tokens, memory: memory) }
-        let padded = placeRows(x, tokens.paddedRows, count: tokens.batch * tokens.length)
-        return reshape(padded, [tokens.batch, tokens.length, x.shape.last!])
+        return x
     }
 
     /// Decoder hidden states [R, 1, h] of one new token per row at absolute position `position` (prompt

@@ -37,3 +37,29 @@ struct PackedTokens {
         positions = rows.map { Int32($0 % length) }
     }
 }
+
+/// The query and key segments of an attention over packed rows, with the padded lengths that place each
+/// probability in the padded [B, H, T, S] layout for its dropout bit.
+struct AttentionSegments {
+    let queries: Segments
+    let paddedQueries: Int
+    let keys: Segments
+    let paddedKeys: Int
+
+    /// The JTM's self-attention: each item's tokens attend to each other.
+    static func selfAttention(_ t: PackedTokens) -> AttentionSegments {
+        AttentionSegments(queries: t.segments, paddedQueries: t.length, keys: t.segments, paddedKeys: t.length)
+    }
+
+    /// Packed queries attending to all `length` rows of each item's memory (the JTM's image tokens).
+    static func queries(_ t: PackedTokens, memoryLength: Int) -> AttentionSegments {
+        AttentionSegments(queries: t.segments, paddedQueries: t.length,
+                          keys: Segments(uniform: memoryLength, batch: t.batch), paddedKeys: memoryLength)
+    }
+
+    /// Dense queries, `length` per item (the decoder's answer tokens), attending to packed memory rows.
+    static func memory(_ t: PackedTokens, queryLength: Int) -> AttentionSegments {
+        AttentionSegments(queries: Segments(uniform: queryLength, batch: t.batch), paddedQueries: queryLength,
+                          keys: t.segments, paddedKeys: t.length)
+    }
+}
