@@ -837,7 +837,7 @@ def matmul_flops_full_step(c, batch, tq, ta, head_rows=None, question_lengths=No
     The vocabulary head runs on `head_rows` rows: batch * (ta - 1) for the peer (every position but the
     last, as upstream), the number of non-PAD targets for the engine (it skips rows without a target).
     The JTM runs on every question position padded to tq (the peer), or on the real tokens only,
-    `question_lengths` per item (the engine packs the rows; the decoder still reads the padded states)."""
+    `question_lengths` per item (the engine packs the rows, and its decoder cross-attends to those only)."""
     def lin(m, k, n):
         return 2.0 * m * k * n
     w, mlp, h, ffn, v = c["vision_width"], c["vision_mlp"], c["text_hidden"], c["text_intermediate"], c["vocab_size"]
@@ -850,14 +850,16 @@ def matmul_flops_full_step(c, batch, tq, ta, head_rows=None, question_lengths=No
     vit_block = lin(mv, w, 3 * w) + lin(mv, w, w) + lin(mv, w, mlp) + lin(mv, mlp, w) + 2 * 2.0 * batch * ni * ni * w
     fwd += c["vision_depth"] * vit_block
 
-    def bert_layer(lengths, mem_rows, mem_len, mem_width):
+    def bert_layer(lengths, mem_lengths, mem_width):
         m = sum(lengths)
         self_part = 4 * lin(m, h, h) + 2 * 2.0 * sum(t * t for t in lengths) * h
-        cross = 2 * lin(m, h, h) + 2 * lin(mem_rows, mem_width, h) + 2 * 2.0 * m * mem_len * h
+        cross = 2 * lin(m, h, h) + 2 * lin(sum(mem_lengths), mem_width, h)
+        cross += 2 * 2.0 * sum(t * s for t, s in zip(lengths, mem_lengths)) * h
         return self_part + cross + lin(m, h, ffn) + lin(m, ffn, h)
 
-    fwd += c["text_layers"] * bert_layer(question_lengths or [tq] * batch, batch * ni, ni, w)
-    fwd += c["decoder_layers"] * bert_layer([ta] * batch, batch * tq, tq, h)
+    questions = question_lengths or [tq] * batch
+    fwd += c["text_layers"] * bert_layer(questions, [ni] * batch, w)
+    fwd += c["decoder_layers"] * bert_layer([ta] * batch, questions, h)
     mh = batch * (ta - 1) if head_rows is None else head_rows
     fwd += lin(mh, h, h) + lin(mh, h, v)
     return patch * 2 + fwd * 3
