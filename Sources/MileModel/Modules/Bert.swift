@@ -246,7 +246,7 @@ final class BertLayer: Module {
         let s = attention(x, memory: nil, mask: nil, prefix: nil, segments: .selfAttention(tokens), paddedRows: rows)
         let cross = crossAttention(s, memory: memory, mask: nil, prefix: nil,
                                    segments: .queries(tokens, memoryLength: memory.shape[1]), paddedRows: rows)
-        return output(geluOf: intermediate(cross), residual: cross, paddedRows: tokens.paddedRows)
+        return output(geluOf: intermediate(cross), residual: cross, paddedRows: rows)
     }
 }
 
