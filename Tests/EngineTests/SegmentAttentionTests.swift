@@ -48,6 +48,30 @@ final class SegmentAttentionTests: XCTestCase {
         for (r, row) in rows.enumerated() { XCTAssertEqual(Array(packed[(r * 5)..<(r * 5 + 5)]), Array(padded[(row * 5)..<(row * 5 + 5)])) }
     }
 
+    /// Shape-only mode counts the new ops' buffers (probabilities, forward and backward scratch,
+    /// geluLinear's backward scratch) exactly as a real run allocates them.
+    func testMetaPeakEqualsMeasured() {
+        func run() -> Int {
+            let base = Memory.liveBytes
+            Memory.resetPeak()
+            var rng = RNG(seed: 36)
+            let segments = Segments(lengths: [3, 1, 2])
+            let x = rand([6, 4], &rng), w = rand([4, 4], &rng), w1 = rand([8, 4], &rng), w2 = rand([4, 8], &rng)
+            for t in [w, w1, w2] { t.isTrainable = true }
+            let q = linear(x, weight: w, bias: nil)
+            let d = AttentionDropout(p: 0.3, seed: 3, paddedQueries: 3, paddedKeys: 3)
+            let a = segmentAttention(q: q, k: linear(x, weight: w, bias: nil), v: q, queries: segments, keys: segments,
+                                     heads: 2, factor: 0.7, scaleInProduct: false, dropout: d)
+            var drop = RNG(seed: 4)
+            let h = dropout(linear(a, weight: w1, bias: nil), p: 0.2, rng: &drop, training: true, paddedRows: [0, 1, 2, 4, 6, 7])
+            sum(geluLinear(h, weight: w2, bias: nil)).backward()
+            return Memory.peakBytes - base
+        }
+        let real = run()
+        XCTAssertEqual(withShapeOnly { run() }, real)
+        XCTAssertGreaterThan(real, 0)
+    }
+
     // MARK: helpers
 
     private func inputs(_ t: Int, batch: Int) -> (Tensor, Tensor, Tensor) {

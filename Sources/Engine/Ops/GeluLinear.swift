@@ -12,13 +12,14 @@ public func geluLinear(_ h: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     let savedW = h.requiresGrad ? weight : nil
     out.record(inputs) { g, ins in
         let dh = ins[0]?.gradForWrite(), dw = ins[1]?.gradForWrite(), db = ins.count > 2 ? ins[2]?.gradTensor() : nil
-        guard let gp = g.data else { return }
         // a = gelu(h) [rows, In] for dW, and with it slope = gelu'(h) for dh from the same erf values:
         // scratch of this backward only. Without dW the slope is computed in the last pass instead.
+        // da [rows, In] = dy [rows, Out] W [Out, In] goes straight into a new gradient buffer of h.
+        // (Allocated before the meta-mode return, so that shape-only runs count them too.)
         let a = dw == nil ? nil : Tensor(empty: h.shape), slope = dh == nil || dw == nil ? nil : Tensor(empty: h.shape)
-        if let ap = a?.data { geluAndSlope(h.ptr, ap, slope?.data, count: h.count) }
-        // da [rows, In] = dy [rows, Out] W [Out, In], straight into a new gradient buffer of h
         let da = dh.map { $0.fresh ? $0.tensor : Tensor(empty: h.shape) }
+        guard let gp = g.data else { return }
+        if let ap = a?.data { geluAndSlope(h.ptr, ap, slope?.data, count: h.count) }
         let inputGrad = {
             guard let da, let w = savedW else { return }
             gemm(transA: false, transB: false, m: rows, n: inF, k: outF, alpha: 1, gp, strideA: 0, w.ptr,
