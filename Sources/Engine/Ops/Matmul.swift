@@ -180,24 +180,37 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
         out.record(inputs) { g, ins in
             let dx = ins[0]?.gradForWrite(), dw = ins[1]?.gradForWrite(), db = ins.count > 2 ? ins[2]?.gradTensor() : nil
             guard let gp = g.data else { return }
-            // dx [rows, In] += dy [rows, Out] W [Out, In]
-            let inputGrad = {
-                guard let dx else { return }
-                gemm(transA: false, transB: false, m: rows, n: inF, k: outF, alpha: 1, gp, strideA: 0, savedW!.ptr,
-                     strideB: 0, beta: dx.fresh ? 0 : 1, dx.tensor.ptr, strideC: 0)
-            }
-            // dW [Out, In] += dy^T [Out, rows] x [rows, In]
-            let weightGrad = {
-                guard let dw else { return }
-                gemm(transA: true, transB: false, m: outF, n: inF, k: rows, alpha: 1, gp, strideA: 0, savedX!.ptr,
-                     strideB: 0, beta: dw.fresh ? 0 : 1, dw.tensor.ptr, strideC: 0)
-            }
-            gradientPair(dx == nil ? nil : ins[0], dw == nil ? nil : ins[1], inputGrad, weightGrad)
-            // db [Out] += sum over rows of dy
+            let shape = LinearShape(rows: rows, inF: inF, outF: outF)
+            shape.backward(gp, x: savedX?.ptr, w: savedW?.ptr,
+                           dx: dx.map { ($0.tensor.ptr, $0.fresh ? 0 : 1, ins[0]!) },
+                           dw: dw.map { ($0.tensor.ptr, $0.fresh ? 0 : 1, ins[1]!) })
             if let db { addColumnSums(gp, rows: rows, columns: outF, into: db.ptr) }
         }
     }
     return out
+}
+
+/// The products of a linear layer's backward from dy [rows, Out] (shared by `linear` and `geluLinear`).
+struct LinearShape {
+    let rows, inF, outF: Int
+
+    /// dx [rows, In] = dy W + beta dx, and dW [Out, In] = dyᵀ x + beta dW (x: the layer's input), at the same
+    /// time on two threads; the nodes tell `gradientPair` whether the two targets are distinct.
+    func backward(_ gp: UnsafePointer<Float>, x: UnsafePointer<Float>?, w: UnsafePointer<Float>?,
+                  dx: (UnsafeMutablePointer<Float>, beta: Float, node: Node)?,
+                  dw: (UnsafeMutablePointer<Float>, beta: Float, node: Node)?) {
+        let inputGrad = {
+            guard let (d, beta, _) = dx, let w else { return }
+            gemm(transA: false, transB: false, m: rows, n: inF, k: outF, alpha: 1, gp, strideA: 0, w,
+                 strideB: 0, beta: beta, d, strideC: 0)
+        }
+        let weightGrad = {
+            guard let (d, beta, _) = dw, let x else { return }
+            gemm(transA: true, transB: false, m: outF, n: inF, k: rows, alpha: 1, gp, strideA: 0, x,
+                 strideB: 0, beta: beta, d, strideC: 0)
+        }
+        gradientPair(dx?.node, dw?.node, inputGrad, weightGrad)
+    }
 }
 
 /// d[j] += sum over rows of m[r, j] for m [rows, columns], rows added in order. Columns are split over

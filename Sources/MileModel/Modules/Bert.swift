@@ -245,7 +245,7 @@ final class BertLayer: Module {
         let rows = tokens.paddedRows
         let s = attention(x, memory: nil, mask: nil, prefix: nil, segments: .selfAttention(tokens), paddedRows: rows)
         let cross = crossAttention(s, memory: memory, mask: nil, prefix: nil,
-                                   segments: .queries(tokens, memoryLength: memory.shape[1]), paddedRows: rows)
+                                   segments: .packedQueries(tokens, memoryLength: memory.shape[1]), paddedRows: rows)
         return output(geluOf: intermediate(cross), residual: cross, paddedRows: rows)
     }
 }
@@ -336,7 +336,7 @@ final class BertModel: Module {
     func callAsFunction(ids: [Int32], mask: [Int32], batch: Int, length: Int, memory: Tensor,
                         memoryMask: Tensor?, prefixes: [LayerPrefix]?, cachedMemory: [LayerPrefix]? = nil,
                         packedMemory: PackedTokens? = nil) -> Tensor {
-        let memorySegments = packedMemory.map { AttentionSegments.memory($0, queryLength: length) }
+        let memorySegments = packedMemory.map { AttentionSegments.packedMemory($0, queryLength: length) }
         let n = prefixes?.first?.key.shape[2] ?? 0
         var x = embeddings(ids: ids, batch: batch, length: length, positionOffset: n)
         var keep = mask

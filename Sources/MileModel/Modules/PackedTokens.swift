@@ -52,13 +52,13 @@ struct AttentionSegments {
     }
 
     /// Packed queries attending to all `length` rows of each item's memory (the JTM's image tokens).
-    static func queries(_ t: PackedTokens, memoryLength: Int) -> AttentionSegments {
+    static func packedQueries(_ t: PackedTokens, memoryLength: Int) -> AttentionSegments {
         AttentionSegments(queries: t.segments, paddedQueries: t.length,
                           keys: Segments(uniform: memoryLength, batch: t.batch), paddedKeys: memoryLength)
     }
 
     /// Dense queries, `length` per item (the decoder's answer tokens), attending to packed memory rows.
-    static func memory(_ t: PackedTokens, queryLength: Int) -> AttentionSegments {
+    static func packedMemory(_ t: PackedTokens, queryLength: Int) -> AttentionSegments {
         AttentionSegments(queries: Segments(uniform: queryLength, batch: t.batch), paddedQueries: queryLength,
                           keys: t.segments, paddedKeys: t.length)
     }
