@@ -881,6 +881,21 @@ def cpu_peak():
     return model, mhz, lanes, units, cores, cores * mhz / 1000 * units * lanes * 2
 
 
+def reference_gemm_rate(threads):
+    """GFLOP/s of one large fp32 product in this process: what the BLAS reaches where packing and
+    element-wise work do not count, a practical ceiling beside the nominal peak (the cores may turbo)."""
+    torch.set_num_threads(threads)
+    n = 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n ** 3 / best / 1e9
+
+
 def stats(xs):
     s = sorted(xs)
     n = len(s)
@@ -923,8 +938,8 @@ def bench(args):
 
 def openblas_core(engine, env, work, args):
     """The kernel set OpenBLAS picks for the engine (OPENBLAS_VERBOSE=2 prints it at load time)."""
-    p = subprocess.run([engine, "prepare", "--dir", work, "--batch", str(args.batch), "--question",
-                        str(args.question), "--answer", str(args.answer)],
+    p = subprocess.run([engine, "prepare", "--dir", work, "--scale", args.scale, "--batch", str(args.batch),
+                        "--question", str(args.question), "--answer", str(args.answer)],
                        env=dict(env, OPENBLAS_VERBOSE="2"), capture_output=True, text=True)
     if p.returncode != 0:
         raise SystemExit("PeerBench prepare failed:\n" + p.stderr[-4000:])
@@ -933,10 +948,11 @@ def openblas_core(engine, env, work, args):
 
 
 def report(results, modes, args):
-    c = make_config("small", {})
+    c = make_config("small", json.load(open(os.path.join(os.path.abspath(args.work), "config.json"))))
     print()
-    print("small preset, batch %d, question %d / answer %d tokens, fp32, %d threads, %d rounds x %d timed steps "
-          "(alternating engine/PyTorch)" % (args.batch, args.question, args.answer, args.threads, args.rounds, args.steps))
+    print("%s preset, batch %d, question %d / answer %d tokens, fp32, %d threads, %d rounds x %d timed steps "
+          "(alternating engine/PyTorch)" % (args.scale, args.batch, args.question, args.answer, args.threads,
+                                            args.rounds, args.steps))
     print("engine: OpenBLAS core %s%s; PyTorch %s (%s)" % (
         args.blas_core, (" (" + " ".join(args.engine_env) + ")") if args.engine_env else "", torch.__version__,
         "MKL" if torch.backends.mkl.is_available() else "no MKL") +
@@ -981,6 +997,9 @@ def report(results, modes, args):
         print("CPU: %s, %d cores at %.0f MHz (cpuinfo), %d-lane fp32 FMA x %d units assumed -> FMA peak %.1f GFLOP/s "
               "for %d threads" % (model, cores, mhz, lanes, units, peak * args.threads / cores, args.threads))
         peak = peak * args.threads / cores
+        rate = reference_gemm_rate(args.threads)
+        print("reference: torch.mm 2048 x 2048 x 2048 on %d threads, best of 5: %.1f GFLOP/s = %.1f %% of peak" % (
+            args.threads, rate, 100 * rate / peak))
         for side in ("engine", "torch"):
             flops = side_flops[side]
             runs = results["full"][side]
@@ -1020,6 +1039,8 @@ def main():
     b.add_argument("--steps", type=int, default=3)
     b.add_argument("--warmup", type=int, default=1)
     b.add_argument("--threads", type=int, default=2)
+    b.add_argument("--scale", choices=["small", "paper"], default="small",
+                   help="model preset; paper is upstream's full size (use a small --batch, e.g. 2)")
     b.add_argument("--batch", type=int, default=32)
     b.add_argument("--question", type=int, default=35)
     b.add_argument("--answer", type=int, default=6)

@@ -65,10 +65,13 @@ func maxValue(_ x: UnsafePointer<Float>, count: Int) -> Float {
     guard count > 0 else { return -.infinity }
     var i = 0, mx = x[0]
     if count >= 8 {
-        var lanes = UnsafeRawPointer(x).loadUnaligned(as: SIMD8<Float>.self)
+        var lanes = load8(x)
         i = 8
         while i + 8 <= count {
-            lanes = pointwiseMax(lanes, UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self))
+            // replacing(with:where:) inlines to one compare and blend; the stdlib's generic pointwiseMax
+            // stayed an out-of-line call per eight floats in profiles.
+            let v = load8(x + i)
+            lanes = lanes.replacing(with: v, where: v .> lanes)
             i += 8
         }
         mx = lanes.max()
@@ -115,4 +118,50 @@ func sumValues(_ x: UnsafePointer<Float>, count: Int) -> Double {
 /// that use every core, so a serial fill would leave the other threads waiting).
 func fill(_ d: UnsafeMutablePointer<Float>, count: Int, with value: Float) {
     parallelFor(count, grain: 262_144) { r in (d + r.lowerBound).update(repeating: value, count: r.count) }
+}
+
+// Row reductions in eight Float lanes: element j always goes to lane j % 8 (the tail too, as a
+// zero-padded vector), and the lanes are added in one fixed order. A running scalar sum is bound by the
+// add latency (one add per 4 cycles); this is not, and trailing zeros leave the result unchanged to the
+// bit, so a row and the same row padded with zeros (masked keys, padded positions) reduce alike.
+
+@inline(__always)
+func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
+
+@inline(__always)
+func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self) }
+
+/// x[i..<count] (fewer than 8) in lanes 0..<count-i, zeros elsewhere.
+@inline(__always)
+func tail8(_ x: UnsafePointer<Float>, from i: Int, count: Int) -> SIMD8<Float> {
+    var t = SIMD8<Float>()
+    for j in i..<count { t[j - i] = x[j] }
+    return t
+}
+
+/// sum of x[0..<count].
+@inline(__always)
+func laneSum(_ x: UnsafePointer<Float>, count: Int) -> Float {
+    var acc = SIMD8<Float>(), i = 0
+    while i + 8 <= count { acc += load8(x + i); i += 8 }
+    if i < count { acc += tail8(x, from: i, count: count) }
+    return acc.sum()
+}
+
+/// sum of a[j] * b[j] over 0..<count.
+@inline(__always)
+func laneDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) -> Float {
+    var acc = SIMD8<Float>(), i = 0
+    while i + 8 <= count { acc += load8(a + i) * load8(b + i); i += 8 }
+    if i < count { acc += tail8(a, from: i, count: count) * tail8(b, from: i, count: count) }
+    return acc.sum()
+}
+
+/// sum of (x[j] - mean)^2 over 0..<count.
+@inline(__always)
+func laneSquaredDeviations(_ x: UnsafePointer<Float>, mean: Float, count: Int) -> Float {
+    var acc = SIMD8<Float>(), i = 0
+    while i + 8 <= count { let c = load8(x + i) - mean; acc += c * c; i += 8 }
+    while i < count { let c = x[i] - mean; acc[i & 7] += c * c; i += 1 }
+    return acc.sum()
 }

@@ -71,12 +71,12 @@ public final class AdamW {
         parallelFor(n, grain: 65536) { r in
             var i = r.lowerBound
             while i + 8 <= r.upperBound {
-                let gi = load(g + i)
-                let pi = load(p + i) * decay
-                let mi = b1 * load(m + i) + c1 * gi
-                let vi = b2 * load(v + i) + c2 * gi * gi
-                store(mi, m + i); store(vi, v + i)
-                store(pi - stepSize * mi / (vi.squareRoot() / sqrtBc2 + e), p + i)
+                let gi = load8(g + i)
+                let pi = load8(p + i) * decay
+                let mi = b1 * load8(m + i) + c1 * gi
+                let vi = b2 * load8(v + i) + c2 * gi * gi
+                store8(mi, m + i); store8(vi, v + i)
+                store8(pi - stepSize * mi / (vi.squareRoot() / sqrtBc2 + e), p + i)
                 i += 8
             }
             while i < r.upperBound {
@@ -130,14 +130,4 @@ public final class AdamW {
 /// Per-epoch cosine schedule to 0 (spec §4): 0.5 lr (1 + cos(pi epoch / maxEpoch)).
 public func cosineLR(initial: Float, epoch: Int, maxEpoch: Int) -> Float {
     0.5 * initial * (1 + Float(Foundation.cos(Double.pi * Double(epoch) / Double(Swift.max(maxEpoch, 1)))))
-}
-
-@inline(__always)
-private func load(_ p: UnsafeMutablePointer<Float>) -> SIMD8<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
-}
-
-@inline(__always)
-private func store(_ x: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
-    UnsafeMutableRawPointer(p).storeBytes(of: x, as: SIMD8<Float>.self)
 }

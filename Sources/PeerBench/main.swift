@@ -1,7 +1,7 @@
 // The engine side of `make bench-peer` (bench/torch_peer.py drives it) and of the parity fixtures.
 //
 //   PeerBench export --cases bench/parity_cases.json --dir DIR    weights + inputs of each parity case
-//   PeerBench prepare --dir DIR [--batch 32 --question 35 --answer 6]   small-preset weights and a batch
+//   PeerBench prepare --dir DIR [--scale small --batch 32 --question 35 --answer 6]   weights and a batch
 //   PeerBench worker --mode full|lora|dec|infer --dir DIR [--steps 3 --warmup 1]   one timed run (JSON line)
 //
 // Threads come from MILE_THREADS. Not a test: prints figures.
@@ -105,13 +105,14 @@ func export(_ o: [String: String]) throws {
 
 // MARK: benchmark
 
-/// Small preset with the real vocabulary size (30524), a T T T model from seed 1 and one batch:
-/// images uniform, questions `[ENC] q [SEP]` padded to the longest, answers `[DEC] a [SEP]` padded.
+/// A preset (default small) with the real vocabulary size (30524), a T T T model from seed 1 and one
+/// batch: images uniform, questions `[ENC] q [SEP]` padded to the longest, answers `[DEC] a [SEP]` padded.
 func prepare(_ o: [String: String]) throws {
     let dir = URL(fileURLWithPath: try required(o, "dir"))
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     let b = try int(o, "batch", 32), tq = try int(o, "question", 35), ta = try int(o, "answer", 6)
-    let config = ModelConfig.small
+    let config = try ModelConfig.preset(o["scale"] ?? "small")
+    guard config.vocabSize == 30524 else { throw UsageError(description: "--scale must be small or paper (the benchmark needs the real vocabulary)") }
     try config.jsonData().write(to: dir.appendingPathComponent("config.json"))
     let model = try MISSModel(config: config, assignment: .full, rng: RNG(seed: 1))
     // N(0, 0.05) added to every weight: with BERT's 0.02 init alone the logits of an untrained model

@@ -350,6 +350,43 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(expNonPositive(-100), 0)
         XCTAssertEqual(expNonPositive(0), 1)
     }
+
+    /// Softmax and layer norm reduce rows in lanes; a row followed by exact zeros (masked keys, positions
+    /// not yet generated) must give the short row's bits, or packed and padded attention would differ.
+    func testLaneReductionsIgnoreTrailingZerosAndMatchDouble() {
+        // Magnitudes 0.01 ... 100 with full mantissas, so that a different grouping of the adds would round
+        // differently (values from `rand` alone often add exactly).
+        func values(_ n: Int, _ phase: Double) -> [Float] {
+            (0..<n).map { (j: Int) -> Float in
+                let wave: Double = Foundation.sin(Double(j) * 1.7 + phase)
+                let scale: Double = Foundation.pow(10, Double(j % 5) - 2)
+                return Float(wave * scale)
+            }
+        }
+        for n in [1, 5, 8, 13, 37, 64] {
+            let x = values(n, 0.3), y = values(n, 1.1)
+            let padded = x + [Float](repeating: 0, count: 11), paddedY = y + [Float](repeating: 0, count: 11)
+            let short = laneSum(x, count: n), dot = laneDot(x, y, count: n)
+            XCTAssertEqual(short.bitPattern, laneSum(padded, count: n + 11).bitPattern, "n \(n)")
+            XCTAssertEqual(dot.bitPattern, laneDot(padded, paddedY, count: n + 11).bitPattern, "n \(n)")
+            // Against Double sums, within n Float roundings of the sum of magnitudes.
+            let refSum = x.reduce(0.0) { $0 + Double($1) }, refDot = zip(x, y).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+            let bound = { (magnitude: Double) in 1.2e-7 * Double(n) * magnitude }
+            XCTAssertEqual(Double(short), refSum, accuracy: bound(x.reduce(0.0) { $0 + Double(abs($1)) }))
+            XCTAssertEqual(Double(dot), refDot, accuracy: bound(zip(x, y).reduce(0.0) { $0 + Double(abs($1.0 * $1.1)) }))
+            let mean = Float(refSum / Double(n))
+            let refVar = x.reduce(0.0) { $0 + (Double($1) - Double(mean)) * (Double($1) - Double(mean)) }
+            XCTAssertEqual(Double(laneSquaredDeviations(x, mean: mean, count: n)), refVar, accuracy: bound(refVar))
+            // One softmax row over the keys, and over the keys plus masked (-10000) keys.
+            var keys = x, masked = x + [Float](repeating: 0, count: 11)
+            let mask = [Float](repeating: 0, count: n) + [Float](repeating: -10000, count: 11)
+            var out = [Float](repeating: 0, count: n + 11), mk = mask
+            keys.withUnsafeMutableBufferPointer { k in softmaxRow(k.baseAddress!, nil, 0, k.baseAddress!, n) }   // in place
+            softmaxRow(&masked, &mk, 1, &out, n + 11)
+            XCTAssertEqual(keys.map(\.bitPattern), out[0..<n].map(\.bitPattern), "n \(n)")
+            XCTAssertEqual(out[n...].max(), 0)
+        }
+    }
 }
 
 final class ThreadedKernelTests: XCTestCase {

@@ -12,11 +12,8 @@ public func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float) -> 
         parallelFor(rows, grain: 32) { range in
             for r in range {
                 let xr = xp + r * d, yr = o + r * d
-                var m: Float = 0
-                for j in 0..<d { m += xr[j] }
-                m /= Float(d)
-                var v: Float = 0
-                for j in 0..<d { let c = xr[j] - m; v += c * c }
+                let m = laneSum(xr, count: d) / Float(d)
+                let v = laneSquaredDeviations(xr, mean: m, count: d)
                 let s = 1 / (v / Float(d) + eps).squareRoot()
                 for j in 0..<d { yr[j] = (xr[j] - m) * s * w[j] + b[j] }
                 mp?[r] = m; rp?[r] = s
@@ -45,13 +42,25 @@ private func layerNormInputGrad(_ g: UnsafeMutablePointer<Float>, _ x: UnsafeMut
     parallelFor(rows, grain: 32) { range in
         for r in range {
             let xr = x + r * d, gr = g + r * d, dr = dx + r * d, m = stats.mean[r], s = stats.rstd[r]
-            var a: Float = 0, b: Float = 0
-            for j in 0..<d { let dn = w[j] * gr[j]; a += dn; b += dn * (xr[j] - m) * s }
-            a /= Float(d); b /= Float(d)
+            let (a, b) = laneSums(w, gr, xr, mean: m, rstd: s, count: d)
             if fresh { for j in 0..<d { dr[j] = (w[j] * gr[j] - a - (xr[j] - m) * s * b) * s } }
             else { for j in 0..<d { dr[j] += (w[j] * gr[j] - a - (xr[j] - m) * s * b) * s } }
         }
     }
+}
+
+/// (sum of dn, sum of dn * norm) / count for dn = w * g, norm = (x - mean) * rstd, in eight lanes (see laneSum).
+@inline(__always)
+private func laneSums(_ w: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>,
+                      mean m: Float, rstd s: Float, count d: Int) -> (Float, Float) {
+    var a = SIMD8<Float>(), b = SIMD8<Float>(), j = 0
+    while j + 8 <= d {
+        let dn = load8(w + j) * load8(g + j)
+        a += dn; b += dn * (load8(x + j) - m) * s
+        j += 8
+    }
+    while j < d { let dn = w[j] * g[j]; a[j & 7] += dn; b[j & 7] += dn * (x[j] - m) * s; j += 1 }
+    return (a.sum() / Float(d), b.sum() / Float(d))
 }
 
 /// dweight and dbias: columns split over threads, rows added in order (independent of the split).

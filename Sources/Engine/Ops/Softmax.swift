@@ -69,26 +69,23 @@ public func softmax(_ x: Tensor, mask: Tensor? = nil) -> Tensor {
     return out
 }
 
+/// y = softmax(x + m) for one row (m at stride ms, or none; x may be y). Max, sum and the backward's dot
+/// reduce in lanes (Kernels.swift), so a row padded with masked keys gives the unpadded row's bits.
 @inline(__always)
 func softmaxRow(_ x: UnsafeMutablePointer<Float>, _ m: UnsafeMutablePointer<Float>?, _ ms: Int,
                         _ y: UnsafeMutablePointer<Float>, _ n: Int) {
-    var mx = -Float.infinity
-    if let m { for j in 0..<n { let v = x[j] + m[j * ms]; y[j] = v; mx = Swift.max(mx, v) } }
-    else { for j in 0..<n { y[j] = x[j]; mx = Swift.max(mx, x[j]) } }
-    // The exponentials in their own loop, which vectorises; a running Float sum beside them kept it scalar.
-    // The sum then adds the same values in the same order.
+    if let m { for j in 0..<n { y[j] = x[j] + m[j * ms] } }
+    else if x != y { y.update(from: x, count: n) }
+    let mx = maxValue(y, count: n)
     for j in 0..<n { y[j] = expNonPositive(y[j] - mx) }
-    var s: Float = 0
-    for j in 0..<n { s += y[j] }
-    let inv = 1 / s
+    let inv = 1 / laneSum(y, count: n)
     for j in 0..<n { y[j] *= inv }
 }
 
 @inline(__always)
 private func softmaxBackwardRow(_ g: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>,
                                 _ d: UnsafeMutablePointer<Float>, _ ds: Int, _ n: Int) {
-    var dot: Float = 0
-    for j in 0..<n { dot += g[j] * y[j] }
+    let dot = laneDot(g, y, count: n)
     if ds == 1 { for j in 0..<n { d[j] += y[j] * (g[j] - dot) } }
     else { for j in 0..<n { d[j * ds] += y[j] * (g[j] - dot) } }
 }
@@ -97,8 +94,7 @@ private func softmaxBackwardRow(_ g: UnsafeMutablePointer<Float>, _ y: UnsafeMut
 @inline(__always)
 func softmaxBackwardRowWrite(_ g: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>,
                                      _ d: UnsafeMutablePointer<Float>, _ n: Int) {
-    var dot: Float = 0
-    for j in 0..<n { dot += g[j] * y[j] }
+    let dot = laneDot(g, y, count: n)
     for j in 0..<n { d[j] = y[j] * (g[j] - dot) }
 }
 
