@@ -162,6 +162,6 @@ func laneDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) -
 func laneSquaredDeviations(_ x: UnsafePointer<Float>, mean: Float, count: Int) -> Float {
     var acc = SIMD8<Float>(), i = 0
     while i + 8 <= count { let c = load8(x + i) - mean; acc += c * c; i += 8 }
-    while i < count { let c = x[i] - mean; acc[i & 7] += c * c; i += 1 }
+    while i < count { let c = x[i] - mean; acc[i & 7] += c * c; i += 1 }   // not tail8: a zero pads to mean²
     return acc.sum()
 }

@@ -49,13 +49,14 @@ final class Buffer {
         Buffer.lock.unlock()
     }
 
-    /// malloc serves every buffer up to 32 MB from its heap and keeps freed memory there. By default
-    /// glibc maps large blocks (from 128 KB, a threshold that adapts as blocks are freed) and unmaps them
-    /// on free, so a training step paid page faults for the same shapes every iteration; a size-keyed
+    /// malloc serves every buffer from its heap and keeps freed memory there (`Sources/CHeap`). By default
+    /// glibc maps large blocks (from 128 KB, a threshold that adapts as blocks are freed, up to 32 MB) and
+    /// unmaps them on free, so a training step paid page faults and page zeroing for the same shapes every
+    /// iteration (at paper scale 270 K faults per step, with a fixed 32 MB threshold still). A size-keyed
     /// block cache of our own avoided those faults but held blocks of sizes not wanted at the step's peak
-    /// (measured on the full fine-tuning benchmark: peak RSS 467 MB with that cache, 414 MB with this
-    /// heap setting, for a tensor peak of 386 MB, and fewer page faults). malloc's best fit with
-    /// coalescing reuses freed memory across sizes; the heap is never trimmed, so its pages stay mapped.
+    /// (full fine-tuning benchmark: peak RSS 467 MB with that cache, 414 MB with the heap, for a tensor
+    /// peak of 386 MB). malloc's best fit with coalescing reuses freed memory across sizes; the heap is
+    /// never trimmed, so its pages stay mapped.
     private static let heapConfigured = mile_heap_configure() == 1
 }
 
