@@ -147,6 +147,22 @@ final class ConcurrencyTests: XCTestCase {
         }
         XCTAssertEqual(Memory.liveBytes, base)
     }
+
+    /// The engine turns malloc's separate mappings off (every block from the heap). Blocks larger than a
+    /// thread arena's 64 MB heap, on the main thread and on other threads, must still be served.
+    func testBuffersLargerThanAnArenaHeapOnAnyThread() {
+        let count = 20_000_000   // 80 MB
+        func touch() -> Float {
+            let t = Tensor.zeros([count])
+            t.ptr[0] = 1; t.ptr[count - 1] = 2
+            return t.ptr[0] + t.ptr[count - 1] + t.ptr[count / 2]
+        }
+        XCTAssertEqual(touch(), 3)
+        let sums = UnsafeMutableBufferPointer<Float>.allocate(capacity: 2)
+        defer { sums.deallocate() }
+        DispatchQueue.concurrentPerform(iterations: 2) { i in sums[i] = touch() }
+        XCTAssertEqual(Array(sums), [3, 3])
+    }
 }
 
 final class MetaModeTests: XCTestCase {
