@@ -137,9 +137,8 @@ public final class MISSModel: Module {
     /// the padded path.
     public var packQuestions = true
 
-    /// JTM output [B, Tq, h] for the question, cross-attending to all image tokens.
-    /// JTM states [B, Tq, h] at every question position, padding included: generation's decoder attends
-    /// to all of them, as upstream.
+    /// JTM states [B, Tq, h] for the question, cross-attending to all image tokens, at every question
+    /// position, padding included: generation's decoder attends to all of them, as upstream.
     func encode(images: Tensor, question: TokenBatch) throws -> Tensor {
         try encode(images: images, question: question, pack: false).states
     }
