@@ -58,18 +58,23 @@ struct GemmCall {
     }
 
     /// The product split over the engine's threads: OpenBLAS runs single-threaded, each thread computes
-    /// a block of rows (or of columns when C is wider than tall, so that the smaller operand is the one
-    /// packed twice). Every element is the same K-long dot product in the same order as in one call,
-    /// so results do not depend on the split. Block edges are multiples of 16 (the kernel's row tile).
+    /// a block of rows of C. Results must not depend on the split, and OpenBLAS gives that only for some
+    /// splits: a block of C's rows is a block of the kernel's N (column-major view), which reproduces the
+    /// one-call values when its edges fall on the kernel's N tile (16 on SkylakeX, 24 on the Haswell/Zen
+    /// kernels, so edges are multiples of 48); a block of C's columns changes the kernel's M blocking and
+    /// rounds differently on Zen whatever the edge, so columns are never split.
     func runSplit(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ beta: Float, _ c: UnsafeMutablePointer<Float>) {
-        let byRows = m >= n, length = byRows ? m : n
-        let parts = Swift.min(Threads.count, m * n * k / splitGemmSize, length / 16)
+        let parts = Swift.min(Threads.count, m * n * k / splitGemmSize, m / Self.rowTile)
         guard parts > 1 else { run(a, b, beta, c); return }
         parallelTasks(parts) { t in
-            let lo = (t * length / parts) & ~15, hi = t == parts - 1 ? length : ((t + 1) * length / parts) & ~15
-            if byRows { run(a, b, beta, c, rows: lo..<hi) } else { run(a, b, beta, c, columns: lo..<hi) }
+            let lo = (t * m / parts) / Self.rowTile * Self.rowTile
+            let hi = t == parts - 1 ? m : ((t + 1) * m / parts) / Self.rowTile * Self.rowTile
+            run(a, b, beta, c, rows: lo..<hi)
         }
     }
+
+    /// Block edges of a split product: a multiple of every x86-64 kernel's N tile (see `runSplit`).
+    static let rowTile = 48
 }
 
 public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) -> Tensor {
