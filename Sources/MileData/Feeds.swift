@@ -77,6 +77,8 @@ public struct TrainingBatch: Sendable {
     /// The texts behind the ids (the drawn prompt for instruction data), for logs and checks.
     public let questions: [String]
     public let answers: [String]
+    /// Each row's image file (rows showing one image are positives of each other in pretraining).
+    public let imagePaths: [String]
 }
 
 /// Serves training data epoch by epoch: a deterministic shuffle of all samples per (seed, epoch), batches
@@ -92,6 +94,8 @@ public final class TrainingFeed: @unchecked Sendable {
     public let images: ImageStore
     public let batchSize: Int
     public let seed: UInt64
+    /// Random resized crop of every training image (`Augment`), drawn per (seed, epoch, batch, row).
+    public var augment = false
     private let plain: [VQASample]?
     private let instructions: InstructionDataset?
     private let lock = NSLock()
@@ -172,12 +176,27 @@ public final class TrainingFeed: @unchecked Sendable {
         let rows = data.order[(index * batchSize)..<min(sampleCount, (index + 1) * batchSize)].map { data.samples[$0] }
         let questions = tokenizer.batch(rows.map { tokenizer.encodeQuestion($0.question) })
         let answers = tokenizer.batch(rows.map { tokenizer.encodeAnswer($0.answer) })
+        let paths = rows.map(\.imagePath)
         return TrainingBatch(
             epoch: epoch, index: index, count: rows.count, imageSize: images.imageSize,
-            images: try images.floats(rows.map(\.imagePath)),
+            images: augment ? try augmentedImages(paths, epoch: epoch, index: index) : try images.floats(paths),
             questionIds: questions.ids, questionMask: questions.mask, questionLength: questions.length,
             answerIds: answers.ids, answerMask: answers.mask, answerLength: answers.length,
-            qids: rows.map(\.qid), questions: rows.map(\.question), answers: rows.map(\.answer))
+            qids: rows.map(\.qid), questions: rows.map(\.question), answers: rows.map(\.answer), imagePaths: paths)
+    }
+
+    /// The crop stream is tagged apart from the shuffle and the prompt draws.
+    private static let cropTag = -0x4352_4F50
+
+    private func augmentedImages(_ paths: [String], epoch: Int, index: Int) throws -> [Float] {
+        let s = images.imageSize, plane = 3 * s * s, scale = images.loader.pixelScale
+        var out = [Float](repeating: 0, count: paths.count * plane)
+        for (row, path) in paths.enumerated() {
+            var random = SeededRandom(seed: seed, TrainingFeed.cropTag, epoch, index, row)
+            let cropped = Augment.randomResizedCrop(try images.bytes(path), size: s, random: &random)
+            for i in 0..<plane { out[row * plane + i] = Float(cropped[i]) * scale }
+        }
+        return out
     }
 
     /// Calls `body` with each batch of `epoch` from `start` on, in order. A throw from `body` stops it.

@@ -120,6 +120,16 @@ public struct Tokenizer: Sendable {
         tokenize(question).count + 2
     }
 
+    /// Longest pair text: a 35-token question plus a short answer.
+    public static let pairMaxLength = 40
+
+    /// `[CLS] question answer [SEP]`, the text of BLIP's contrastive and matching objectives (the caption
+    /// of a pretraining pair), cut to `maxLength` ids like a question.
+    public func encodePair(question: String, answer: String, maxLength: Int = Tokenizer.pairMaxLength) -> [Int32] {
+        let body = ids(question + " " + answer)
+        return [clsId] + body.prefix(max(0, maxLength - 2)) + [sepId]
+    }
+
     /// `[DEC] answer [SEP]`, never truncated (spec §1.3).
     public func encodeAnswer(_ answer: String) -> [Int32] {
         [decId] + ids(answer) + [sepId]

@@ -1,4 +1,5 @@
 import Foundation
+import MileModel
 import Yams
 
 /// What a module (ViT, JTM or Dec column) does in a cell. Raw values are the spellings experiment files
@@ -125,6 +126,8 @@ public enum ExperimentSchema {
             ("lr", .double(min: 0)),
             ("batch", .int(min: 1)),
             ("seed", .int(min: 0)),
+            ("objectives", .list(.string(allowed: PretrainObjective.allCases.map(\.rawValue)))),
+            ("augment", .bool),
         ])),
         ("data", .map([
             ("instruction_sources", .list(.string(allowed: ["slake-train", "slake-validate", "vqa-rad-train"]))),

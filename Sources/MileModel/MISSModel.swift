@@ -152,8 +152,11 @@ public final class MISSModel: Module {
 
     private func encode(images: Tensor, question: TokenBatch, pack: Bool) throws -> (states: Tensor, packed: PackedTokens?) {
         try check(images: images, batch: question.batch)
+        return try encode(imageTokens: visualEncoder(images), question: question, pack: pack)
+    }
+
+    private func encode(imageTokens: Tensor, question: TokenBatch, pack: Bool) throws -> (states: Tensor, packed: PackedTokens?) {
         try checkPositions(question.length, mode: assignment.jtm, what: "question")
-        let imageTokens = visualEncoder(images)
         if pack, let packed = PackedTokens(ids: question.ids, mask: question.mask, batch: question.batch, length: question.length) {
             return (textEncoder(packed: packed, memory: imageTokens), packed)
         }
@@ -177,11 +180,18 @@ public final class MISSModel: Module {
     /// summed over the batch and divided by the batch size. The decoder cross-attends with the real
     /// question mask. images [B, 3, S, S].
     public func loss(images: Tensor, question: TokenBatch, answer: TokenBatch) throws -> Tensor {
+        try check(images: images, batch: question.batch)
+        return try loss(imageTokens: visualEncoder(images), question: question, answer: answer)
+    }
+
+    /// `loss` from the ViT's output [B, N, w], so that other objectives can share one ViT pass.
+    func loss(imageTokens: Tensor, question: TokenBatch, answer: TokenBatch) throws -> Tensor {
         guard answer.batch == question.batch else {
             throw ConfigError("answer batch \(answer.batch) != question batch \(question.batch)")
         }
         guard answer.length >= 2 else { throw ConfigError("answers need at least [DEC] and one token") }
-        let (memory, packed) = try encodeForLoss(images: images, question: question)
+        let (memory, packed) = try encode(imageTokens: imageTokens, question: question,
+                                          pack: packQuestions && encoderPrompt == nil)
         let hidden = packed == nil
             ? try decode(answer, memory: memory, memoryMask: paddingMask(question.mask, batch: question.batch, length: question.length))
             : try decode(answer, memory: memory, memoryMask: nil, packedMemory: packed)

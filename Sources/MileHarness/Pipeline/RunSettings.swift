@@ -13,6 +13,11 @@ public struct RunSettings {
         public var lr: Double
         public var batch: Int
         public var seed: Int
+        public var objectives: [String]    // lm, itc, itm (PretrainObjective)
+        public var augment: Bool           // random resized crop of the base's training images
+
+        /// The objectives as the model names them.
+        public var objectiveSet: Set<PretrainObjective> { Set(objectives.compactMap(PretrainObjective.init(rawValue:))) }
     }
 
     public struct Recipe: Sendable {
@@ -66,7 +71,8 @@ public struct RunSettings {
         pretraining = Pretraining(source: try string("pretraining.source"), checkpoint: try string("pretraining.checkpoint"),
                                   corpus: try strings("pretraining.corpus"), epochs: try int("pretraining.epochs"),
                                   lr: try double("pretraining.lr"), batch: try int("pretraining.batch"),
-                                  seed: try int("pretraining.seed"))
+                                  seed: try int("pretraining.seed"), objectives: try strings("pretraining.objectives"),
+                                  augment: try value("pretraining.augment").boolValue ?? false)
         instructionSources = try strings("data.instruction_sources")
         doubleDivide255 = try value("data.double_divide_255").boolValue ?? false
         recipe = Recipe(epochs: try int("recipe.epochs"), lr: try double("recipe.lr"), batch: try int("recipe.batch"),
@@ -94,6 +100,11 @@ public struct RunSettings {
         if let bad = pretraining.corpus.first(where: { !Self.knownCorpora.contains($0) }) {
             throw fail("pretraining.corpus: unknown corpus '\(bad)' (known: \(Self.knownCorpora.joined(separator: ", ")))")
         }
+        let objectiveNames = PretrainObjective.allCases.map(\.rawValue)
+        if let bad = pretraining.objectives.first(where: { !objectiveNames.contains($0) }) {
+            throw fail("pretraining.objectives: unknown objective '\(bad)' (known: \(objectiveNames.joined(separator: ", ")))")
+        }
+        if pretraining.objectives.isEmpty { throw fail("pretraining.objectives: name at least one of \(objectiveNames.joined(separator: ", "))") }
         if let bad = instructionSources.first(where: { !Self.knownSources.contains($0) }) {
             throw fail("data.instruction_sources: unknown source '\(bad)' (known: \(Self.knownSources.joined(separator: ", ")))")
         }

@@ -87,7 +87,8 @@ struct BaseStage {
         let partial = URL(fileURLWithPath: (cacheDir as NSString).appendingPathComponent("bases/\(key).partial.safetensors"))
         let stage = TrainingStage(name: "base", key: key, config: config, assignment: .full, baseFile: nil, baseID: "init",
                                   checkpointFile: partial, epochs: max(settings.pretraining.epochs, 1),
-                                  lr: settings.pretraining.lr, weightDecay: 0.05, seed: settings.pretraining.seed)
+                                  lr: settings.pretraining.lr, weightDecay: 0.05, seed: settings.pretraining.seed,
+                                  objectives: settings.pretraining.objectiveSet)
         let model: MISSModel
         if settings.pretraining.epochs == 0 {
             // No pretraining asked: the base is the seeded initialisation (useful only for tests).
@@ -97,6 +98,7 @@ struct BaseStage {
             let images = data.images(size: config.imageSize, doubleDivide255: settings.doubleDivide255)
             let feed = try TrainingFeed(samples: data.pretrainSamples, tokenizer: data.tokenizer, images: images,
                                         batchSize: settings.pretraining.batch, seed: UInt64(settings.pretraining.seed))
+            feed.augment = settings.pretraining.augment
             try feed.preload()
             let trainer = Trainer(stage: stage, feed: feed)
             trainer.onStep = progress

@@ -40,6 +40,8 @@ public struct TrainingStage {
     public var lr: Double
     public var weightDecay: Double
     public var seed: Int
+    /// The losses trained: LM alone is the VQA loss of fine-tuning; ITC/ITM add BLIP's heads (base only).
+    public var objectives: Set<PretrainObjective> = [.lm]
 }
 
 public enum TrainingOutcome: Equatable {
@@ -90,10 +92,11 @@ public final class Trainer {
         var samplesDone = 0
         let totalSamples = (stage.epochs - start) * feed.sampleCount
         if start >= stage.epochs {
-            trainedModel = try buildModel(epoch: stage.epochs - 1, loadCheckpoint: true).model
+            trainedModel = try buildModel(epoch: stage.epochs - 1, loadCheckpoint: true).model.model
             return .finished(history: history)
         }
         for epoch in start..<stage.epochs {
+            trainedModel = nil   // the last epoch's model must not count in this epoch's peak
             let (model, optimizer) = try buildModel(epoch: epoch, loadCheckpoint: epoch > 0)
             optimizer.lr = cosineLR(initial: Float(stage.lr), epoch: epoch, maxEpoch: stage.epochs)
             Memory.resetPeak()
@@ -101,9 +104,7 @@ public final class Trainer {
             var lossSum = 0.0, count = 0
             for index in 0..<feed.batchesPerEpoch {
                 let batch = try feed.batch(epoch: epoch, index: index)
-                let loss = try model.loss(images: Tensor(shape: [batch.count, 3, batch.imageSize, batch.imageSize], scalars: batch.images),
-                                          questionIds: batch.questionIds, questionMask: batch.questionMask,
-                                          answerIds: batch.answerIds, answerMask: batch.answerMask)
+                let loss = try model.loss(batch, tokenizer: feed.tokenizer)
                 let value = loss.item()
                 guard value.isFinite else { return .nonFinite(epoch: epoch, step: step + 1, loss: value) }
                 optimizer.backwardAndStep(loss)   // = backward, step, zeroGrad (each gradient freed once applied)
@@ -122,16 +123,17 @@ public final class Trainer {
             history.append(metric)
             try saveCheckpoint(model: model, optimizer: optimizer, epochsDone: epoch + 1, step: step, history: history)
             try onEpoch(metric)
-            trainedModel = model
+            trainedModel = model.model
         }
         return .finished(history: history)
     }
 
     /// The model of `epoch` with base weights and (when asked) the last checkpoint, and its optimizer.
-    func buildModel(epoch: Int, loadCheckpoint: Bool) throws -> (model: MISSModel, optimizer: AdamW) {
-        let model = try MISSModel(config: stage.config, assignment: stage.assignment,
-                                  rng: RNG(seed: UInt64(stage.seed)).split(UInt64(epoch)))
-        if let base = stage.baseFile { try model.load(from: base, strict: true) }
+    func buildModel(epoch: Int, loadCheckpoint: Bool) throws -> (model: StageModel, optimizer: AdamW) {
+        let rng = RNG(seed: UInt64(stage.seed)).split(UInt64(epoch))
+        let vqa = try MISSModel(config: stage.config, assignment: stage.assignment, rng: rng)
+        if let base = stage.baseFile { try vqa.load(from: base, strict: true) }
+        let model = try StageModel(model: vqa, objectives: stage.objectives, rng: rng)
         let optimizer = AdamW(parameters: model.trainableParameters(), lr: Float(stage.lr), weightDecay: Float(stage.weightDecay))
         if loadCheckpoint {
             let (tensors, meta) = try Safetensors.read(stage.checkpointFile)
@@ -157,7 +159,7 @@ public final class Trainer {
     }
 
     /// Trainable tensors + AdamW state, written to a temporary file and renamed (never half-written).
-    func saveCheckpoint(model: MISSModel, optimizer: AdamW, epochsDone: Int, step: Int, history: [EpochMetric]) throws {
+    func saveCheckpoint(model: StageModel, optimizer: AdamW, epochsDone: Int, step: Int, history: [EpochMetric]) throws {
         let meta = ["key": stage.key, "base": stage.baseID, "epoch": String(epochsDone), "step": String(step),
                     "peak_engine_bytes": String(peakEngineBytes), "history": Self.encodeHistory(history)]
         let folder = stage.checkpointFile.deletingLastPathComponent()
@@ -180,6 +182,47 @@ public final class Trainer {
                   let seconds = Double(f[3]), let samples = Int(f[4]) else { return nil }
             return EpochMetric(epoch: epoch, loss: loss, lr: lr, seconds: seconds, samples: samples)
         }
+    }
+}
+
+/// The model a stage trains: MISS alone for the VQA loss, or MISS inside BLIP's pretraining heads when
+/// the stage has contrastive or matching objectives (the heads are checkpointed with the stage, never
+/// saved into the base).
+struct StageModel {
+    let model: MISSModel
+    let pretrainer: MISSPretrainer?
+
+    init(model: MISSModel, objectives: Set<PretrainObjective>, rng: RNG) throws {
+        self.model = model
+        pretrainer = objectives == [.lm] ? nil : try MISSPretrainer(model: model, objectives: objectives, rng: rng)
+    }
+
+    func trainableParameters() -> [(name: String, tensor: Tensor)] {
+        pretrainer.map { $0.namedParameters().filter { $0.tensor.isTrainable } } ?? model.trainableParameters()
+    }
+
+    func train(_ on: Bool) { pretrainer?.train(on) ?? model.train(on) }
+
+    /// The stage's loss on one batch (the sum of the objectives' losses).
+    func loss(_ batch: TrainingBatch, tokenizer: Tokenizer) throws -> Tensor {
+        let images = Tensor(shape: [batch.count, 3, batch.imageSize, batch.imageSize], scalars: batch.images)
+        guard let pretrainer else {
+            return try model.loss(images: images, questionIds: batch.questionIds, questionMask: batch.questionMask,
+                                  answerIds: batch.answerIds, answerMask: batch.answerMask)
+        }
+        let question = try TokenBatch(ids: batch.questionIds, mask: batch.questionMask, batch: batch.count, length: batch.questionLength)
+        let answer = try TokenBatch(ids: batch.answerIds, mask: batch.answerMask, batch: batch.count, length: batch.answerLength)
+        return try pretrainer.losses(images: images, question: question, answer: answer,
+                                     pairs: Self.pairs(batch, tokenizer: tokenizer)).total
+    }
+
+    /// The pair texts `[CLS] question answer [SEP]` of a batch and which rows are true of each other's image.
+    static func pairs(_ batch: TrainingBatch, tokenizer: Tokenizer) throws -> PretrainPairs {
+        let texts = zip(batch.questions, batch.answers).map { "\($0) \($1)".lowercased() }
+        let tokens = tokenizer.batch(zip(batch.questions, batch.answers).map { tokenizer.encodePair(question: $0, answer: $1) })
+        return try PretrainPairs(text: TokenBatch(ids: tokens.ids, mask: tokens.mask, batch: tokens.count, length: tokens.length),
+                                 positive: PretrainPairs.positives(imageKeys: batch.imagePaths, texts: texts),
+                                 encTokenId: tokenizer.encId)
     }
 }
 

@@ -231,10 +231,12 @@ final class BertLayer: Module {
     }
 
     /// `memorySegments`: memory holds packed rows, attended as these segments (then no memoryMask).
-    func callAsFunction(_ x: Tensor, selfMask: Tensor?, memory: Tensor, memoryMask: Tensor?,
+    /// `memory` nil: text mode (BLIP's `mode='text'`), the cross-attention is skipped.
+    func callAsFunction(_ x: Tensor, selfMask: Tensor?, memory: Tensor?, memoryMask: Tensor?,
                         prefix: LayerPrefix?, cachedMemory: LayerPrefix? = nil,
                         memorySegments: AttentionSegments? = nil) -> Tensor {
         let s = attention(x, memory: nil, mask: selfMask, prefix: prefix)
+        guard memory != nil || cachedMemory != nil else { return output(geluOf: intermediate(s), residual: s) }
         let cross = crossAttention(s, memory: memory, mask: memoryMask, prefix: nil, cachedMemory: cachedMemory,
                                    segments: memorySegments)
         return output(geluOf: intermediate(cross), residual: cross)
@@ -328,12 +330,13 @@ final class BertModel: Module {
         register("encoder", encoder)
     }
 
-    /// ids/mask [B, T] (mask 1 keep, 0 pad); memory [B, S, ·]; memoryMask nil = attend to all of it.
+    /// ids/mask [B, T] (mask 1 keep, 0 pad); memory [B, S, ·] (nil: text mode, no cross-attention);
+    /// memoryMask nil = attend to all of it.
     /// With `prefixes`, every self-attention sees n extra keys (mask extended with ones) and
     /// positions shift by n. `cachedMemory` replaces each layer's cross-attention K/V of `memory`.
     /// `packedMemory`: memory is the packed rows of these question tokens (the JTM's output without its
     /// padding, `callAsFunction(packed:memory:)`); each item attends to its own rows, so no memoryMask.
-    func callAsFunction(ids: [Int32], mask: [Int32], batch: Int, length: Int, memory: Tensor,
+    func callAsFunction(ids: [Int32], mask: [Int32], batch: Int, length: Int, memory: Tensor?,
                         memoryMask: Tensor?, prefixes: [LayerPrefix]?, cachedMemory: [LayerPrefix]? = nil,
                         packedMemory: PackedTokens? = nil) -> Tensor {
         let memorySegments = packedMemory.map { AttentionSegments.packedMemory($0, queryLength: length) }
