@@ -70,3 +70,29 @@ final class PretrainStageTests: XCTestCase {
         XCTAssertTrue(once.allSatisfy { $0 >= 0 && $0 <= 1 })
     }
 }
+
+final class ImageRelianceTests: XCTestCase {
+    func testRotatedImagesHaveNoFixedPointAndAreStable() {
+        let paths = ["c", "a", "b", "a", "c", "d"]
+        let rotated = ImageReliance.rotatedImages(paths)
+        XCTAssertEqual(rotated, ["d", "b", "c", "b", "d", "a"])
+        XCTAssertFalse(zip(paths, rotated).contains { $0 == $1 })
+        XCTAssertEqual(ImageReliance.rotatedImages(["x", "x"]), ["x", "x"], "one image: nothing to swap")
+    }
+
+    /// A model that never saw training scores the same loss scale either way; the measurement runs end to end
+    /// on the synthetic data and reports every question.
+    func testMeasuresBothLossesOverEveryQuestion() throws {
+        let samples = Array(try Slake.load(root: PipelineFixture.synthetic, split: .test).prefix(30))
+        let tokenizer = Tokenizer.build(corpus: samples.flatMap { [$0.question, $0.answer] })
+        var config = ModelConfig.smoke
+        config.vocabSize = tokenizer.vocabularySize
+        config.padTokenId = tokenizer.padId; config.decTokenId = tokenizer.decId; config.sepTokenId = tokenizer.sepId
+        let model = try MISSModel(config: config, assignment: .full, rng: RNG(seed: 2))
+        let store = ImageStore(loader: ImageLoader(size: config.imageSize))
+        let reliance = try ImageReliance.measure(model: model, samples: samples, tokenizer: tokenizer, images: store, batchSize: 7)
+        XCTAssertEqual(reliance.questions, 30)
+        XCTAssertTrue(reliance.trueLoss.isFinite && reliance.trueLoss > 0)
+        XCTAssertNotEqual(reliance.trueLoss, reliance.shuffledLoss, "other images must change a random model's loss")
+    }
+}

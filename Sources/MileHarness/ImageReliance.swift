@@ -1,0 +1,55 @@
+import Engine
+import Foundation
+import MileData
+import MileModel
+
+/// How much a model's answers lean on the image: its VQA loss (the fine-tuning loss, label smoothing
+/// included, mean per question) on questions with their own images, and with every question given another
+/// question's image. A model that ignores the image scores the same on both.
+public struct ImageReliance: Sendable {
+    public let questions: Int
+    public let trueLoss: Double
+    public let shuffledLoss: Double
+    public var gap: Double { shuffledLoss - trueLoss }
+
+    public var description: String {
+        String(format: "VQA loss %.4f with the true images, %.4f with shuffled images (%+.4f nats) over %d questions",
+               trueLoss, shuffledLoss, gap, questions)
+    }
+
+    /// Each question's image replaced by the next distinct image in sorted path order: no question keeps
+    /// its own image (when there are two or more), and the map is the same on every run.
+    public static func rotatedImages(_ paths: [String]) -> [String] {
+        let distinct = Array(Set(paths)).sorted()
+        guard distinct.count > 1 else { return paths }
+        let next = Dictionary(uniqueKeysWithValues: distinct.indices.map { (distinct[$0], distinct[($0 + 1) % distinct.count]) })
+        return paths.map { next[$0] ?? $0 }
+    }
+
+    /// Measured in eval mode over `samples` in batches of `batchSize`.
+    public static func measure(model: MISSModel, samples: [VQASample], tokenizer: Tokenizer, images: ImageStore,
+                               batchSize: Int = 50) throws -> ImageReliance {
+        model.train(false)
+        defer { model.train(true) }
+        let shuffled = rotatedImages(samples.map(\.imagePath))
+        var trueSum = 0.0, shuffledSum = 0.0
+        for start in stride(from: 0, to: samples.count, by: batchSize) {
+            let rows = Array(samples[start..<min(samples.count, start + batchSize)])
+            let question = try tokens(tokenizer.batch(rows.map { tokenizer.encodeQuestion($0.question) }))
+            let answer = try tokens(tokenizer.batch(rows.map { tokenizer.encodeAnswer($0.answer) }))
+            func loss(_ paths: [String]) throws -> Double {
+                let s = images.imageSize
+                let pixels = Tensor(shape: [rows.count, 3, s, s], scalars: try images.floats(paths))
+                return Double(try withNoGrad { try model.loss(images: pixels, question: question, answer: answer).item() })
+            }
+            trueSum += try loss(rows.map(\.imagePath)) * Double(rows.count)
+            shuffledSum += try loss(Array(shuffled[start..<(start + rows.count)])) * Double(rows.count)
+        }
+        let n = Double(max(samples.count, 1))
+        return ImageReliance(questions: samples.count, trueLoss: trueSum / n, shuffledLoss: shuffledSum / n)
+    }
+
+    private static func tokens(_ batch: MileData.TokenBatch) throws -> MileModel.TokenBatch {
+        try MileModel.TokenBatch(ids: batch.ids, mask: batch.mask, batch: batch.count, length: batch.length)
+    }
+}
