@@ -30,6 +30,9 @@ final class PipelineTests: XCTestCase {
             XCTAssertGreaterThan(results.peakEngineBytes ?? 0, 0)
             XCTAssertGreaterThan(results.peakRSSBytes ?? 0, 0)
             XCTAssertGreaterThan(results.predictedPaperBytes ?? 0, 1_000_000_000, "paper-scale prediction is GBs")
+            // The image-shuffle evaluation ran beside the real one, on the same questions.
+            let shuffle = try XCTUnwrap(store.shuffle(runID: run.id, seed: cell.baselines.shuffleSeed))
+            XCTAssertEqual(shuffle.predictions.map(\.qid), try store.predictions(runID: run.id).map(\.qid))
         }
         // Paper-scale #Params is the model's accounting (docs/MODEL.md): F LoRA LoRA r4 is 0.163 %.
         let first = try XCTUnwrap(store.results(runID: XCTUnwrap(store.latestDoneRun(cellID: cells[0].id)).id))

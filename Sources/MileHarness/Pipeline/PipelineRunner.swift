@@ -177,6 +177,7 @@ public final class PipelineRunner {
             let evaluation = Evaluation(settings: settings, data: data)
             let predictions = try evaluate(context, evaluation: evaluation, model: model)
             let (scores, perQuestion) = try Scorer.score(questions: evaluation.questions, predictions: predictions)
+            try shuffleEvaluation(context, evaluation: evaluation, model: model)   // ShuffleEvaluation.swift
             let results = try measurements(model: model, settings: settings, assignment: context.assignment,
                                            peakEngine: peakEngine, scores: scores)
             try store.complete(runID: runID, results: results, predictions: perQuestion, wallSeconds: Date().timeIntervalSince(started))
@@ -239,9 +240,10 @@ public final class PipelineRunner {
         }
     }
 
-    private func evaluate(_ context: CellContext, evaluation: Evaluation, model: MISSModel) throws -> [Prediction] {
+    func evaluate(_ context: CellContext, evaluation: Evaluation, model: MISSModel,
+                  samples: [VQASample]? = nil) throws -> [Prediction] {
         let start = Date()
-        switch try evaluation.predictions(model: model, progress: { [progress] done, total in
+        switch try evaluation.predictions(model: model, samples: samples, progress: { [progress] done, total in
             progress.evaluation(done: done, total: total); try context.beat()
         }) {
         case let .done(predictions):
