@@ -104,7 +104,7 @@ public final class PipelineRunner {
         }
     }
 
-    private func modelConfig(_ settings: RunSettings, _ data: RunData) throws -> ModelConfig {
+    func modelConfig(_ settings: RunSettings, _ data: RunData) throws -> ModelConfig {
         let tokenizer = data.tokenizer
         return try settings.modelConfig(scale: settings.scale, vocabularySize: tokenizer.vocabularySize,
                                         pad: tokenizer.padId, dec: tokenizer.decId, sep: tokenizer.sepId)
@@ -130,7 +130,9 @@ public final class PipelineRunner {
         let runID: Int64
         switch try claim(cell) {
         case let .claimed(id): runID = id
-        case let .alreadyDone(id): return outcome(.skipped, "already done (run \(id)); --force reruns it")
+        case let .alreadyDone(id):
+            let shuffle = try backfillShuffle(cell, runID: id, settings: settings, data: data)   // ShuffleEvaluation.swift
+            return outcome(.skipped, "already done (run \(id)); --force reruns it" + (shuffle.map { "; \($0)" } ?? ""))
         case let .busy(id, runner): return outcome(.busy, "run \(id) by \(runner) holds a live claim")
         }
         do {

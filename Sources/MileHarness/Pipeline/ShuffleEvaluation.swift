@@ -1,5 +1,6 @@
 import Foundation
 import MileData
+import Engine
 import MileModel
 
 extension PipelineRunner {
@@ -28,5 +29,48 @@ extension PipelineRunner {
             moved.imageName = names[path] ?? moved.imageName
             return moved
         }
+    }
+}
+
+extension PipelineRunner {
+    /// A cell done before the image-shuffle evaluation existed gets one from its finished fine-tune
+    /// checkpoint and its cached base: the same trained tensors, so the same model the real evaluation
+    /// scored. Without both (deleted cache, converted-checkpoint base) the report keeps showing "—".
+    /// Returns what happened, for the cell's line; nil when the shuffle was already stored.
+    func backfillShuffle(_ cell: PlannedCell, runID: Int64, settings: RunSettings, data: RunData) throws -> String? {
+        guard try store.shuffle(runID: runID, seed: cell.baselines.shuffleSeed) == nil else { return nil }
+        do {
+            return try addShuffle(cell, runID: runID, settings: settings, data: data)
+        } catch let stop as StageStop {
+            return "image-shuffle evaluation not added: \(stop.reason)"   // the run loop stops on the request
+        } catch {
+            return "image-shuffle evaluation not added: \(error)"         // the done cell itself is fine
+        }
+    }
+
+    private func addShuffle(_ cell: PlannedCell, runID: Int64, settings: RunSettings, data: RunData) throws -> String {
+        guard settings.pretraining.source == "own" else { return "no image-shuffle evaluation (converted-checkpoint base)" }
+        let baseFile = BaseStage.file(cacheDir: options.locations.cacheDir, key: cell.stage(.base).key)
+        guard FileManager.default.fileExists(atPath: baseFile.path), let baseID = try Safetensors.read(baseFile).metadata["id"] else {
+            return "no image-shuffle evaluation (base not in the cache)"
+        }
+        let config = try modelConfig(settings, data)
+        let stage = TrainingStage(name: "finetune", key: cell.stage(.finetune).key, config: config,
+                                  assignment: try cell.assignment.peft(), baseFile: baseFile, baseID: baseID,
+                                  checkpointFile: Self.checkpointFile(cacheDir: options.locations.cacheDir,
+                                                                      finetuneKey: cell.stage(.finetune).key),
+                                  epochs: settings.recipe.epochs, lr: settings.recipe.lr,
+                                  weightDecay: settings.recipe.weightDecay, seed: settings.recipe.seed)
+        guard Trainer.resumePoint(stage).epoch >= stage.epochs else {
+            return "no image-shuffle evaluation (no finished fine-tune checkpoint of this base)"
+        }
+        let images = data.images(size: config.imageSize, doubleDivide255: settings.doubleDivide255)
+        let feed = try TrainingFeed(instructions: data.instructions, tokenizer: data.tokenizer, images: images,
+                                    batchSize: settings.recipe.batch, seed: UInt64(settings.recipe.seed))
+        let model = try Trainer(stage: stage, feed: feed).buildModel(epoch: stage.epochs - 1, loadCheckpoint: true).model
+        let context = CellContext(cell: cell, settings: settings, data: data, runID: runID, config: config,
+                                  assignment: stage.assignment, beat: {})   // a done run has no claim to keep alive
+        try shuffleEvaluation(context, evaluation: Evaluation(settings: settings, data: data), model: model)
+        return "image-shuffle evaluation added from the fine-tune checkpoint"
     }
 }
