@@ -139,7 +139,7 @@ enum ReportSections {
     static func summary(_ reports: [TableReport]) -> [String] {
         var lines: [String] = []
         if let references = reports.first(where: { !$0.references.isEmpty })?.references {
-            lines += ["", "## Reference rows (SLAKE-en test, no training)", "", "| Reference | Opened | Closed | Global |", "|---|---|---|---|"]
+            lines += ["", "## Reference rows (the runs' test set, no training)", "", "| Reference | Opened | Closed | Global |", "|---|---|---|---|"]
             for r in references {
                 lines.append(String(format: "| %@ | %.2f | %.2f | %.2f |", r.kind.display, r.scores.opened, r.scores.closed, r.scores.global))
             }
@@ -150,7 +150,7 @@ enum ReportSections {
             let rho = report.correlation.global.map { String(format: "%.2f (%d rows)", $0, report.correlation.rows) } ?? "n/a"
             lines.append("| [\(report.table.name)](\(report.table.name).md) | \(count(.reproduced)) | \(count(.contradicted)) | \(count(.inconclusive)) | \(rho) |")
         }
-        lines += ["", RankCorrelation.of(reports.flatMap(\.rows)).text + " (all tables)."]
+        lines += ["", "All tables: " + RankCorrelation.of(reports.flatMap(\.rows)).text + "."]
         return lines
     }
 }

@@ -34,11 +34,12 @@ struct Baselines: ParsableCommand {
     }
 
     static func text(_ references: [ReferenceResult], settings: BaselineSettings) -> String {
-        var lines = ["reference rows (thumbnail \(settings.thumbnail)×\(settings.thumbnail)):"]
+        var lines = ["reference rows (thumbnail \(settings.thumbnail)×\(settings.thumbnail)), SLAKE-en test:"]
         for r in references {
             let s = r.scores
-            lines.append(String(format: "  %-32@ Opened %6.2f (%d/%d)  Closed %6.2f (%d/%d)  Global %6.2f  OPEN-type %@  CLOSED-type %@",
-                                r.kind.display as NSString, s.opened, s.openedCorrect, s.openedCount, s.closed, s.closedCorrect,
+            let name = r.kind.display.padding(toLength: 30, withPad: " ", startingAt: 0)
+            lines.append(name + String(format: " Opened %6.2f (%d/%d)  Closed %6.2f (%d/%d)  Global %6.2f  OPEN-type %@  CLOSED-type %@",
+                                s.opened, s.openedCorrect, s.openedCount, s.closed, s.closedCorrect,
                                 s.closedCount, s.global, s.openTypeAccuracy.map { String(format: "%.2f", $0) } ?? "n/a",
                                 s.closedTypeAccuracy.map { String(format: "%.2f", $0) } ?? "n/a"))
         }
