@@ -109,6 +109,8 @@ public struct ExperimentTable: Sendable {
     /// Defaults merged with the table's own `set:` (rows and the command line apply on top).
     public let config: ConfigValue
     public let rows: [ExperimentRow]
+    /// The paper's claims about this table (`findings:`), judged by the report.
+    public var findings: [Finding] = []
 }
 
 /// The configuration keys every experiment resolves, with their types and allowed values.
@@ -156,9 +158,15 @@ public enum ExperimentSchema {
             ("max_length", .int(min: 2)),
             ("min_length", .int(min: 1)),
         ])),
+        // Reference rows, image shuffle and bootstrap settings: not part of a cell id (Planner.resolvedConfig).
+        ("baselines", .map([
+            ("thumbnail", .int(min: 1)),
+            ("shuffle_seed", .int(min: 0)),
+            ("resamples", .int(min: 100)),
+        ])),
     ])
 
-    static let tableKeys = ["table", "title", "extends", "set", "notes", "rows"]
+    static let tableKeys = ["table", "title", "extends", "set", "notes", "rows", "findings"]
     static let rowKeys = ["vit", "jtm", "dec", "rank", "set", "published", "note"]
     static let publishedKeys = ["rank", "params", "memory_gb", "opened", "closed", "global", "note"]
 }
@@ -202,8 +210,10 @@ public enum ExperimentLoader {
         let rowNodes = try reader.sequence(rowsPair.value, context: "'rows'", expected: "row mappings")
         guard !rowNodes.isEmpty else { throw reader.fail(rowsPair.value, "'rows': expected at least one row") }
         let rows = try rowNodes.enumerated().map { try parseRow($1, index: $0 + 1, reader: reader) }
+        let labels = rows.flatMap { row in row.ranks.map { row.assignment(rank: $0).label } }
+        let findings = try field("findings").map { try FindingParser.parse($0.value, labels: labels, reader: reader) } ?? []
         return ExperimentTable(file: path, name: name, title: title, notes: notes, defaultsFile: defaultsPath,
-                               config: config, rows: rows)
+                               config: config, rows: rows, findings: findings)
     }
 
     /// Loads a defaults file: the whole config, every key present.

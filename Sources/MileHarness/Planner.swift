@@ -73,6 +73,8 @@ public struct PlannedCell: Sendable {
     public let id: String
     public let published: PublishedNumbers?
     public let stages: [Stage]
+    /// The `baselines:` settings the cell was planned with (shuffle seed, bootstrap); not in its id.
+    public var baselines = BaselineSettings()
 
     public var shortID: String { String(id.prefix(12)) }
     public var label: String { assignment.label }
@@ -123,14 +125,16 @@ public enum Planner {
         let canonical = config.canonicalJSON
         return PlannedCell(table: table.name, file: table.file, row: row, assignment: assignment, seed: seed,
                            config: config, canonicalJSON: canonical, id: SHA256.hex(canonical),
-                           published: row.published[rank], stages: stages(config, cellID: SHA256.hex(canonical)))
+                           published: row.published[rank], stages: stages(config, cellID: SHA256.hex(canonical)),
+                           baselines: BaselineSettings(shared))
     }
 
     /// The config a cell runs with: one seed instead of the list, only the PEFT sections its modules use,
-    /// and the module assignment itself. Table names and published numbers are not part of it, so the
+    /// and the module assignment itself. Table names, published numbers and the `baselines` section
+    /// (reference rows, shuffle seed: they do not change the trained model) are not part of it, so the
     /// same experiment in two files is the same cell.
     public static func resolvedConfig(_ shared: ConfigValue, assignment: ModuleAssignment, seed: Int) -> ConfigValue {
-        var config = shared.removing(["recipe", "seeds"]).setting(["recipe", "seed"], to: .int(seed))
+        var config = shared.removing(["recipe", "seeds"]).removing(["baselines"]).setting(["recipe", "seed"], to: .int(seed))
         let used = Set(assignment.modes.filter(\.isPEFT).map(\.rawValue))
         for method in ModuleMode.allCases where method.isPEFT && !used.contains(method.rawValue) {
             config = config.removing(["peft", method.rawValue])

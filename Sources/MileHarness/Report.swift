@@ -5,6 +5,9 @@ public struct ReportedRun: Sendable {
     public let cell: PlannedCell
     public let run: RunRecord
     public let results: RunResults
+    /// Per-question scores (bootstrap CIs, paired tests) and the image-shuffle evaluation, when stored.
+    public var predictions: [QuestionScore] = []
+    public var shuffle: ShuffleResult? = nil
 }
 
 /// One row of a rendered table: every seed of one row label.
@@ -15,6 +18,8 @@ public struct ReportRow: Sendable {
     public let cells: [PlannedCell]
     public let statuses: [CellStatus]
     public let runs: [ReportedRun]
+    /// CIs and shuffle scores (nil without stored predictions).
+    public var statistics: RowStatistics? = nil
 
     /// Shown instead of numbers when no seed of the row is done.
     public var pendingWord: String {
@@ -30,6 +35,9 @@ public struct TableReport: Sendable {
     public let rows: [ReportRow]
     public let markdown: String
     public let svg: String
+    public var references: [ReferenceResult] = []
+    public var verdicts: [FindingVerdict] = []
+    public var correlation: RankCorrelation
     public var doneCells: Int { rows.reduce(0) { $0 + $1.runs.count } }
     public var totalCells: Int { rows.reduce(0) { $0 + $1.cells.count } }
 }
@@ -52,8 +60,10 @@ public struct MeanStd: Sendable, Equatable {
 
 public enum ReportRenderer {
     /// Builds the report of one table from the store (no store: every cell pending).
+    /// `references`: the reference rows shown under the cells (`ReferenceBaselines`).
     public static func render(_ table: ExperimentTable, cells: [PlannedCell], store: ResultsStore?,
-                              versions: CurrentVersions = CurrentVersions()) throws -> TableReport {
+                              versions: CurrentVersions = CurrentVersions(), references: [ReferenceResult] = []) throws -> TableReport {
+        let settings = BaselineSettings(table.config)
         var order: [String] = []
         var groups: [String: [PlannedCell]] = [:]
         for cell in cells {
@@ -70,13 +80,22 @@ public enum ReportRenderer {
                 statuses.append(status)
                 if status.state == .done, let store, let id = status.runID, let run = try store.run(id: id),
                    let results = try store.results(runID: id) {
-                    runs.append(ReportedRun(cell: cell, run: run, results: results))
+                    runs.append(ReportedRun(cell: cell, run: run, results: results, predictions: try store.predictions(runID: id),
+                                            shuffle: try store.shuffle(runID: id, seed: cell.baselines.shuffleSeed)))
                 }
             }
-            rows.append(ReportRow(label: label, assignment: group[0].assignment, published: group[0].published,
-                                  cells: group, statuses: statuses, runs: runs))
+            var row = ReportRow(label: label, assignment: group[0].assignment, published: group[0].published,
+                                cells: group, statuses: statuses, runs: runs)
+            row.statistics = RowStatistics.make(runs, resamples: settings.resamples)
+            rows.append(row)
         }
-        return TableReport(table: table, rows: rows, markdown: markdown(table, rows: rows), svg: SVGPlot.render(table, rows: rows))
+        let evidence = ReportSections.evidence(rows, references: references)
+        let verdicts = table.findings.map { FindingJudge.judge($0, evidence: evidence, resamples: settings.resamples) }
+        let correlation = RankCorrelation.of(rows)
+        let text = markdown(table, rows: rows, references: references, settings: settings)
+            + ReportSections.findings(verdicts, correlation: correlation).joined(separator: "\n") + "\n"
+        return TableReport(table: table, rows: rows, markdown: text, svg: SVGPlot.render(table, rows: rows, references: references),
+                           references: references, verdicts: verdicts, correlation: correlation)
     }
 
     /// Writes results/<table>.md and .svg for each report and results/README.md linking them.
@@ -98,18 +117,21 @@ public enum ReportRenderer {
             let name = report.table.name
             lines.append("| [\(name)](\(name).md) | \(report.table.title) | \(report.doneCells) / \(report.totalCells) | [\(name).svg](\(name).svg) |")
         }
+        lines += ReportSections.summary(reports)
         return lines.joined(separator: "\n") + "\n"
     }
 
     // MARK: markdown
 
-    static func markdown(_ table: ExperimentTable, rows: [ReportRow]) -> String {
+    static func markdown(_ table: ExperimentTable, rows: [ReportRow], references: [ReferenceResult] = [],
+                         settings: BaselineSettings = BaselineSettings()) -> String {
         let hasRank = rows.contains { $0.assignment.rank != nil }
         var header = ["ViT", "JTM", "Dec"]
         if hasRank { header.append("Rank") }
         header += ["#Params % (paper scale): ours / paper (Δ)", "Memory GB (paper scale, predicted): ours / paper (Δ)",
                    "Memory measured (run scale): engine peak / RSS", "Opened: ours / paper (Δ)", "Opened recall",
-                   "Closed: ours / paper (Δ)", "Global: ours / paper (Δ)", "Global recall", "Seeds"]
+                   "Closed: ours / paper (Δ)", "Global: ours / paper (Δ)", "Global recall", ReportSections.ciHeader,
+                   ReportSections.shuffleHeader, "Seeds"]
         var lines = ["# \(table.name): \(table.title)", "",
                      "Ours beside the paper's published numbers; Δ = ours − paper. Source: `\(table.file)`.", "",
                      "| " + header.joined(separator: " | ") + " |",
@@ -122,10 +144,11 @@ public enum ReportRenderer {
             if let note = row.published?.note {
                 // The marker goes after the published Global, the number most notes are about.
                 if !footnotes.contains(note) { footnotes.append(note) }
-                cells[cells.count - 3] += " [\(footnotes.firstIndex(of: note)! + 1)]"
+                cells[cells.count - 5] += " [\(footnotes.firstIndex(of: note)! + 1)]"
             }
             lines.append("| " + cells.joined(separator: " | ") + " |")
         }
+        lines += ReportSections.referenceRows(references, hasRank: hasRank, resamples: settings.resamples)
         lines += [""]
         if !footnotes.isEmpty {
             lines += ["Notes on the published numbers:", ""]
@@ -133,6 +156,7 @@ public enum ReportRenderer {
             lines.append("")
         }
         lines += footer(table, rows: rows)
+        lines += ReportSections.notes(references, settings: settings)
         return lines.joined(separator: "\n") + "\n"
     }
 
@@ -143,7 +167,7 @@ public enum ReportRenderer {
             let word = row.pendingWord
             return [pair(nil, paper?.params, digits: 3, word: word), pair(nil, paper?.memoryGB, digits: 2, word: word), word,
                     pair(nil, paper?.opened, digits: 2, word: word), word, pair(nil, paper?.closed, digits: 2, word: word),
-                    pair(nil, paper?.global, digits: 2, word: word), word, seeds]
+                    pair(nil, paper?.global, digits: 2, word: word), word, word, word, seeds]
         }
         let results = row.runs.map(\.results)
         let params = MeanStd(results.map { ($0.paperScale ?? $0.runScale).percent })
@@ -158,7 +182,8 @@ public enum ReportRenderer {
                 value(MeanStd(results.map(\.scores.openedRecall)), digits: 2),
                 pair(MeanStd(results.map(\.scores.closed)), paper?.closed, digits: 2, word: "n/a"),
                 pair(MeanStd(results.map(\.scores.global)), paper?.global, digits: 2, word: "n/a"),
-                value(MeanStd(results.map(\.scores.globalRecall)), digits: 2), seeds]
+                value(MeanStd(results.map(\.scores.globalRecall)), digits: 2), ReportSections.ciCell(row),
+                ReportSections.shuffleCell(row), seeds]
     }
 
     static func value(_ ours: MeanStd?, digits: Int) -> String {

@@ -195,6 +195,9 @@ public final class ResultsStore: @unchecked Sendable {
         migrator.registerMigration("v1-runs-metrics-results-predictions") { db in
             try db.execute(sql: StoreSchema.v1)
         }
+        migrator.registerMigration("v2-reference-shuffle") { db in
+            try db.execute(sql: StoreSchema.v2)   // ReferenceStore.swift
+        }
         return migrator
     }
 

@@ -6,13 +6,14 @@ enum SVGPlot {
     static let left = 60.0, right = 200.0, top = 40.0, bottom = 50.0
     static let minExponent = -2.0, maxExponent = 2.0  // 0.01 % .. 100 %
 
-    static func render(_ table: ExperimentTable, rows: [ReportRow]) -> String {
+    static func render(_ table: ExperimentTable, rows: [ReportRow], references: [ReferenceResult] = []) -> String {
         var parts: [String] = [
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" font-family=\"sans-serif\" font-size=\"11\">",
             "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>",
             "<text x=\"\(left)\" y=\"22\" font-size=\"14\">\(escape(table.name)): Global accuracy vs trainable parameters</text>",
         ]
         parts += axes()
+        parts += references.flatMap(referenceLine)
         // Points carry the row's number; the key on the right names the rows (labels beside points overlap).
         for (index, row) in rows.enumerated() {
             let number = String(index + 1)
@@ -26,6 +27,7 @@ enum SVGPlot {
                 parts.append(label(number, at: paper))
             }
             if let ours {
+                if let ci = row.statistics?.intervals.global { parts += errorBar(at: ours.0, ci) }
                 parts.append(circle(ours, attributes: "fill=\"#1f77b4\""))
                 parts.append(label(number, at: ours))
             }
@@ -41,6 +43,23 @@ enum SVGPlot {
         guard let percent = MeanStd(row.runs.map { ($0.results.paperScale ?? $0.results.runScale).percent }),
               let global = MeanStd(row.runs.map(\.results.scores.global)) else { return nil }
         return (percent.mean, global.mean)
+    }
+
+    /// The 95 % bootstrap CI of our Global as a vertical bar with caps.
+    static func errorBar(at percent: Double, _ ci: Interval) -> [String] {
+        let px = x(percent), low = y(ci.low), high = y(ci.high)
+        let style = "stroke=\"#1f77b4\" stroke-width=\"1.2\""
+        return ["<line x1=\"\(f(px))\" y1=\"\(f(low))\" x2=\"\(f(px))\" y2=\"\(f(high))\" \(style)/>",
+                "<line x1=\"\(f(px - 4))\" y1=\"\(f(low))\" x2=\"\(f(px + 4))\" y2=\"\(f(low))\" \(style)/>",
+                "<line x1=\"\(f(px - 4))\" y1=\"\(f(high))\" x2=\"\(f(px + 4))\" y2=\"\(f(high))\" \(style)/>"]
+    }
+
+    /// A reference row's Global as a horizontal dashed line across the plot, labelled at its right end.
+    static func referenceLine(_ reference: ReferenceResult) -> [String] {
+        let py = y(reference.scores.global), x0 = left, x1 = width - right
+        let name = reference.kind == .blind ? "blind train-prior" : "nearest-image"
+        return ["<line x1=\"\(f(x0))\" y1=\"\(f(py))\" x2=\"\(f(x1))\" y2=\"\(f(py))\" stroke=\"#2ca02c\" stroke-dasharray=\"6,3\"/>",
+                "<text x=\"\(f(x1 - 4))\" y=\"\(f(py - 4))\" text-anchor=\"end\" font-size=\"10\" fill=\"#2ca02c\">\(escape(name)) \(String(format: "%.2f", reference.scores.global))</text>"]
     }
 
     static func x(_ percent: Double) -> Double {

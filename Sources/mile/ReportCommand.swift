@@ -11,12 +11,20 @@ struct Report: ParsableCommand {
     @Option(name: .long, help: "Output directory.")
     var out: String = "results"
 
+    @Option(name: .long, help: "Cache folder (the image cache the reference rows' thumbnails use).")
+    var cache: String = ".mile"
+
     func run() throws {
         try reportingErrors {
             let plans = try TablePlan.make(files: experiments.files, overrides: experiments.parsedOverrides(), store: nil)
             let store = try experiments.existingStore()
             let versions = try experiments.currentVersions()
-            let reports = try plans.map { try ReportRenderer.render($0.table, cells: $0.cells, store: store, versions: versions) }
+            let slakeDir = experiments.slake ?? ProcessInfo.processInfo.environment["SLAKE_DIR"]
+            let references = try ReferenceBaselines.forReport(store: store, cells: plans.flatMap(\.cells), slakeDir: slakeDir,
+                                                              cacheDir: cache)
+            let reports = try plans.map {
+                try ReportRenderer.render($0.table, cells: $0.cells, store: store, versions: versions, references: references)
+            }
             try ReportRenderer.write(reports, to: out)
             for report in reports {
                 print("\(out)/\(report.table.name).md: \(report.doneCells)/\(report.totalCells) cells done")

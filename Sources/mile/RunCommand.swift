@@ -82,7 +82,11 @@ struct Run: ParsableCommand {
             }
             print(RunSummary.text(outcomes, seconds: Date().timeIntervalSince(started)))
             let versions = try experiments.currentVersions()
-            let reports = try plans.map { try ReportRenderer.render($0.table, cells: $0.cells, store: store, versions: versions) }
+            let references = try ReferenceBaselines.forReport(store: store, cells: plans.flatMap(\.cells), slakeDir: slakeDir,
+                                                              cacheDir: cache)
+            let reports = try plans.map {
+                try ReportRenderer.render($0.table, cells: $0.cells, store: store, versions: versions, references: references)
+            }
             try ReportRenderer.write(reports, to: out)
             for report in reports { print("\(out)/\(report.table.name).md: \(report.doneCells)/\(report.totalCells) cells done") }
             if outcomes.contains(where: { $0.kind == .interrupted }) { throw ExitCode(130) }

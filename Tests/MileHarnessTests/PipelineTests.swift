@@ -30,15 +30,26 @@ final class PipelineTests: XCTestCase {
             XCTAssertGreaterThan(results.peakEngineBytes ?? 0, 0)
             XCTAssertGreaterThan(results.peakRSSBytes ?? 0, 0)
             XCTAssertGreaterThan(results.predictedPaperBytes ?? 0, 1_000_000_000, "paper-scale prediction is GBs")
+            // The image-shuffle evaluation ran beside the real one, on the same questions.
+            let shuffle = try XCTUnwrap(store.shuffle(runID: run.id, seed: cell.baselines.shuffleSeed))
+            XCTAssertEqual(shuffle.predictions.map(\.qid), try store.predictions(runID: run.id).map(\.qid))
         }
         // Paper-scale #Params is the model's accounting (docs/MODEL.md): F LoRA LoRA r4 is 0.163 %.
         let first = try XCTUnwrap(store.results(runID: XCTUnwrap(store.latestDoneRun(cellID: cells[0].id)).id))
         XCTAssertEqual(try XCTUnwrap(first.paperScale).percent, 0.163, accuracy: 0.0005)
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/cache/bases/\(cells[0].stage(.base).key).safetensors"))
 
-        // A second run skips every cell.
+        // A second run skips every cell; a cell done without a shuffle evaluation (as before it existed) gets
+        // one from its fine-tune checkpoint, identical to the one made right after training.
+        let firstRun = try XCTUnwrap(store.latestDoneRun(cellID: cells[0].id)).id
+        let original = try XCTUnwrap(store.shuffle(runID: firstRun, seed: cells[0].baselines.shuffleSeed))
+        try store.write { db in try db.execute(sql: "DELETE FROM shuffle_results WHERE run_id = ?", arguments: [firstRun]) }
+        XCTAssertNil(try store.shuffle(runID: firstRun, seed: cells[0].baselines.shuffleSeed))
         let again = try PipelineRunner(store: store, options: options, progress: ProgressPrinter(quiet: true)).run(cells)
         XCTAssertEqual(again.map(\.kind), [.skipped, .skipped, .skipped])
+        XCTAssertTrue(again[0].detail.contains("image-shuffle evaluation added from the fine-tune checkpoint"), again[0].detail)
+        XCTAssertFalse(again[1].detail.contains("image-shuffle"), again[1].detail)
+        XCTAssertEqual(try store.shuffle(runID: firstRun, seed: cells[0].baselines.shuffleSeed)?.predictions, original.predictions)
 
         let report = try ReportRenderer.render(table, cells: cells, store: store)
         XCTAssertEqual(report.doneCells, 3)

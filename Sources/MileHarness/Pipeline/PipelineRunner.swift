@@ -104,7 +104,7 @@ public final class PipelineRunner {
         }
     }
 
-    private func modelConfig(_ settings: RunSettings, _ data: RunData) throws -> ModelConfig {
+    func modelConfig(_ settings: RunSettings, _ data: RunData) throws -> ModelConfig {
         let tokenizer = data.tokenizer
         return try settings.modelConfig(scale: settings.scale, vocabularySize: tokenizer.vocabularySize,
                                         pad: tokenizer.padId, dec: tokenizer.decId, sep: tokenizer.sepId)
@@ -130,7 +130,9 @@ public final class PipelineRunner {
         let runID: Int64
         switch try claim(cell) {
         case let .claimed(id): runID = id
-        case let .alreadyDone(id): return outcome(.skipped, "already done (run \(id)); --force reruns it")
+        case let .alreadyDone(id):
+            let shuffle = try backfillShuffle(cell, runID: id, settings: settings, data: data)   // ShuffleEvaluation.swift
+            return outcome(.skipped, "already done (run \(id)); --force reruns it" + (shuffle.map { "; \($0)" } ?? ""))
         case let .busy(id, runner): return outcome(.busy, "run \(id) by \(runner) holds a live claim")
         }
         do {
@@ -177,6 +179,7 @@ public final class PipelineRunner {
             let evaluation = Evaluation(settings: settings, data: data)
             let predictions = try evaluate(context, evaluation: evaluation, model: model)
             let (scores, perQuestion) = try Scorer.score(questions: evaluation.questions, predictions: predictions)
+            try shuffleEvaluation(context, evaluation: evaluation, model: model)   // ShuffleEvaluation.swift
             let results = try measurements(model: model, settings: settings, assignment: context.assignment,
                                            peakEngine: peakEngine, scores: scores)
             try store.complete(runID: runID, results: results, predictions: perQuestion, wallSeconds: Date().timeIntervalSince(started))
@@ -239,9 +242,10 @@ public final class PipelineRunner {
         }
     }
 
-    private func evaluate(_ context: CellContext, evaluation: Evaluation, model: MISSModel) throws -> [Prediction] {
+    func evaluate(_ context: CellContext, evaluation: Evaluation, model: MISSModel,
+                  samples: [VQASample]? = nil) throws -> [Prediction] {
         let start = Date()
-        switch try evaluation.predictions(model: model, progress: { [progress] done, total in
+        switch try evaluation.predictions(model: model, samples: samples, progress: { [progress] done, total in
             progress.evaluation(done: done, total: total); try context.beat()
         }) {
         case let .done(predictions):

@@ -127,9 +127,12 @@ struct Evaluation {
     let settings: RunSettings
     let data: RunData
 
-    func predictions(model: MISSModel, progress: (Int, Int) throws -> Void) throws -> StageResult<[Prediction]> {
+    /// `samples` replaces the test samples (the image-shuffle evaluation passes them with other images).
+    func predictions(model: MISSModel, samples: [VQASample]? = nil,
+                     progress: (Int, Int) throws -> Void) throws -> StageResult<[Prediction]> {
         let images = data.images(size: model.config.imageSize, doubleDivide255: settings.doubleDivide255)
-        let feed = try EvaluationFeed(samples: data.testSamples, tokenizer: data.tokenizer, images: images, batchSize: 100)
+        let testSamples = samples ?? data.testSamples
+        let feed = try EvaluationFeed(samples: testSamples, tokenizer: data.tokenizer, images: images, batchSize: 100)
         try feed.preload()
         var out: [Prediction] = []
         for index in 0..<feed.batchCount {
@@ -138,8 +141,8 @@ struct Evaluation {
                                          questionIds: batch.questionIds, questionMask: batch.questionMask,
                                          beams: settings.beams, maxLength: settings.maxLength, minLength: settings.minLength)
             for (qid, answer) in zip(batch.qids, ids) { out.append(Prediction(qid: qid, answer: data.tokenizer.decode(answer))) }
-            try progress(out.count, data.testSamples.count)
-            if StopRequest.isSet { return .stopped("\(StopRequest.cause) during evaluation (\(out.count) of \(data.testSamples.count) questions)") }
+            try progress(out.count, testSamples.count)
+            if StopRequest.isSet { return .stopped("\(StopRequest.cause) during evaluation (\(out.count) of \(testSamples.count) questions)") }
         }
         return .done(out)
     }
