@@ -63,7 +63,7 @@ public enum ReportRenderer {
     /// `references`: the reference rows shown under the cells (`ReferenceBaselines`).
     public static func render(_ table: ExperimentTable, cells: [PlannedCell], store: ResultsStore?,
                               versions: CurrentVersions = CurrentVersions(), references: [ReferenceResult] = []) throws -> TableReport {
-        let settings = BaselineSettings(table.config)
+        let settings = cells.first?.baselines ?? BaselineSettings(table.config)   // with --set applied
         var order: [String] = []
         var groups: [String: [PlannedCell]] = [:]
         for cell in cells {

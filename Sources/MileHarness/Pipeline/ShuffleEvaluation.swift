@@ -67,7 +67,11 @@ extension PipelineRunner {
         let images = data.images(size: config.imageSize, doubleDivide255: settings.doubleDivide255)
         let feed = try TrainingFeed(instructions: data.instructions, tokenizer: data.tokenizer, images: images,
                                     batchSize: settings.recipe.batch, seed: UInt64(settings.recipe.seed))
-        let model = try Trainer(stage: stage, feed: feed).buildModel(epoch: stage.epochs - 1, loadCheckpoint: true).model
+        // Every epoch is finished (checked above), so run() only loads the final tensors: no training.
+        let trainer = Trainer(stage: stage, feed: feed)
+        guard case .finished = try trainer.run(), let model = trainer.trainedModel else {
+            return "no image-shuffle evaluation (the fine-tune checkpoint did not load)"
+        }
         let context = CellContext(cell: cell, settings: settings, data: data, runID: runID, config: config,
                                   assignment: stage.assignment, beat: {})   // a done run has no claim to keep alive
         try shuffleEvaluation(context, evaluation: Evaluation(settings: settings, data: data), model: model)
