@@ -132,7 +132,8 @@ public enum ExperimentSchema {
             ("augment", .bool),
         ])),
         ("data", .map([
-            ("instruction_sources", .list(.string(allowed: ["slake-train", "slake-validate", "vqa-rad-train"]))),
+            ("instruction_sources", .list(.string(allowed: RunSettings.knownSources))),
+            ("prompts", .list(.string(allowed: RunSettings.knownPrompts))),
             ("test", .string(allowed: ["slake-en-test"])),
             ("question_max_tokens", .int(min: 2)),
             ("double_divide_255", .bool),

@@ -17,21 +17,13 @@ public struct ImageReliance: Sendable {
                trueLoss, shuffledLoss, gap, questions)
     }
 
-    /// Each question's image replaced by the next distinct image in sorted path order: no question keeps
-    /// its own image (when there are two or more), and the map is the same on every run.
-    public static func rotatedImages(_ paths: [String]) -> [String] {
-        let distinct = Array(Set(paths)).sorted()
-        guard distinct.count > 1 else { return paths }
-        let next = Dictionary(uniqueKeysWithValues: distinct.indices.map { (distinct[$0], distinct[($0 + 1) % distinct.count]) })
-        return paths.map { next[$0] ?? $0 }
-    }
-
-    /// Measured in eval mode over `samples` in batches of `batchSize`.
+    /// Measured in eval mode over `samples` in batches of `batchSize`, the images moved by the derangement
+    /// of the image-shuffle evaluation (`ImageShuffle`, seed `shuffleSeed`).
     public static func measure(model: MISSModel, samples: [VQASample], tokenizer: Tokenizer, images: ImageStore,
-                               batchSize: Int = 50) throws -> ImageReliance {
+                               batchSize: Int = 50, shuffleSeed: Int = 7) throws -> ImageReliance {
         model.train(false)
         defer { model.train(true) }
-        let shuffled = rotatedImages(samples.map(\.imagePath))
+        let shuffled = try ImageShuffle.shuffledPaths(samples.map(\.imagePath), seed: shuffleSeed)
         var trueSum = 0.0, shuffledSum = 0.0
         for start in stride(from: 0, to: samples.count, by: batchSize) {
             let rows = Array(samples[start..<min(samples.count, start + batchSize)])

@@ -72,14 +72,6 @@ final class PretrainStageTests: XCTestCase {
 }
 
 final class ImageRelianceTests: XCTestCase {
-    func testRotatedImagesHaveNoFixedPointAndAreStable() {
-        let paths = ["c", "a", "b", "a", "c", "d"]
-        let rotated = ImageReliance.rotatedImages(paths)
-        XCTAssertEqual(rotated, ["d", "b", "c", "b", "d", "a"])
-        XCTAssertFalse(zip(paths, rotated).contains { $0 == $1 })
-        XCTAssertEqual(ImageReliance.rotatedImages(["x", "x"]), ["x", "x"], "one image: nothing to swap")
-    }
-
     /// A model that never saw training scores the same loss scale either way; the measurement runs end to end
     /// on the synthetic data and reports every question.
     func testMeasuresBothLossesOverEveryQuestion() throws {
@@ -94,5 +86,20 @@ final class ImageRelianceTests: XCTestCase {
         XCTAssertEqual(reliance.questions, 30)
         XCTAssertTrue(reliance.trueLoss.isFinite && reliance.trueLoss > 0)
         XCTAssertNotEqual(reliance.trueLoss, reliance.shuffledLoss, "other images must change a random model's loss")
+    }
+}
+
+final class PromptFormatTests: XCTestCase {
+    /// `data.prompts`: plain gives the test's question form alone; both keeps the templates and adds it.
+    func testPlainAndMixedPromptPools() throws {
+        let locations = DataLocations(slakeDir: PipelineFixture.synthetic, radDir: nil, cacheDir: NSTemporaryDirectory() + "mile-prompts")
+        let questions = try Slake.load(root: PipelineFixture.synthetic, split: .train).map(\.question)
+        let mile = try RunData.instructionRecords(["slake-train"], prompts: ["mile"], locations: locations)
+        let plain = try RunData.instructionRecords(["slake-train"], prompts: ["plain"], locations: locations)
+        let both = try RunData.instructionRecords(["slake-train"], prompts: ["mile", "plain"], locations: locations)
+        XCTAssertEqual(plain.map(\.questionPool), questions.map { [$0] })
+        XCTAssertEqual(both.map(\.questionPool), zip(mile, questions).map { $0.questionPool + [$1] })
+        XCTAssertFalse(mile.contains { $0.questionPool.contains(questions[0]) && $0.qid == 0 }, "templates are not the plain question")
+        XCTAssertEqual(plain.map(\.answer), mile.map(\.answer))
     }
 }

@@ -51,7 +51,7 @@ public final class RunData {
 
     public init(settings: RunSettings, locations: DataLocations, vocabularyFile: String, pretrainedVocabulary: String?) throws {
         self.locations = locations
-        let records = try Self.instructionRecords(settings.instructionSources, locations: locations)
+        let records = try Self.instructionRecords(settings.instructionSources, prompts: settings.prompts, locations: locations)
         instructions = InstructionDataset(records: records, imageRoot: try Self.linkedImageRoot(locations))
         pretrainSamples = try Self.pretrainingCorpus(settings.pretraining.corpus, locations: locations,
                                                      seed: UInt64(settings.pretraining.seed))
@@ -65,15 +65,26 @@ public final class RunData {
     }
 
     /// SLAKE train (+ validate) then VQA-RAD train, qids from 0: the same records as `mile data instructions`.
-    static func instructionRecords(_ sources: [String], locations: DataLocations) throws -> [InstructionRecord] {
+    /// `prompts` (`data.prompts`): `mile`, the six MILE templates with options; `plain`, the question as the
+    /// test set asks it; both, one pool holding the templates and the plain question.
+    static func instructionRecords(_ sources: [String], prompts: [String] = ["mile"],
+                                   locations: DataLocations) throws -> [InstructionRecord] {
         let builder = InstructionBuilder(seed: instructionBuildSeed)
+        func build(_ samples: [VQASample], prefix: String, firstQid: Int) -> [InstructionRecord] {
+            zip(samples, builder.build(samples, imagePrefix: prefix, firstQid: firstQid)).map { sample, record in
+                var record = record
+                record.questionPool = (prompts.contains("mile") ? record.questionPool : [])
+                    + (prompts.contains("plain") ? [sample.question] : [])
+                return record
+            }
+        }
         var slake: [VQASample] = []
         if sources.contains("slake-train") { slake += try Slake.load(root: locations.slakeDir, split: .train) }
         if sources.contains("slake-validate") { slake += try Slake.load(root: locations.slakeDir, split: .validate) }
-        var records = slake.isEmpty ? [] : builder.build(slake, imagePrefix: "slake/", firstQid: 0)
+        var records = slake.isEmpty ? [] : build(slake, prefix: "slake/", firstQid: 0)
         if sources.contains("vqa-rad-train") {
             let rad = try VQARad.load(root: try locations.radRequired(for: "data.instruction_sources: vqa-rad-train"), split: .train)
-            records += builder.build(rad, imagePrefix: "vqa-rad/", firstQid: records.count)
+            records += build(rad, prefix: "vqa-rad/", firstQid: records.count)
         }
         guard !records.isEmpty else { throw HarnessError.input("data.instruction_sources gives no training records") }
         return records

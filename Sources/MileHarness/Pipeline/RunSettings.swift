@@ -31,6 +31,7 @@ public struct RunSettings {
     public var scale: String
     public var pretraining: Pretraining
     public var instructionSources: [String]  // slake-train, slake-validate, vqa-rad-train
+    public var prompts: [String]             // mile (the six templates), plain (the test's question form)
     public var doubleDivide255: Bool
     public var recipe: Recipe
     public var beams: Int
@@ -42,6 +43,7 @@ public struct RunSettings {
     public static let knownCorpora = ["vqa-rad", "vqa-rad-train", "slake-train-captions", "slake-captions", "slake-train",
                                              "slake-train-questions"]
     public static let knownSources = ["slake-train", "slake-validate", "vqa-rad-train"]
+    public static let knownPrompts = ["mile", "plain"]
 
     public init(_ config: ConfigValue, cell: String) throws {
         func value(_ path: String) throws -> ConfigValue {
@@ -74,6 +76,7 @@ public struct RunSettings {
                                   seed: try int("pretraining.seed"), objectives: try strings("pretraining.objectives"),
                                   augment: try value("pretraining.augment").boolValue ?? false)
         instructionSources = try strings("data.instruction_sources")
+        prompts = try strings("data.prompts")
         doubleDivide255 = try value("data.double_divide_255").boolValue ?? false
         recipe = Recipe(epochs: try int("recipe.epochs"), lr: try double("recipe.lr"), batch: try int("recipe.batch"),
                         weightDecay: try double("recipe.weight_decay"), seed: try int("recipe.seed"))
@@ -107,6 +110,9 @@ public struct RunSettings {
         if pretraining.objectives.isEmpty { throw fail("pretraining.objectives: name at least one of \(objectiveNames.joined(separator: ", "))") }
         if let bad = instructionSources.first(where: { !Self.knownSources.contains($0) }) {
             throw fail("data.instruction_sources: unknown source '\(bad)' (known: \(Self.knownSources.joined(separator: ", ")))")
+        }
+        if prompts.isEmpty || prompts.contains(where: { !Self.knownPrompts.contains($0) }) {
+            throw fail("data.prompts: name one or both of \(Self.knownPrompts.joined(separator: ", ")), got \(prompts)")
         }
         guard try string("data.test") == "slake-en-test" else { throw fail("data.test: only slake-en-test is supported") }
         guard try int("data.question_max_tokens") == 35 else { throw fail("data.question_max_tokens: only 35 (upstream) is supported") }
