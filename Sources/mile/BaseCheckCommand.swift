@@ -5,8 +5,8 @@ import MileData
 import MileHarness
 import MileModel
 
-/// `mile base-check`: how much a pretrained base (or any MISS checkpoint with all its tensors) uses the
-/// image, on the SLAKE English validation questions.
+/// `mile base-check`: how much a pretrained base, or a fine-tuned cell (its base plus its fine-tune
+/// checkpoint), uses the image, on the SLAKE English validation questions.
 struct BaseCheck: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "base-check",
@@ -20,6 +20,10 @@ struct BaseCheck: ParsableCommand {
     var slake: String?
     @Option(help: "Cache folder for decoded images.")
     var cache = ".mile"
+    @Option(help: "A cell's fine-tune checkpoint (<cache>/cells/<key>/checkpoint.safetensors), loaded over the base.")
+    var checkpoint: String?
+    @Option(help: "The cell's modes with --checkpoint: ViT,JTM,Dec[,rank], e.g. T,T,lora,4.")
+    var cell = "T,T,T"
 
     func run() throws {
         Threads.configure()
@@ -34,12 +38,30 @@ struct BaseCheck: ParsableCommand {
         let overrides: [String: Any] = ["vocab_size": tokenizer.vocabularySize, "pad_token_id": Int(tokenizer.padId),
                                         "dec_token_id": Int(tokenizer.decId), "sep_token_id": Int(tokenizer.sepId)]
         let config = try ModelConfig.preset(scale).applying(overrides)
-        let model = try MISSModel(config: config, assignment: .full, rng: RNG(seed: 0))
+        let model = try MISSModel(config: config, assignment: try assignment(), rng: RNG(seed: 0))
         try model.load(from: URL(fileURLWithPath: base), strict: true)
+        if let checkpoint {
+            let tensors = try Safetensors.read(URL(fileURLWithPath: checkpoint)).tensors
+            for (name, tensor) in model.trainableParameters() {
+                guard let stored = tensors[name], stored.shape == tensor.shape else {
+                    throw ValidationError("\(checkpoint) has no tensor '\(name)' of shape \(tensor.shape): is --cell the checkpoint's cell?")
+                }
+                tensor.copy(from: stored)
+            }
+        }
         let samples = try Slake.load(root: root, split: .validate)
         let loader = ImageLoader(size: config.imageSize, cacheDirectory: URL(fileURLWithPath: cache).appendingPathComponent("image-cache"))
         let reliance = try ImageReliance.measure(model: model, samples: samples, tokenizer: tokenizer,
                                                  images: ImageStore(loader: loader))
-        print("\(base): \(reliance.description)")
+        print("\(checkpoint ?? base): \(reliance.description)")
+    }
+
+    private func assignment() throws -> PEFTAssignment {
+        let parts = cell.split(separator: ",").map(String.init)
+        guard parts.count == 3 || parts.count == 4 else { throw ValidationError("--cell takes ViT,JTM,Dec[,rank], got '\(cell)'") }
+        let rank = parts.count == 4 ? Int(parts[3]) : 8
+        guard let rank, rank > 0 else { throw ValidationError("--cell: rank '\(parts[3])' is not a positive integer") }
+        return try PEFTAssignment(vit: ModuleMode(flag: parts[0]), jtm: ModuleMode(flag: parts[1]),
+                                  dec: ModuleMode(flag: parts[2]), rank: rank)
     }
 }
