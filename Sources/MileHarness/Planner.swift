@@ -146,8 +146,11 @@ public enum Planner {
     /// Stage keys: data <- base <- finetune <- evaluate. The base key covers only what pretraining depends on,
     /// so every cell of a scale shares one base; the fine-tune key leaves out decoding, so a decoding change
     /// re-evaluates without retraining.
+    /// `data.prompts` is left out of the data key: it changes only the fine-tuning prompts (the vocabulary
+    /// and the base never see it), so cells with other prompt formats share one base.
     public static func stages(_ config: ConfigValue, cellID: String) -> [Stage] {
-        let dataKey = SHA256.hex(ConfigValue.map(["data": config["data"] ?? .map([:])]).canonicalJSON)
+        let data = (config["data"] ?? .map([:])).removing(["prompts"])
+        let dataKey = SHA256.hex(ConfigValue.map(["data": data]).canonicalJSON)
         let baseSubset = ConfigValue.map([
             "model": config["model"] ?? .map([:]),
             "pretraining": config["pretraining"] ?? .map([:]),

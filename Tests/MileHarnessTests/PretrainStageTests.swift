@@ -102,4 +102,16 @@ final class PromptFormatTests: XCTestCase {
         XCTAssertFalse(mile.contains { $0.questionPool.contains(questions[0]) && $0.qid == 0 }, "templates are not the plain question")
         XCTAssertEqual(plain.map(\.answer), mile.map(\.answer))
     }
+
+    /// Prompt formats share the base (and its vocabulary) but not the fine-tuning.
+    func testPromptFormatSharesTheBaseNotTheFineTuning() {
+        func config(_ prompts: [String]) -> ConfigValue {
+            .map(["model": .map(["scale": .string("small")]),
+                  "data": .map(["prompts": .list(prompts.map { .string($0) }), "test": .string("slake-en-test")]),
+                  "recipe": .map(["lr": .double(3e-4)])])
+        }
+        let mile = Planner.stages(config(["mile"]), cellID: "a"), plain = Planner.stages(config(["plain"]), cellID: "b")
+        XCTAssertEqual(mile[1].key, plain[1].key, "base key")
+        XCTAssertNotEqual(mile[2].key, plain[2].key, "fine-tune key")
+    }
 }

@@ -51,8 +51,12 @@ public final class RunData {
 
     public init(settings: RunSettings, locations: DataLocations, vocabularyFile: String, pretrainedVocabulary: String?) throws {
         self.locations = locations
-        let records = try Self.instructionRecords(settings.instructionSources, prompts: settings.prompts, locations: locations)
-        instructions = InstructionDataset(records: records, imageRoot: try Self.linkedImageRoot(locations))
+        // The vocabulary always comes from MILE's template prompts (they contain the plain questions), so
+        // that every prompt format of a base shares that base's vocabulary.
+        let records = try Self.instructionRecords(settings.instructionSources, locations: locations)
+        let training = settings.prompts == ["mile"] ? records
+            : try Self.instructionRecords(settings.instructionSources, prompts: settings.prompts, locations: locations)
+        instructions = InstructionDataset(records: training, imageRoot: try Self.linkedImageRoot(locations))
         pretrainSamples = try Self.pretrainingCorpus(settings.pretraining.corpus, locations: locations,
                                                      seed: UInt64(settings.pretraining.seed))
         testSamples = try Slake.load(root: locations.slakeDir, split: .test)
