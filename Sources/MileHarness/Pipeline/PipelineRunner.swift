@@ -311,7 +311,8 @@ public final class PipelineRunner {
     }
 
     func runData(_ settings: RunSettings, baseKey: String, cell: PlannedCell) throws -> RunData {
-        let key = cell.stage(.data).key + ":" + baseKey
+        // data.prompts is outside the data key (it shares the base) but changes the training records.
+        let key = cell.stage(.data).key + ":" + baseKey + ":" + settings.prompts.joined(separator: ",")
         if let data = dataByKey[key] { return data }
         progress.line("loading data (instruction records, pretraining corpus, SLAKE test, vocabulary)")
         let data = try RunData(settings: settings, locations: options.locations,
