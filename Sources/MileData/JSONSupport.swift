@@ -68,16 +68,14 @@ struct RecordReader {
         throw fail("field \"\(key)\" must be a string or a number")
     }
 
-    /// An integer, or a string holding one (VQA-RAD writes most qids as strings).
+    /// An integer, or a string holding one (VQA-RAD writes most qids as strings), checked by `JSONInteger`.
     func integer(_ key: String) throws -> Int {
         let value = try raw(key)
-        if let number = value as? NSNumber, !isBool(number), number.doubleValue == number.doubleValue.rounded() {
-            return number.intValue
+        do {
+            return try JSONInteger.convert(value)
+        } catch let problem as JSONInteger.Problem {
+            throw fail("field \"\(key)\" must be an integer: \(problem)")
         }
-        if let text = value as? String, let parsed = Int(text.trimmingCharacters(in: .whitespaces)) {
-            return parsed
-        }
-        throw fail("field \"\(key)\" must be an integer")
     }
 
     func optionalString(_ key: String) throws -> String? {
@@ -94,8 +92,61 @@ struct RecordReader {
         }
     }
 
-    private func isBool(_ number: NSNumber) -> Bool {
+    private func isBool(_ number: NSNumber) -> Bool { JSONInteger.isBool(number) }
+}
+
+/// The one checked conversion of a JSON value to `Int`, for every integer field read from a data,
+/// question or predictions file: a number without a fraction, or a string holding one. Numbers outside
+/// Int's range, fractions, booleans and other strings are a `Problem` naming the value (callers add the
+/// file, record and field), never a trap or a wrapped-around value.
+public enum JSONInteger {
+    public struct Problem: Error, CustomStringConvertible, Equatable {
+        public let description: String
+    }
+
+    public static func convert(_ value: Any) throws -> Int {
+        if let text = value as? String {
+            let trimmed = text.trimmingCharacters(in: .whitespaces)
+            if let parsed = Int(trimmed) { return parsed }
+            let digits = trimmed.drop { $0 == "-" || $0 == "+" }
+            if !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }) {
+                throw Problem(description: "\"\(text)\" is outside the integer range \(Int.min)...\(Int.max)")
+            }
+            throw Problem(description: "\"\(text)\" is not an integer")
+        }
+        guard let number = value as? NSNumber else {
+            throw Problem(description: "found \(kind(value)), not a number")
+        }
+        if isBool(number) { throw Problem(description: "found the boolean \(number.boolValue), not a number") }
+        let type = String(cString: number.objCType)
+        if type == "Q" || type == "L" {                       // unsigned 64-bit
+            guard number.uint64Value <= UInt64(Int.max) else { throw outOfRange(number) }
+            return Int(number.uint64Value)
+        }
+        if ["c", "s", "i", "l", "q", "C", "S", "I"].contains(type) { return Int(number.int64Value) }
+        let double = number.doubleValue                         // d, f, or a decimal number
+        guard double.isFinite, double == double.rounded() else {
+            throw Problem(description: "\(number.stringValue) is not a whole number")
+        }
+        guard let exact = Int(exactly: double) else { throw outOfRange(number) }
+        return exact
+    }
+
+    static func outOfRange(_ number: NSNumber) -> Problem {
+        Problem(description: "\(number.stringValue) is outside the integer range \(Int.min)...\(Int.max)")
+    }
+
+    public static func isBool(_ number: NSNumber) -> Bool {
         String(cString: number.objCType) == "c" && (number == NSNumber(value: true) || number == NSNumber(value: false))
+    }
+
+    static func kind(_ value: Any) -> String {
+        switch value {
+        case is [Any]: return "a list"
+        case is [String: Any]: return "an object"
+        case is NSNull: return "null"
+        default: return "\(type(of: value))"
+        }
     }
 }
 

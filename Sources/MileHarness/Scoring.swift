@@ -1,4 +1,5 @@
 import Foundation
+import MileData
 
 /// One test question with its ground truth (SLAKE fields; `answerType` is SLAKE's OPEN/CLOSED).
 public struct TestQuestion: Sendable, Equatable {
@@ -213,7 +214,7 @@ public enum ScoringFiles {
         for (index, record) in records.enumerated() {
             if englishOnly, let lang = record["q_lang"] as? String, lang != "en" { continue }
             let place = "\(path): record \(index + 1)"
-            guard let qid = integer(record["qid"]) else { throw HarnessError.input("\(place): missing or non-integer 'qid'") }
+            let qid = try integer(record["qid"], place: place, field: "qid")
             guard let answer = text(record["answer"]) else { throw HarnessError.input("\(place) (qid \(qid)): missing 'answer'") }
             guard seen.insert(qid).inserted else { throw HarnessError.input("\(place): qid \(qid) appears twice") }
             out.append(TestQuestion(qid: qid, question: record["question"] as? String ?? "", answer: answer,
@@ -227,9 +228,10 @@ public enum ScoringFiles {
     public static func loadPredictions(path: String) throws -> [Prediction] {
         try jsonList(path).enumerated().map { index, record in
             let place = "\(path): record \(index + 1)"
-            guard let qid = integer(record["qid"] ?? record["question_id"]) else {
+            guard let raw = record["qid"] ?? record["question_id"] else {
                 throw HarnessError.input("\(place): expected an integer 'qid' or 'question_id'")
             }
+            let qid = try integer(raw, place: place, field: record["qid"] != nil ? "qid" : "question_id")
             guard let answer = text(record["answer"] ?? record["prediction"]) else {
                 throw HarnessError.input("\(place) (qid \(qid)): expected a string 'answer' or 'prediction'")
             }
@@ -252,21 +254,23 @@ public enum ScoringFiles {
         }
     }
 
-    /// Integers, or strings holding one (some tools write qids as strings).
-    static func integer(_ value: Any?) -> Int? {
-        if let string = value as? String { return Int(string.trimmingCharacters(in: .whitespaces)) }
-        if let number = value as? NSNumber {
-            let double = number.doubleValue
-            return double == double.rounded() ? Int(double) : nil
+    /// Integers, or strings holding one (some tools write qids as strings), through MileData's one checked
+    /// conversion; `place` and `field` name the record and field in the error.
+    static func integer(_ value: Any?, place: String, field: String) throws -> Int {
+        guard let value, !(value is NSNull) else { throw HarnessError.input("\(place): missing '\(field)'") }
+        do {
+            return try JSONInteger.convert(value)
+        } catch let problem as JSONInteger.Problem {
+            throw HarnessError.input("\(place): '\(field)' must be an integer: \(problem)")
         }
-        return nil
     }
 
-    /// Answers are strings; a few upstream answers are bare numbers, read as their decimal text.
+    /// Answers are strings; a few upstream answers are bare numbers, read as their decimal text (whole
+    /// numbers without a fraction, whatever their size).
     static func text(_ value: Any?) -> String? {
         if let string = value as? String { return string }
-        if let number = value as? NSNumber, let int = integer(number) { return String(int) }
-        if let number = value as? NSNumber { return number.stringValue }
-        return nil
+        guard let number = value as? NSNumber, !JSONInteger.isBool(number) else { return nil }
+        if let int = try? JSONInteger.convert(number) { return String(int) }
+        return number.stringValue
     }
 }

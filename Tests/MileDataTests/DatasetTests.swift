@@ -90,6 +90,23 @@ final class LoaderErrorTests: XCTestCase {
         }
     }
 
+    /// A qid outside Int's range was read as Int.min and stored; now it is an error naming the value.
+    func testOutOfRangeQidIsAnErrorNotIntMin() throws {
+        let root = try slakeFolder(#"[{"qid": 99999999999999999999, "img_name": "x/source.jpg", "question": "q", "answer": "a", "q_lang": "en", "answer_type": "OPEN"}]"#)
+        XCTAssertThrowsError(try Slake.load(root: root, split: .train)) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("train.json") && text.contains("record 0") && text.contains("\"qid\"")
+                          && text.contains("outside the integer range"), text)
+        }
+        XCTAssertEqual(try JSONInteger.convert(NSNumber(value: 42)), 42)
+        XCTAssertEqual(try JSONInteger.convert(" 17 "), 17)
+        XCTAssertEqual(try JSONInteger.convert(NSNumber(value: UInt64(Int.max))), Int.max)
+        XCTAssertThrowsError(try JSONInteger.convert(NSNumber(value: UInt64.max)))
+        XCTAssertThrowsError(try JSONInteger.convert(NSNumber(value: Double.infinity)))
+        XCTAssertThrowsError(try JSONInteger.convert(NSNumber(value: 9.3e18)))
+        XCTAssertThrowsError(try JSONInteger.convert("12a"))
+    }
+
     func testWrongTypeIsAnError() throws {
         let root = try slakeFolder(#"[{"qid": 3, "img_name": 5, "question": "q", "answer": "a", "q_lang": "en", "answer_type": "OPEN"}]"#)
         XCTAssertThrowsError(try Slake.load(root: root, split: .train)) { error in

@@ -75,6 +75,36 @@ final class ScoringTests: XCTestCase {
         }
     }
 
+    /// A qid or answer outside Int's range (or a fraction, a boolean) is an error naming the file, the
+    /// record and the value, never a trap (it was a SIGILL in `mile score`).
+    func testOutOfRangeNumbersAreErrorsNamingFileRecordAndValue() throws {
+        let dir = try TestSupport.temporaryDirectory(self)
+        let predictions = try TestSupport.write(#"[{"qid": 1, "answer": "yes"}, {"qid": 99999999999999999999, "answer": "no"}]"#,
+                                                to: dir, name: "pred.json")
+        XCTAssertThrowsError(try ScoringFiles.loadPredictions(path: predictions)) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("pred.json") && text.contains("record 2") && text.contains("'qid'")
+                          && text.contains("outside the integer range"), text)
+        }
+        let questions = try TestSupport.write(#"[{"qid": -1e19, "answer": "yes", "q_lang": "en"}]"#, to: dir, name: "q.json")
+        XCTAssertThrowsError(try ScoringFiles.loadQuestions(path: questions)) { error in
+            XCTAssertTrue("\(error)".contains("q.json: record 1") && "\(error)".contains("outside the integer range"), "\(error)")
+        }
+        let stringQID = try TestSupport.write(#"[{"question_id": "123456789012345678901234", "answer": "no"}]"#, to: dir, name: "s.json")
+        XCTAssertThrowsError(try ScoringFiles.loadPredictions(path: stringQID)) { error in
+            XCTAssertTrue("\(error)".contains("'question_id'") && "\(error)".contains("123456789012345678901234"), "\(error)")
+        }
+        let fraction = try TestSupport.write(#"[{"qid": 1.5, "answer": "no"}]"#, to: dir, name: "f.json")
+        XCTAssertThrowsError(try ScoringFiles.loadPredictions(path: fraction)) { XCTAssertTrue("\($0)".contains("1.5 is not a whole number"), "\($0)") }
+        let boolean = try TestSupport.write(#"[{"qid": true, "answer": "no"}]"#, to: dir, name: "b.json")
+        XCTAssertThrowsError(try ScoringFiles.loadPredictions(path: boolean)) { XCTAssertTrue("\($0)".contains("boolean"), "\($0)") }
+        // A huge numeric answer is read as its text, not converted to Int.
+        let huge = try TestSupport.write(#"[{"qid": 1, "answer": 1e300}, {"qid": 9223372036854775807, "answer": "x"}]"#, to: dir, name: "h.json")
+        let loaded = try ScoringFiles.loadPredictions(path: huge)
+        XCTAssertEqual(loaded.map(\.qid), [1, Int.max])
+        XCTAssertFalse(loaded[0].answer.isEmpty)
+    }
+
     func testFileFormats() throws {
         let dir = try TestSupport.temporaryDirectory(self)
         let test = try TestSupport.write("""
