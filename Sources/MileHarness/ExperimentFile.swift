@@ -124,9 +124,9 @@ public enum ExperimentSchema {
             ("source", .string(allowed: ["own", "checkpoint"])),
             ("checkpoint", .string(allowed: nil)),
             ("corpus", .list(.string(allowed: ["vqa-rad", "slake-train-captions", "slake-train-questions"]))),
-            ("epochs", .int(min: 0)),
+            ("epochs", .bounded(0...Limits.epochs, reason: Limits.epochsReason)),
             ("lr", .double(min: 0)),
-            ("batch", .int(min: 1)),
+            ("batch", .bounded(1...Limits.batch, reason: Limits.batchReason)),
             ("seed", .int(min: 0)),
             ("objectives", .list(.string(allowed: PretrainObjective.allCases.map(\.rawValue)))),
             ("augment", .bool),
@@ -141,13 +141,13 @@ public enum ExperimentSchema {
         ("peft", .map([
             ("lora", .map([("alpha", .double(min: 0)), ("dropout", .double(min: 0))])),
             ("ia3", .map([("vit_targets", .string(allowed: ["fc2", "fc1", "attn", "qkv+proj"]))])),
-            ("prefix", .map([("virtual_tokens", .int(min: 1))])),
-            ("ptv2", .map([("virtual_tokens", .int(min: 1))])),
+            ("prefix", .map([("virtual_tokens", .bounded(1...Limits.virtualTokens, reason: Limits.virtualTokensReason))])),
+            ("ptv2", .map([("virtual_tokens", .bounded(1...Limits.virtualTokens, reason: Limits.virtualTokensReason))])),
         ])),
         ("recipe", .map([
-            ("epochs", .int(min: 1)),
+            ("epochs", .bounded(1...Limits.epochs, reason: Limits.epochsReason)),
             ("lr", .double(min: 0)),
-            ("batch", .int(min: 1)),
+            ("batch", .bounded(1...Limits.batch, reason: Limits.batchReason)),
             ("weight_decay", .double(min: 0)),
             ("schedule", .string(allowed: ["cosine"])),
             ("warmup_epochs", .int(min: 0)),
@@ -155,9 +155,9 @@ public enum ExperimentSchema {
             ("seeds", .list(.int(min: 0))),
         ])),
         ("decoding", .map([
-            ("beams", .int(min: 1)),
-            ("max_length", .int(min: 2)),
-            ("min_length", .int(min: 1)),
+            ("beams", .bounded(1...Limits.beams, reason: Limits.beamsReason)),
+            ("max_length", .bounded(2...Limits.answerLength, reason: Limits.answerLengthReason)),
+            ("min_length", .bounded(1...Limits.answerLength, reason: Limits.answerLengthReason)),
         ])),
         // Reference rows, image shuffle and bootstrap settings: not part of a cell id (Planner.resolvedConfig).
         ("baselines", .map([
@@ -287,13 +287,13 @@ public enum ExperimentLoader {
             guard !nodes.isEmpty else { throw reader.fail(pair.value, "\(context) 'rank': expected at least one rank") }
             var ranks: [Int] = []
             for item in nodes {
-                let rank = try reader.int(item, context: "\(context) 'rank'", min: 1)
+                let rank = try reader.int(item, context: "\(context) 'rank'", range: 1...Limits.rank, reason: Limits.rankReason)
                 if ranks.contains(rank) { throw reader.fail(item, "\(context) 'rank': \(rank) is listed twice") }
                 ranks.append(rank)
             }
             return ranks
         }
-        return [try reader.int(pair.value, context: "\(context) 'rank'", min: 1)]
+        return [try reader.int(pair.value, context: "\(context) 'rank'", range: 1...Limits.rank, reason: Limits.rankReason)]
     }
 
     /// A single mapping for a one-cell row, or a list with one entry per rank (each naming its `rank`).

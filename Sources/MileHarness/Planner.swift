@@ -98,6 +98,7 @@ public enum Planner {
             }
         }
         try checkUnique(cells)
+        try cells.forEach(checkRunnable)
         return cells
     }
 
@@ -105,6 +106,9 @@ public enum Planner {
         let seeds = config["recipe.seeds"]?.listValue?.compactMap(\.intValue) ?? []
         guard !seeds.isEmpty else { throw HarnessError.invalid(row.position, "recipe.seeds is empty for this row; give at least one seed") }
         guard Set(seeds).count == seeds.count else { throw HarnessError.invalid(row.position, "recipe.seeds lists a seed twice") }
+        guard seeds.count <= Limits.seeds else {
+            throw HarnessError.invalid(row.position, "recipe.seeds lists \(seeds.count) seeds; at most \(Limits.seeds) (each seed is a full fine-tuning run)")
+        }
         return seeds
     }
 

@@ -5,6 +5,8 @@ import Yams
 public indirect enum Schema: Sendable {
     case string(allowed: [String]?)
     case int(min: Int)
+    /// An integer within `range`; `reason` says why the bounds are there (shown in the error).
+    case bounded(ClosedRange<Int>, reason: String)
     case double(min: Double)
     case bool
     case list(Schema)
@@ -16,6 +18,7 @@ public indirect enum Schema: Sendable {
         case let .string(allowed?): return "one of " + allowed.joined(separator: ", ")
         case .string: return "a string"
         case let .int(min): return "an integer >= \(min)"
+        case let .bounded(range, _): return "an integer from \(range.lowerBound) to \(range.upperBound)"
         case let .double(min): return "a number >= \(ConfigValue.canonicalDouble(min))"
         case .bool: return "true or false"
         case let .list(item): return "a list of \(item.expectation)"
@@ -91,17 +94,35 @@ struct NodeReader {
     }
 
     func int(_ node: Node, context: String, min: Int = Int.min) throws -> Int {
-        guard tagName(node) == .int, let value = node.int else {
-            throw fail(node, "\(context): expected an integer, found \(kind(node))")
-        }
+        let value = try anyInt(node, context: context)
         guard value >= min else { throw fail(node, "\(context): expected an integer >= \(min), found \(value)") }
+        return value
+    }
+
+    /// An integer within `range`, the error saying why the bounds exist.
+    func int(_ node: Node, context: String, range: ClosedRange<Int>, reason: String) throws -> Int {
+        let value = try int(node, context: context, min: range.lowerBound)
+        guard value <= range.upperBound else {
+            throw fail(node, "\(context): \(value) is above the limit of \(range.upperBound) (\(reason))")
+        }
+        return value
+    }
+
+    private func anyInt(_ node: Node, context: String) throws -> Int {
+        guard tagName(node) == .int else { throw fail(node, "\(context): expected an integer, found \(kind(node))") }
+        guard let value = node.int else {
+            throw fail(node, "\(context): the integer \(node.scalar?.string ?? "") is too large (at most \(Int.max))")
+        }
         return value
     }
 
     /// Accepts integers too (0 for 0.0), but not strings or booleans.
     func double(_ node: Node, context: String, min: Double = -Double.infinity) throws -> Double {
-        guard tagName(node) == .int || tagName(node) == .float, let value = node.float, value.isFinite else {
+        guard tagName(node) == .int || tagName(node) == .float, let value = node.float else {
             throw fail(node, "\(context): expected a number, found \(kind(node))")
+        }
+        guard value.isFinite else {
+            throw fail(node, "\(context): expected a finite number, found \(node.scalar?.string ?? "\(value)")")
         }
         guard value >= min else {
             throw fail(node, "\(context): expected a number >= \(ConfigValue.canonicalDouble(min)), found \(value)")
@@ -130,6 +151,7 @@ struct NodeReader {
         switch schema {
         case let .string(allowed): return .string(try string(node, context: context, allowed: allowed))
         case let .int(min): return .int(try int(node, context: context, min: min))
+        case let .bounded(range, reason): return .int(try int(node, context: context, range: range, reason: reason))
         case let .double(min): return .double(try double(node, context: context, min: min))
         case .bool: return .bool(try bool(node, context: context))
         case let .list(item):
@@ -202,4 +224,24 @@ enum StrictYAML {
         }
         return nil
     }
+}
+
+/// Upper bounds of the settings whose size drives allocations: an absurd value is refused when the file
+/// is read, with the reason, instead of aborting a run after training (docs/HARNESS.md, "Limits").
+public enum Limits {
+    public static let rank = 768
+    public static let rankReason = "a LoRA rank above the paper model's width of 768 adds no capacity; the paper uses 4 and 8"
+    public static let epochs = 1000
+    public static let epochsReason = "the paper fine-tunes for 130 epochs"
+    public static let batch = 512
+    public static let batchReason = "one step holds the activations of the whole batch; the paper uses 20"
+    public static let virtualTokens = 128
+    public static let virtualTokensReason = "every layer attends to each virtual token; the paper uses 10"
+    public static let beams = 16
+    public static let beamsReason = "beam search keeps beams x 100 hypotheses per batch; upstream uses 3"
+    public static let answerLength = 64
+    public static let answerLengthReason = "SLAKE answers are at most 10 tokens and the smoke model has 64 positions"
+    public static let seeds = 100
+    public static let jobs = 64
+    public static let jobsReason = "each worker is a process with its own model and data; more workers than cores only slow each other"
 }

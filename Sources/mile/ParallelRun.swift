@@ -18,9 +18,10 @@ enum ParallelRun {
         let threads = workerThreads(jobs: count)
         var workers: [Process] = []
         for index in 0..<count {
+            if StopRequest.isSet { break }    // Ctrl-C/SIGTERM while starting workers: start no more
             workers.append(try startWorker(arguments: arguments, threads: threads))
             // A short gap lets the first worker claim the first cell before the next one looks.
-            if index + 1 < count { Thread.sleep(forTimeInterval: 2) }
+            if index + 1 < count { sleepUnlessStopped(2) }
         }
         FileHandle.standardError.write(Data("started \(count) workers (pids \(workers.map { String($0.processIdentifier) }.joined(separator: ", ")), MILE_THREADS=\(threads) each)\n".utf8))
         waitForAll(workers)
@@ -36,6 +37,11 @@ enum ParallelRun {
             }
             Thread.sleep(forTimeInterval: 0.2)
         }
+    }
+
+    private static func sleepUnlessStopped(_ seconds: Double) {
+        let end = Date().addingTimeInterval(seconds)
+        while Date() < end && !StopRequest.isSet { Thread.sleep(forTimeInterval: 0.05) }
     }
 
     /// MILE_THREADS for each worker: the user's value when set, else the cores divided among the workers.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MileHarness
 import MileModel
 
 /// `mile params`: trainable / total parameters and "#Params %" of one grid cell, from shapes only.
@@ -23,6 +24,9 @@ struct Params: ParsableCommand {
     var json = false
 
     func run() throws {
+        guard (1...Limits.rank).contains(rank) else {
+            throw ValidationError("--rank \(rank): expected 1 to \(Limits.rank) (\(Limits.rankReason))")
+        }
         let model = try loadConfig()
         let assignment = try PEFTAssignment(vit: ModuleMode(flag: vit), jtm: ModuleMode(flag: jtm),
                                             dec: ModuleMode(flag: dec), rank: rank)

@@ -55,7 +55,9 @@ struct Run: ParsableCommand {
         BLAS.reexecWithFasterKernelsIfNeeded()
         Threads.configure()
         installStopHandler()
-        guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1") }
+        guard (1...Limits.jobs).contains(jobs) else {
+            throw ValidationError("--jobs \(jobs): expected 1 to \(Limits.jobs) (\(Limits.jobsReason))")
+        }
         try reportingErrors {
             let overrides = try allOverrides()
             let plans = try TablePlan.make(files: experiments.files, overrides: overrides, store: nil)
@@ -98,7 +100,9 @@ struct Run: ParsableCommand {
         var overrides = try experiments.parsedOverrides()
         if let scale { overrides.append(try ConfigOverride("model.scale=\(scale)")) }
         if let seeds {
-            guard seeds >= 1 else { throw HarnessError.input("--seeds must be at least 1") }
+            guard (1...Limits.seeds).contains(seeds) else {
+                throw HarnessError.input("--seeds \(seeds): expected 1 to \(Limits.seeds) (each seed is a full fine-tuning run of every cell)")
+            }
             let first = try experiments.files.first.map { try ExperimentLoader.load(path: $0) }?
                 .config["recipe.seeds"]?.listValue?.first?.intValue ?? 42
             let list = (0..<seeds).map { String(first + $0) }.joined(separator: ", ")

@@ -92,6 +92,41 @@ final class ExperimentParsingTests: XCTestCase {
         assertInvalid(header + "  - {vit: F, jtm: lora, dec: lora, rank: []}\n", at: "4:42", contains: ["at least one rank"])
     }
 
+    /// Sizes that drive allocations have upper bounds, refused with the reason when the file is read
+    /// (they used to abort the run after training, leaving a `running` claim).
+    func testUpperBoundsAreRefusedWithTheReason() {
+        assertInvalid(header + "  - {vit: F, jtm: lora, dec: lora, rank: 1000000000}\n", at: "4:42",
+                      contains: ["'rank'", "1000000000 is above the limit of 768", "LoRA rank"])
+        assertInvalid(header + "  - {vit: F, jtm: lora, dec: lora, rank: [4, 100000]}\n", at: "4:46", contains: ["limit of 768"])
+        let cases: [(String, String, String)] = [
+            ("decoding: {beams: 1000}", "'decoding.beams'", "limit of 16"),
+            ("decoding: {max_length: 100000}", "'decoding.max_length'", "limit of 64"),
+            ("peft: {prefix: {virtual_tokens: 100000}}", "'peft.prefix.virtual_tokens'", "limit of 128"),
+            ("recipe: {epochs: 1000000}", "'recipe.epochs'", "limit of 1000"),
+            ("recipe: {batch: 100000}", "'recipe.batch'", "limit of 512"),
+            ("pretraining: {epochs: 5000}", "'pretraining.epochs'", "limit of 1000"),
+        ]
+        for (set, key, limit) in cases {
+            let row = "  - {vit: F, jtm: T, dec: ia3, set: {\(set)}}"
+            let column = row.distance(from: row.startIndex, to: row.range(of: ": ", options: .backwards)!.upperBound) + 1
+            assertInvalid(header + row + "\n", at: "4:\(column)", contains: [key, limit, "("])
+        }
+        XCTAssertThrowsError(try ConfigOverride("decoding.beams=1000")) { XCTAssertTrue("\($0)".contains("limit of 16"), "\($0)") }
+    }
+
+    /// What `mile run` would refuse, `mile plan` refuses (with the row's position): plan-time validation
+    /// is the run-time validation.
+    func testPlanRefusesWhatTheRunWouldRefuse() {
+        assertInvalid(header + "  - {vit: F, jtm: T, dec: ia3, set: {decoding: {min_length: 5, max_length: 3}}}\n", at: "4:5",
+                      contains: ["row 'F T IA3'", "decoding.min_length (5) is above decoding.max_length (3)"])
+        assertInvalid(header + "  - {vit: F, jtm: T, dec: ia3, set: {recipe: {lr: 0}}}\n", at: "4:5",
+                      contains: ["recipe.lr and pretraining.lr must be positive"])
+        assertInvalid(header + "  - {vit: F, jtm: prefix, dec: ptv2, set: {peft: {prefix: {virtual_tokens: 5}}}}\n", at: "4:5",
+                      contains: ["peft.prefix.virtual_tokens (5) and peft.ptv2.virtual_tokens (10) differ"])
+        assertInvalid(header + "  - {vit: F, jtm: T, dec: ia3, set: {recipe: {seeds: [\((0..<101).map(String.init).joined(separator: ", "))]}}}\n",
+                      at: "4:5", contains: ["101 seeds", "at most 100"])
+    }
+
     func testPublishedNumbersMustCoverEveryRank() {
         assertInvalid(header + "  - {vit: F, jtm: lora, dec: lora, rank: [4, 8], published: {params: 1}}\n",
                       at: "4:61", contains: ["2 ranks", "one entry per rank"])

@@ -126,6 +126,18 @@ public struct RunSettings {
         }
         guard recipe.lr > 0, pretraining.lr > 0 else { throw fail("recipe.lr and pretraining.lr must be positive") }
         guard beams >= 1, maxLength >= 2, minLength >= 0 else { throw fail("decoding: beams >= 1, max_length >= 2") }
+        guard minLength <= maxLength else {
+            throw fail("decoding.min_length (\(minLength)) is above decoding.max_length (\(maxLength)): every answer would be cut off before it may end")
+        }
+        let preset = try ModelConfig.preset(scale)
+        guard maxLength <= preset.maxPositions else {
+            throw fail("decoding.max_length \(maxLength) exceeds the \(scale) model's \(preset.maxPositions) text positions")
+        }
+        do {
+            _ = try preset.applying(modelOverrides)
+        } catch {
+            throw fail("peft settings: \(error)")
+        }
     }
 
     /// peft.* keys of the experiment schema mapped to model config keys. Only the sections a cell uses
@@ -137,7 +149,7 @@ public struct RunSettings {
         if let target = config["peft.ia3.vit_targets"]?.stringValue { out["vit_ia3_target"] = target }
         let prefix = config["peft.prefix.virtual_tokens"]?.intValue, ptv2 = config["peft.ptv2.virtual_tokens"]?.intValue
         if let prefix, let ptv2, prefix != ptv2 {
-            throw HarnessError.input("peft.prefix.virtual_tokens (\(prefix)) and peft.ptv2.virtual_tokens (\(ptv2)) differ; the model has one prefix length")
+            throw HarnessError.input("peft.prefix.virtual_tokens (\(prefix)) and peft.ptv2.virtual_tokens (\(ptv2)) differ; the model has one prompt length, so give both the same value")
         }
         if let tokens = prefix ?? ptv2 { out["prefix_tokens"] = tokens }
         return out

@@ -1,0 +1,81 @@
+import Foundation
+import XCTest
+@testable import MileHarness
+
+/// The bad-input corpus of issue 20: each case runs the `mile` executable as a user with a mistake would
+/// and checks that it ends with an error status (non-zero, below 128: no crash, no signal), that the
+/// message names the culprit, and that the results database is byte-identical for read-only commands.
+final class BadInputTests: XCTestCase {
+    var dir = ""
+
+    override func setUpWithError() throws {
+        dir = try TestSupport.temporaryDirectory(self)
+        try TestSupport.copyDefaults(into: dir)
+    }
+
+    struct Result {
+        let status: Int32
+        let output: String
+    }
+
+    /// Runs `mile arguments...` in `dir` and returns its exit status and stdout+stderr.
+    @discardableResult
+    func mile(_ arguments: [String], environment extra: [String: String] = [:], timeout: Double = 60) throws -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: PipelineFixture.mileBinary)
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: dir)
+        var environment = ProcessInfo.processInfo.environment
+        environment["MILE_THREADS"] = "1"
+        environment.removeValue(forKey: "SLAKE_DIR")
+        environment.removeValue(forKey: "RAD_DIR")
+        environment.merge(extra) { $1 }
+        process.environment = environment
+        let log = dir + "/out-\(UUID().uuidString).log"
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            XCTFail("mile \(arguments) still running after \(Int(timeout)) s")
+        }
+        process.waitUntilExit()
+        try handle.close()
+        let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        let status = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
+        return Result(status: status, output: output)
+    }
+
+    /// The command must fail cleanly (1...127) and name every fragment.
+    func assertRefused(_ arguments: [String], naming fragments: [String], environment: [String: String] = [:],
+                       file: StaticString = #filePath, line: UInt = #line) throws {
+        let result = try mile(arguments, environment: environment)
+        XCTAssertTrue((1..<128).contains(result.status), "status \(result.status) for \(arguments)\n\(result.output)", file: file, line: line)
+        for fragment in fragments {
+            XCTAssertTrue(result.output.contains(fragment), "'\(fragment)' missing for \(arguments):\n\(result.output)", file: file, line: line)
+        }
+        XCTAssertFalse(result.output.contains("NSCocoaErrorDomain") || result.output.contains("Fatal error"),
+                       "raw error for \(arguments):\n\(result.output)", file: file, line: line)
+    }
+
+    func table(_ rows: String = "  - {vit: F, jtm: T, dec: ia3}\n", set: String = "", name: String = "t.yaml") throws -> String {
+        try TestSupport.write("table: t\nextends: defaults.yaml\n\(set)rows:\n\(rows)", to: dir, name: name)
+    }
+
+    func bytes(_ path: String) -> Data? { FileManager.default.contents(atPath: path) }
+
+    // MARK: defect 2: upper bounds on the command line
+
+    func testCommandLineUpperBounds() throws {
+        try assertRefused(["params", "--rank", "1000000000", "--jtm", "lora"], naming: ["--rank 1000000000", "768"])
+        let file = try table()
+        try assertRefused(["run", file, "--slake", dir, "--db", dir + "/r.db", "--jobs", "100000"], naming: ["--jobs 100000", "64"])
+        try assertRefused(["run", file, "--slake", dir, "--db", dir + "/r.db", "--seeds", "1000"], naming: ["--seeds 1000", "100"])
+        try assertRefused(["plan", file, "--set", "decoding.beams=100000"], naming: ["decoding.beams", "limit of 16"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/r.db"), "a refused run created the database")
+    }
+}
