@@ -9,11 +9,11 @@ import MileHarness
 /// pretrained ~1.8× faster with two threads.
 enum ParallelRun {
     /// Pretrains the missing bases, then starts the workers; forwards a stop request and waits for all.
-    static func runWorkers(count: Int, arguments: [String]) throws {
+    static func runWorkers(count: Int, arguments: [String], store: ResultsStore) throws {
         let all = ProcessInfo.processInfo.environment["MILE_THREADS"].flatMap { Int($0) }.map { max($0, 1) }
             ?? ProcessInfo.processInfo.activeProcessorCount
         FileHandle.standardError.write(Data("pretraining missing bases first (one process, MILE_THREADS=\(all))\n".utf8))
-        waitForAll([try startWorker(arguments: arguments + ["--bases-only"], threads: all)])
+        try waitForAll([try startWorker(arguments: arguments + ["--bases-only"], threads: all)], store: store, replacement: nil, limit: 0)
         if StopRequest.isSet { return }
         let threads = workerThreads(jobs: count)
         var workers: [Process] = []
@@ -24,16 +24,41 @@ enum ParallelRun {
             if index + 1 < count { sleepUnlessStopped(2) }
         }
         FileHandle.standardError.write(Data("started \(count) workers (pids \(workers.map { String($0.processIdentifier) }.joined(separator: ", ")), MILE_THREADS=\(threads) each)\n".utf8))
-        waitForAll(workers)
+        try waitForAll(workers, store: store, replacement: { try startWorker(arguments: arguments, threads: threads) }, limit: count)
     }
 
-    /// Waits until every process has exited, passing a stop request (Ctrl-C, SIGTERM) on to them.
-    private static func waitForAll(_ processes: [Process]) {
+    /// Waits until every process has exited, passing a stop request (Ctrl-C, SIGTERM: the same signal) on
+    /// to them. A worker that dies (killed by a signal, or an exit status other than 0 and 130) is noticed
+    /// at once: the cells it held are recorded interrupted, and a replacement worker (at most `limit` in
+    /// all) reruns them, resuming from their last finished epoch.
+    private static func waitForAll(_ initial: [Process], store: ResultsStore, replacement: (() throws -> Process)?, limit: Int) throws {
+        var processes = initial
+        var handled = Set<Int32>()
         var forwarded = false
-        while processes.contains(where: \.isRunning) {
+        var replacements = 0
+        while handled.count < processes.count {
             if StopRequest.isSet && !forwarded {
-                for process in processes where process.isRunning { process.interrupt() }
+                let signal = StopRequest.requested > 0 ? StopRequest.requested : SIGINT
+                for process in processes where process.isRunning { kill(process.processIdentifier, signal) }
                 forwarded = true
+            }
+            for process in processes where !process.isRunning && !handled.contains(process.processIdentifier) {
+                handled.insert(process.processIdentifier)
+                let signalled = process.terminationReason == .uncaughtSignal
+                guard signalled || ![0, 130].contains(process.terminationStatus) else { continue }
+                let pid = process.processIdentifier
+                let how = signalled ? "was killed by signal \(process.terminationStatus) (\(String(cString: strsignal(process.terminationStatus))))"
+                                    : "exited with status \(process.terminationStatus)"
+                let released = try store.releaseClaims(ofProcess: pid, reason: "worker process \(pid) \(how)")
+                let cells = released.map { "\($0.label) seed \($0.seed) \($0.cellID.prefix(12))" }
+                FileHandle.standardError.write(Data(("worker \(pid) \(how)"
+                    + (cells.isEmpty ? "" : "; recorded interrupted: \(cells.joined(separator: ", "))") + "\n").utf8))
+                if !released.isEmpty, !StopRequest.isSet, let replacement, replacements < limit {
+                    replacements += 1
+                    let next = try replacement()
+                    processes.append(next)
+                    FileHandle.standardError.write(Data("started replacement worker \(next.processIdentifier) to rerun them\n".utf8))
+                }
             }
             Thread.sleep(forTimeInterval: 0.2)
         }

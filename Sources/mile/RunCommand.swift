@@ -72,15 +72,23 @@ struct Run: ParsableCommand {
             let outcomes: [CellOutcome]
             if jobs > 1 && !worker {
                 if force { throw HarnessError.input("--force with --jobs: rerun the cells with --jobs 1 (two workers would each restart them)") }
-                try ParallelRun.runWorkers(count: jobs, arguments: ParallelRun.workerArguments(Array(CommandLine.arguments.dropFirst())))
+                try ParallelRun.runWorkers(count: jobs, arguments: ParallelRun.workerArguments(Array(CommandLine.arguments.dropFirst())),
+                                           store: store)
                 outcomes = try cells.map { try CellOutcome.recorded($0, store: store) }
             } else {
                 if worker { ParallelRun.watchParent() }
                 let options = PipelineOptions(locations: DataLocations(slakeDir: slakeDir, radDir: radDir, cacheDir: cache), force: force)
                 let runner = PipelineRunner(store: store, options: options, progress: ProgressPrinter(quiet: quiet, inPlace: !worker))
-                if basesOnly { try runner.pretrainBases(cells); return }
+                if basesOnly {
+                    try runner.pretrainBases(cells)
+                    if StopRequest.isSet { throw ExitCode(130) }
+                    return
+                }
                 outcomes = try runner.run(cells)
-                if worker { return }
+                if worker {
+                    if StopRequest.isSet { throw ExitCode(130) }
+                    return
+                }
             }
             print(RunSummary.text(outcomes, seconds: Date().timeIntervalSince(started)))
             let versions = try experiments.currentVersions()
@@ -91,8 +99,18 @@ struct Run: ParsableCommand {
             }
             try ReportRenderer.write(reports, to: out)
             for report in reports { print("\(out)/\(report.table.name).md: \(report.doneCells)/\(report.totalCells) cells done") }
-            if outcomes.contains(where: { $0.kind == .interrupted }) { throw ExitCode(130) }
+            let unfinished = outcomes.filter { $0.kind != .done && $0.kind != .failed }
+            // Ctrl-C/SIGTERM always ends with 130 and names the cells that did not run, wherever it landed
+            // (during a cell, between cells, while scoring and storing, while --jobs pretrained the bases).
+            if StopRequest.isSet || outcomes.contains(where: { $0.kind == .interrupted && jobs == 1 }) {
+                FileHandle.standardError.write(Data("stopped (\(StopRequest.cause)): \(RunSummary.list(unfinished)) did not run to the end; run the same command again to resume\n".utf8))
+                throw ExitCode(130)
+            }
             if outcomes.contains(where: { $0.kind == .failed }) { throw ExitCode(2) }
+            if jobs > 1 && !worker, !unfinished.isEmpty {
+                FileHandle.standardError.write(Data("incomplete: \(RunSummary.list(unfinished)) did not finish (a worker died and was not replaced, or another runner holds them); run the same command again\n".utf8))
+                throw ExitCode(3)
+            }
         }
     }
 
@@ -143,6 +161,13 @@ struct Run: ParsableCommand {
 
 /// The end-of-run table.
 enum RunSummary {
+    /// "2 cells (F T IA3 seed 42 1a2b3c4d5e6f, ...)" or "no cell".
+    static func list(_ outcomes: [CellOutcome]) -> String {
+        guard !outcomes.isEmpty else { return "no cell" }
+        let names = outcomes.map { "\($0.cell.label) seed \($0.cell.seed) \($0.cell.shortID)" }.joined(separator: ", ")
+        return "\(outcomes.count) cell\(outcomes.count == 1 ? "" : "s") (\(names))"
+    }
+
     static func text(_ outcomes: [CellOutcome], seconds: Double) -> String {
         var lines = ["", "summary (\(outcomes.count) cells, \(ProgressPrinter.duration(seconds))):"]
         for o in outcomes {

@@ -74,6 +74,11 @@ public final class PipelineRunner {
             outcomes.append(outcome)
             if outcome.kind == .interrupted { break }
         }
+        // A stop request also ends the run between cells (after a cell was stored): the cells left are
+        // reported, never silently dropped.
+        for cell in cells.dropFirst(outcomes.count) {
+            outcomes.append(CellOutcome(cell: cell, kind: .skipped, detail: "not run (\(StopRequest.cause))", scores: nil, seconds: 0))
+        }
         return outcomes
     }
 
@@ -290,16 +295,10 @@ public final class PipelineRunner {
     func claim(_ cell: PlannedCell) throws -> ClaimOutcome {
         let request = ClaimRequest(cell: cell, provenance: try currentProvenance())
         let outcome = try store.claim(request, force: options.force)
-        guard case let .busy(_, runner) = outcome, Self.isDeadLocalRunner(runner) else { return outcome }
-        let takeover = try ResultsStore(path: store.path, runner: store.runner, staleClaimTimeout: 0)
+        guard case let .busy(runID, runner) = outcome, isDeadLocalRunner(runner) else { return outcome }
         progress.line("taking over the claim of \(runner) (process no longer exists)")
-        return try takeover.claim(request, force: options.force)
-    }
-
-    static func isDeadLocalRunner(_ runner: String) -> Bool {
-        let parts = runner.split(separator: ":")
-        guard parts.count >= 3, String(parts[0]) == ProcessInfo.processInfo.hostName, let pid = Int32(parts[1]) else { return false }
-        return kill(pid, 0) != 0 && errno == ESRCH
+        try store.releaseDeadClaim(runID: runID, reason: "process \(runnerPID(runner)) of claim \(runner) no longer exists (killed or crashed); taken over by \(store.runner)")
+        return try store.claim(request, force: options.force)
     }
 
     func currentProvenance() throws -> Provenance {
