@@ -1,11 +1,33 @@
 import Foundation
 
+/// What a registered tensor is to its module.
+public enum TensorRole: Sendable {
+    /// Base weights (frozen or trained by the assignment).
+    case weight
+    /// PEFT adapter state (LoRA factors, IA3 vectors, prompt encoders): discovered structurally, so freezing
+    /// and counting need no name patterns.
+    case adapter
+    /// Module state that is not a parameter (BatchNorm running statistics): checkpointed, never trained,
+    /// never given to the optimizer.
+    case buffer
+}
+
+/// One registered tensor by dotted path.
+public struct NamedTensor {
+    public let name: String
+    public let tensor: Tensor
+    public let role: TensorRole
+}
+
 /// Container of named parameters and child modules (mlx-swift style, explicit registration so that
 /// dotted names match upstream checkpoint keys, e.g. "blocks.3.attn.qkv.weight").
 open class Module {
     public private(set) var training = true
+    /// True for a module that is an adapter as a whole (LoRA factor, prompt encoder): every tensor below
+    /// it has the role `.adapter`.
+    public private(set) var isAdapter = false
     private var children: [(name: String, module: Module)] = []
-    private var parameters: [(name: String, tensor: Tensor)] = []
+    private var tensors: [(name: String, tensor: Tensor, role: TensorRole)] = []
 
     public init() {}
 
@@ -23,58 +45,91 @@ open class Module {
         return child
     }
 
+    /// Adds a child that is an adapter as a whole (its parameters get the role `.adapter`).
+    @discardableResult
+    public func register<M: Module>(adapter name: String, _ child: M) -> M {
+        child.isAdapter = true
+        return register(name, child)
+    }
+
     /// Adds (or replaces) a parameter and marks it trainable (like nn.Parameter's requires_grad=True).
     @discardableResult
     public func register(parameter name: String, _ t: Tensor) -> Tensor {
-        t.isTrainable = true
-        if let i = parameters.firstIndex(where: { $0.name == name }) { parameters[i].tensor = t }
-        else { parameters.append((name, t)) }
-        return t
+        store(name, t, role: .weight)
     }
 
-    /// Replaces a registered child (PEFT wraps it), keeping its position and name.
-    public func replace(child name: String, with new: Module) {
-        guard let i = children.firstIndex(where: { $0.name == name }) else {
-            fatalError("replace(child: \"\(name)\"): no such child in \(type(of: self))")
-        }
-        children[i].module = new
+    /// Adds an adapter parameter of this module (peft keeps e.g. IA3's `ia3_l` on the adapted layer).
+    @discardableResult
+    public func register(adapter name: String, _ t: Tensor) -> Tensor {
+        store(name, t, role: .adapter)
+    }
+
+    /// Adds a buffer (torch's `register_buffer`): saved and loaded with the parameters, never trainable.
+    @discardableResult
+    public func register(buffer name: String, _ t: Tensor) -> Tensor {
+        store(name, t, role: .buffer)
+    }
+
+    private func store(_ name: String, _ t: Tensor, role: TensorRole) -> Tensor {
+        t.isTrainable = role != .buffer
+        if let i = tensors.firstIndex(where: { $0.name == name }) { tensors[i] = (name, t, role) }
+        else { tensors.append((name, t, role)) }
+        return t
     }
 
     public func child(_ name: String) -> Module? { children.first { $0.name == name }?.module }
     public func namedChildren() -> [(name: String, module: Module)] { children }
-    public func localParameters() -> [(name: String, tensor: Tensor)] { parameters }
+    public func localParameters() -> [(name: String, tensor: Tensor)] {
+        tensors.filter { $0.role != .buffer }.map { ($0.name, $0.tensor) }
+    }
 
-    /// Dotted paths in registration order (own parameters first, then children's). A tensor reachable by
-    /// two paths (tied weights) appears once, under its first path.
-    public func namedParameters() -> [(name: String, tensor: Tensor)] {
-        var seen = Set<ObjectIdentifier>(), out: [(name: String, tensor: Tensor)] = []
-        for (path, m) in namedModules() {
-            for (n, t) in m.parameters where seen.insert(ObjectIdentifier(t)).inserted {
-                out.append((path.isEmpty ? n : path + "." + n, t))
+    /// Every parameter and buffer by dotted path, registration order (own tensors first, then children's).
+    /// A tensor reachable by two paths (tied weights) appears once, under its first path.
+    public func namedTensors() -> [NamedTensor] {
+        var seen = Set<ObjectIdentifier>(), out: [NamedTensor] = []
+        for (path, m, insideAdapter) in modulesWithAdapterFlag() {
+            for (n, t, role) in m.tensors where seen.insert(ObjectIdentifier(t)).inserted {
+                let effective: TensorRole = insideAdapter && role == .weight ? .adapter : role
+                out.append(NamedTensor(name: path.isEmpty ? n : path + "." + n, tensor: t, role: effective))
             }
         }
         return out
     }
 
+    /// Parameters (weights and adapters, no buffers) by dotted path; see `namedTensors`.
+    public func namedParameters() -> [(name: String, tensor: Tensor)] {
+        namedTensors().filter { $0.role != .buffer }.map { ($0.name, $0.tensor) }
+    }
+
+    /// Buffers by dotted path.
+    public func namedBuffers() -> [(name: String, tensor: Tensor)] {
+        namedTensors().filter { $0.role == .buffer }.map { ($0.name, $0.tensor) }
+    }
+
     /// This module (path "") and all descendants, depth first in registration order. A module reachable
     /// twice appears once.
     public func namedModules() -> [(name: String, module: Module)] {
-        var seen = Set<ObjectIdentifier>(), out: [(name: String, module: Module)] = []
-        func visit(_ m: Module, _ path: String) {
+        modulesWithAdapterFlag().map { ($0.name, $0.module) }
+    }
+
+    private func modulesWithAdapterFlag() -> [(name: String, module: Module, insideAdapter: Bool)] {
+        var seen = Set<ObjectIdentifier>(), out: [(name: String, module: Module, insideAdapter: Bool)] = []
+        func visit(_ m: Module, _ path: String, _ inside: Bool) {
             guard seen.insert(ObjectIdentifier(m)).inserted else { return }
-            out.append((path, m))
-            for c in m.children { visit(c.module, path.isEmpty ? c.name : path + "." + c.name) }
+            let adapter = inside || m.isAdapter
+            out.append((path, m, adapter))
+            for c in m.children { visit(c.module, path.isEmpty ? c.name : path + "." + c.name, adapter) }
         }
-        visit(self, "")
+        visit(self, "", false)
         return out
     }
 
-    /// Marks all parameters below this module trainable or frozen.
+    /// Marks all parameters below this module trainable or frozen (buffers stay untrainable).
     public func setTrainable(_ on: Bool) {
         for (_, t) in namedParameters() { t.isTrainable = on }
     }
 
-    /// Number of scalars in all (deduplicated) parameters, and in the trainable ones.
+    /// Number of scalars in all (deduplicated) parameters, and in the trainable ones. Buffers are not counted.
     public func parameterCount() -> (total: Int, trainable: Int) {
         namedParameters().reduce((0, 0)) { ($0.0 + $1.tensor.count, $0.1 + ($1.tensor.isTrainable ? $1.tensor.count : 0)) }
     }
@@ -130,4 +185,34 @@ public final class Embedding: Module {
     }
 
     public func callAsFunction(ids: [Int32], shape: [Int]) -> Tensor { embedding(ids: ids, shape: shape, table: weight) }
+}
+
+// MARK: Checkpoints
+
+extension Module {
+    /// Writes the parameters and buffers by dotted name. `onlyTrainable` keeps the trainable parameters and
+    /// every buffer (running statistics change while a module trains, and they are small).
+    public func saveState(to url: URL, onlyTrainable: Bool = false, metadata: [String: String] = [:]) throws {
+        let kept = namedTensors().filter { !onlyTrainable || $0.role == .buffer || $0.tensor.isTrainable }
+        try Safetensors.write(kept.map { ($0.name, $0.tensor) }, to: url, metadata: metadata)
+    }
+
+    /// Reads tensors by name straight into this module's parameters and buffers (no intermediate copy).
+    /// A shape mismatch is an error naming the tensor. Returns this module's tensors absent from the file
+    /// (with their roles, so a caller can tell fresh adapters from missing weights) and the file's names
+    /// this module does not have.
+    @discardableResult
+    public func loadState(from url: URL) throws -> (missing: [NamedTensor], unexpected: [String]) {
+        let own = namedTensors()
+        let byName = Dictionary(own.map { ($0.name, $0.tensor) }, uniquingKeysWith: { a, _ in a })
+        let inFile = try Safetensors.read(url) { name, shape -> Tensor? in
+            guard let tensor = byName[name] else { return nil }
+            guard shape == tensor.shape else {
+                throw SafetensorsError(file: url.path, problem: "tensor '\(name)' has shape \(shape), model expects \(tensor.shape)")
+            }
+            return tensor
+        }
+        let fileNames = Set(inFile)
+        return (own.filter { !fileNames.contains($0.name) }, inFile.filter { byName[$0] == nil }.sorted())
+    }
 }

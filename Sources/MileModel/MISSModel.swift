@@ -45,89 +45,37 @@ public final class MISSModel: Module {
         register("visual_encoder", visualEncoder)
         register("text_encoder", textEncoder)
         register("text_decoder", textDecoder)
-        if let p = encoderPrompt { textEncoder.register("prompt_encoder", p) }
-        if let p = decoderPrompt { textDecoder.register("prompt_encoder", p) }
-        applyAdapters()
-        applyTrainability()
+        if let p = encoderPrompt { textEncoder.register(adapter: "prompt_encoder", p) }
+        if let p = decoderPrompt { textDecoder.register(adapter: "prompt_encoder", p) }
+        try applyAdapters()
     }
 
     private static func promptEncoder(_ c: ModelConfig, layers: Int, mode: ModuleMode,
                                       random: RandomSource) -> PromptEncoder? {
-        mode.isPrompt ? PromptEncoder(c, layers: layers, projection: mode == .prefix, random: random) : nil
+        guard mode.isPrompt else { return nil }
+        return PromptEncoder(tokens: c.prefixTokens, layers: layers, hidden: c.textHidden, heads: c.textHeads,
+                             projection: mode == .prefix, random: random)
     }
 
     // MARK: PEFT wiring (spec §3)
 
-    private func applyAdapters() {
-        let c = config, r = assignment.rank
-        switch assignment.vit {
-        case .lora:
-            visualEncoder.patchEmbed.proj.addLoRA(rank: r, alpha: c.loraAlpha, dropout: c.loraDropout)
-            for block in visualEncoder.blocks.items {
-                for l in [block.attn.qkv, block.attn.proj, block.mlp.fc1, block.mlp.fc2] {
-                    l.addLoRA(rank: r, alpha: c.loraAlpha, dropout: c.loraDropout)
-                }
-            }
-        case .ia3:
-            for block in visualEncoder.blocks.items {
-                for (path, l) in [("attn.qkv", block.attn.qkv), ("attn.proj", block.attn.proj),
-                                  ("mlp.fc1", block.mlp.fc1), ("mlp.fc2", block.mlp.fc2)] {
-                    if let role = ParameterLayout.vitIA3(c, path) { l.addIA3(role) }
-                }
-            }
-        default:
-            break
-        }
-        applyBertAdapters(textEncoder, mode: assignment.jtm)
-        applyBertAdapters(textDecoder.bert, mode: assignment.dec)
+    /// The three modules with their slot names, in the order adapters are added.
+    var slots: [(name: String, module: Module, mode: ModuleMode, targets: PEFTTargets)] {
+        [("vit", visualEncoder, assignment.vit, .vit(ia3: config.vitIA3Target)),
+         ("jtm", textEncoder, assignment.jtm, .bert),
+         ("dec", textDecoder, assignment.dec, .bert)]
     }
 
-    /// LoRA: query and value of self- and cross-attention (peft's BERT default). IA3: key and value
-    /// (scale outputs) and every `output.dense` (feed-forward by suffix match: scale inputs).
-    private func applyBertAdapters(_ bert: BertModel, mode: ModuleMode) {
-        let c = config
-        for layer in bert.encoder.layers.items {
-            for block in [layer.attention, layer.crossAttention] {
-                let s = block.selfAttention
-                if mode == .lora {
-                    s.query.addLoRA(rank: assignment.rank, alpha: c.loraAlpha, dropout: c.loraDropout)
-                    s.value.addLoRA(rank: assignment.rank, alpha: c.loraAlpha, dropout: c.loraDropout)
-                }
-                if mode == .ia3 {
-                    s.key.addIA3(.scaleOutput); s.value.addIA3(.scaleOutput)
-                    block.output.dense.addIA3(.scaleInput)
-                }
-            }
-            if mode == .ia3 { layer.output.dense.addIA3(.scaleInput) }
+    private func applyAdapters() throws {
+        let lora = LoRASettings(rank: assignment.rank, alpha: config.loraAlpha, dropout: config.loraDropout)
+        for slot in slots {
+            try PEFTInjection.inject(slot.mode, into: slot.module, targets: slot.targets, lora: lora, slot: slot.name)
         }
-    }
-
-    /// F freezes a module, T trains it, a method freezes its base and trains only its adapters.
-    private func applyTrainability() {
-        for (module, mode) in [(visualEncoder as Module, assignment.vit), (textEncoder, assignment.jtm),
-                               (textDecoder, assignment.dec)] {
-            module.setTrainable(mode.trainsBase)
-            guard mode.isMethod else { continue }
-            for (name, tensor) in module.namedParameters() where Self.isAdapterPath(name) {
-                tensor.isTrainable = true
-            }
-        }
-    }
-
-    /// True for adapter tensors (LoRA factors, IA3 vectors, prompt encoders), at any path depth.
-    static func isAdapterPath(_ name: String) -> Bool {
-        let path = "." + name
-        return path.contains(".lora_A.") || path.contains(".lora_B.") || path.hasSuffix(".ia3_l")
-            || path.contains(".prompt_encoder.")
+        for slot in slots { PEFTInjection.applyTrainability(slot.mode, to: slot.module) }
     }
 
     /// Folds every LoRA update into its base weight (peft `merge_adapter`), or undoes it.
-    public func mergeLoRA(_ on: Bool) {
-        for (_, module) in namedModules() {
-            if let l = module as? AdaptedLinear { on ? l.mergeLoRA() : l.unmergeLoRA() }
-            if let p = module as? PatchProjection { on ? p.mergeLoRA() : p.unmergeLoRA() }
-        }
-    }
+    public func mergeLoRA(_ on: Bool) { PEFTInjection.mergeLoRA(on, in: self) }
 
     // MARK: Forward
 
@@ -253,42 +201,23 @@ public final class MISSModel: Module {
         namedParameters().filter { $0.tensor.isTrainable }
     }
 
-    public var parameterCount: ParameterCount {
-        var trainable = 0, total = 0, adapters = 0
-        for (name, t) in namedParameters() {
-            total += t.count
-            if t.isTrainable { trainable += t.count }
-            if Self.isAdapterPath(name) { adapters += t.count }
-        }
-        return ParameterCount(trainable: trainable, total: total, adapters: adapters)
-    }
+    public var parameterCount: ParameterCount { ParameterCount(self) }
 
+    /// Writes the parameters (and buffers) by upstream name; `onlyTrainable` for fine-tune checkpoints.
     public func save(to url: URL, onlyTrainable: Bool = false, metadata: [String: String] = [:]) throws {
-        try Safetensors.write(onlyTrainable ? trainableParameters() : namedParameters(), to: url, metadata: metadata)
+        try saveState(to: url, onlyTrainable: onlyTrainable, metadata: metadata)
     }
 
     /// Loads tensors by name. Shape mismatches are errors. Returns the names of this model's
     /// parameters absent from the file (e.g. fresh adapters when loading a base checkpoint) and the
-    /// names in the file this model does not have. With `strict`, any base (non-adapter) parameter
+    /// names in the file this model does not have. With `strict`, any base (non-adapter) tensor
     /// missing from the file is an error.
     @discardableResult
     public func load(from url: URL, strict: Bool = true) throws -> (missing: [String], unexpected: [String]) {
-        // Read straight into the parameters (no intermediate copy of the file: lower peak RSS).
-        let own = namedParameters()
-        let byName = Dictionary(own.map { ($0.name, $0.tensor) }, uniquingKeysWith: { a, _ in a })
-        let inFile = try Safetensors.read(url) { name, shape -> Tensor? in
-            guard let tensor = byName[name] else { return nil }
-            guard shape == tensor.shape else {
-                throw ConfigError("\(url.path): tensor '\(name)' has shape \(shape), model expects \(tensor.shape)")
-            }
-            return tensor
+        let (missing, unexpected) = try loadState(from: url)
+        if strict, let base = missing.first(where: { $0.role != .adapter }) {
+            throw ConfigError("\(url.path): base tensor '\(base.name)' is missing (\(missing.count) missing in total)")
         }
-        let fileNames = Set(inFile)
-        let missing = own.map(\.name).filter { !fileNames.contains($0) }
-        let unexpected = inFile.filter { byName[$0] == nil }.sorted()
-        if strict, let base = missing.first(where: { !Self.isAdapterPath($0) }) {
-            throw ConfigError("\(url.path): base tensor '\(base)' is missing (\(missing.count) missing in total)")
-        }
-        return (missing, unexpected)
+        return (missing.map(\.name), unexpected)
     }
 }

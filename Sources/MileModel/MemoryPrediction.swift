@@ -42,10 +42,3 @@ public enum MemoryPrediction {
         Array(repeating: c.sepTokenId, count: batch * length)
     }
 }
-
-/// Convenience form used by the pipeline: predicted peak bytes of one training step.
-public func predictedPeakBytes(config: ModelConfig, assignment: PEFTAssignment, batch: Int,
-                               questionLength: Int, answerLength: Int) throws -> Int {
-    try MemoryPrediction.predict(config: config, assignment: assignment, batch: batch,
-                                 questionLength: questionLength, answerLength: answerLength).peakBytes
-}

@@ -1,4 +1,6 @@
-/// Trainable and total parameter counts of one grid cell, computed from shapes only (no weights).
+import Engine
+
+/// Trainable and total parameter counts of one grid cell.
 public struct ParameterCount: Equatable, Codable, Sendable {
     public let trainable: Int
     /// All parameters of the wrapped model, adapters included (peft's `print_trainable_parameters`).
@@ -8,25 +10,35 @@ public struct ParameterCount: Equatable, Codable, Sendable {
 
     /// 100 · trainable / total, the paper's "#Params" column.
     public var percent: Double { total == 0 ? 0 : 100 * Double(trainable) / Double(total) }
+
+    public init(trainable: Int, total: Int, adapters: Int) {
+        self.trainable = trainable; self.total = total; self.adapters = adapters
+    }
+
+    /// The counts of a built module: parameters by role (buffers are not parameters).
+    public init(_ module: Module) {
+        var trainable = 0, total = 0, adapters = 0
+        for entry in module.namedTensors() where entry.role != .buffer {
+            total += entry.tensor.count
+            if entry.tensor.isTrainable { trainable += entry.tensor.count }
+            if entry.role == .adapter { adapters += entry.tensor.count }
+        }
+        self.init(trainable: trainable, total: total, adapters: adapters)
+    }
 }
 
+/// Counts come from the model itself, built shape-only (no weights are allocated or drawn), so the modules
+/// are the one description of the parameters.
 public enum ParameterAccounting {
-    public static func count(config: ModelConfig, assignment: PEFTAssignment) -> ParameterCount {
-        count(ParameterLayout.model(config, assignment))
+    public static func count(config: ModelConfig, assignment: PEFTAssignment) throws -> ParameterCount {
+        try withShapeOnly { ParameterCount(try MISSModel(config: config, assignment: assignment, rng: RNG(seed: 0))) }
     }
 
-    public static func count(_ specs: [ParameterSpec]) -> ParameterCount {
-        var trainable = 0, total = 0, adapters = 0
-        for spec in specs {
-            total += spec.count
-            if spec.trainable { trainable += spec.count }
-            if spec.isAdapter { adapters += spec.count }
+    /// Total parameters of each module slot (vit, jtm, dec), adapters included.
+    public static func slotTotals(config: ModelConfig, assignment: PEFTAssignment) throws -> [String: Int] {
+        try withShapeOnly {
+            let model = try MISSModel(config: config, assignment: assignment, rng: RNG(seed: 0))
+            return Dictionary(uniqueKeysWithValues: model.slots.map { ($0.name, ParameterCount($0.module).total) })
         }
-        return ParameterCount(trainable: trainable, total: total, adapters: adapters)
-    }
-
-    /// Total parameters of one top-level module ("visual_encoder", "text_encoder", "text_decoder").
-    public static func moduleTotal(_ module: String, config: ModelConfig, assignment: PEFTAssignment) -> Int {
-        ParameterLayout.model(config, assignment).filter { $0.name.hasPrefix(module + ".") }.reduce(0) { $0 + $1.count }
     }
 }

@@ -30,7 +30,7 @@ struct Params: ParsableCommand {
         let model = try loadConfig()
         let assignment = try PEFTAssignment(vit: ModuleMode(flag: vit), jtm: ModuleMode(flag: jtm),
                                             dec: ModuleMode(flag: dec), rank: rank)
-        let count = ParameterAccounting.count(config: model, assignment: assignment)
+        let count = try ParameterAccounting.count(config: model, assignment: assignment)
         if json {
             let object: [String: Any] = ["trainable": count.trainable, "total": count.total, "percent": count.percent]
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])

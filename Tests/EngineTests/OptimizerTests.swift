@@ -107,10 +107,69 @@ final class ModuleTests: XCTestCase {
         XCTAssertEqual(p.parameterCount().total, 2 * 3 + 3 + 3 * 2)
         XCTAssertEqual(p.parameterCount().trainable, 6)
         let replacement = Linear(2, 3, rng: &rng)
-        p.replace(child: "a", with: replacement)
+        p.register("a", replacement)
         XCTAssertTrue(p.child("a") === replacement)
         XCTAssertEqual(p.namedParameters().first?.name, "a.weight")
         XCTAssertTrue(p.namedParameters().first?.tensor === replacement.weight)
+    }
+}
+
+final class ModuleRoleTests: XCTestCase {
+    /// A layer with a BatchNorm-like running mean (buffer), an adapter vector and an adapter child.
+    final class Layer: Module {
+        let weight = Tensor(shape: [2], scalars: [1, 2])
+        let runningMean = Tensor(shape: [2], scalars: [0, 0])
+        let vector = Tensor(shape: [2], scalars: [1, 1])
+        let factor: Linear
+        init(rng: inout RNG) {
+            factor = Linear(2, 2, bias: false, rng: &rng)
+            super.init()
+            register(parameter: "weight", weight)
+            register(buffer: "running_mean", runningMean)
+            register(adapter: "ia3_l", vector)
+            register(adapter: "lora_A", factor)
+        }
+    }
+
+    func testRolesAreStructuralAndBuffersAreNeverTrainedOrCounted() {
+        var rng = RNG(seed: 3)
+        let layer = Layer(rng: &rng)
+        let roles = Dictionary(uniqueKeysWithValues: layer.namedTensors().map { ($0.name, $0.role) })
+        XCTAssertEqual(roles["weight"], .weight)
+        XCTAssertEqual(roles["running_mean"], .buffer)
+        XCTAssertEqual(roles["ia3_l"], .adapter)
+        XCTAssertEqual(roles["lora_A.weight"], .adapter, "parameters below an adapter child are adapters")
+        XCTAssertEqual(layer.namedParameters().map(\.name), ["weight", "ia3_l", "lora_A.weight"])
+        XCTAssertEqual(layer.namedBuffers().map(\.name), ["running_mean"])
+        layer.setTrainable(true)
+        XCTAssertFalse(layer.runningMean.isTrainable)
+        XCTAssertEqual(layer.parameterCount().total, 2 + 2 + 4)
+    }
+
+    func testOptimizerNeverTouchesBuffers() {
+        var rng = RNG(seed: 4)
+        let layer = Layer(rng: &rng)
+        let opt = AdamW(parameters: layer.namedTensors().map { ($0.name, $0.tensor) }, lr: 0.1, weightDecay: 0.5)
+        layer.runningMean.grad = Tensor(shape: [2], scalars: [1, 1])
+        layer.weight.grad = Tensor(shape: [2], scalars: [1, 1])
+        opt.step()
+        XCTAssertEqual(layer.runningMean.scalars, [0, 0])
+        XCTAssertNotEqual(layer.weight.scalars, [1, 2])
+    }
+
+    func testCheckpointsCarryBuffers() throws {
+        var rng = RNG(seed: 5)
+        let layer = Layer(rng: &rng)
+        layer.runningMean.copy(from: Tensor(shape: [2], scalars: [0.5, -1]))
+        layer.setTrainable(false)
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("roles-\(UUID().uuidString).safetensors")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try layer.saveState(to: url, onlyTrainable: true)
+        let fresh = Layer(rng: &rng)
+        let (missing, unexpected) = try fresh.loadState(from: url)
+        XCTAssertEqual(fresh.runningMean.scalars, [0.5, -1], "buffers are saved even in trainable-only files")
+        XCTAssertEqual(missing.map(\.name), ["weight", "ia3_l", "lora_A.weight"])
+        XCTAssertEqual(unexpected, [])
     }
 }
 

@@ -19,7 +19,8 @@ final class GradientCheckTests: XCTestCase {
         let trainable = model.trainableParameters()
         XCTAssertFalse(trainable.isEmpty, file: file, line: line)
         // Distinct tensors: up to 4 adapter tensors plus random others, 8 at most (run time).
-        var sample = Array(trainable.filter { MISSModel.isAdapterPath($0.name) }.prefix(4))
+        let adapterNames = Set(model.namedTensors().filter { $0.role == .adapter }.map(\.name))
+        var sample = Array(trainable.filter { adapterNames.contains($0.name) }.prefix(4))
         var attempts = 0
         while sample.count < min(8, trainable.count), attempts < 100 {
             let pick = trainable[Int(rng.nextUInt64() % UInt64(trainable.count))]

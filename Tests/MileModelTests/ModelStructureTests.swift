@@ -2,34 +2,57 @@ import Engine
 import XCTest
 @testable import MileModel
 
-/// The shape-only layout (used for every #Params number) must be exactly what the model registers.
+/// The modules are the one description of the parameters: every count comes from a shape-only build.
 final class ModelStructureTests: XCTestCase {
     let cells = [("T", "T", "T"), ("F", "lora", "lora"), ("lora", "lora", "lora"), ("ia3", "ia3", "ia3"),
                  ("T", "prefix", "prefix"), ("F", "ptv2", "ptv2"), ("F", "T", "ia3"), ("T", "F", "lora")]
 
-    func testLayoutEqualsRegisteredParametersAtSmokeScale() throws {
-        for (v, j, d) in cells {
-            let a = try assignment(v, j, d, rank: 3)
-            let model = try smokeModel(a)
-            let registered = model.namedParameters()
-            let layout = ParameterLayout.model(.smoke, a)
-            XCTAssertEqual(registered.map(\.name), layout.map(\.name), "\(a): names/order")
-            XCTAssertEqual(registered.map(\.tensor.shape), layout.map(\.shape), "\(a): shapes")
-            XCTAssertEqual(registered.map(\.tensor.isTrainable), layout.map(\.trainable), "\(a): trainability")
-            XCTAssertEqual(model.parameterCount, ParameterAccounting.count(config: .smoke, assignment: a), "\(a)")
+    /// Names, shapes, trainability and adapter roles of 27 assignments × 3 ViT IA3 target sets at paper and
+    /// smoke scale, as digests of the listing the model registered before the PEFT code moved into `PEFT/`
+    /// (Fixtures/parameter-layout.txt, written by the removed `ParameterLayout`-era model).
+    func testRegisteredParametersMatchTheRecordedLayout() throws {
+        let url = try XCTUnwrap(Bundle.module.url(forResource: "parameter-layout", withExtension: "txt", subdirectory: "Fixtures"))
+        let recorded = try String(contentsOf: url, encoding: .utf8).split(separator: "\n").map(String.init)
+        XCTAssertEqual(recorded.count, 2 * ViTIA3Target.allCases.count * layoutCells.count)
+        var index = 0
+        for scale in ["paper", "smoke"] {
+            for target in ViTIA3Target.allCases {
+                var c = try ModelConfig.preset(scale)
+                c.vitIA3Target = target
+                for (v, j, d, r) in layoutCells {
+                    let a = try assignment(v, j, d, rank: r)
+                    let lines: [String] = try withShapeOnly {
+                        try MISSModel(config: c, assignment: a, rng: RNG(seed: 0)).namedTensors().map {
+                            "\($0.name) \($0.tensor.shape) \($0.tensor.isTrainable ? "T" : "F") \($0.role == .adapter ? "A" : "-")"
+                        }
+                    }
+                    XCTAssertEqual("\(scale) \(target.rawValue) \(v) \(j) \(d) r\(r) \(lines.count) \(layoutDigest(lines))",
+                                   recorded[index], "\(scale) \(target) \(a)")
+                    index += 1
+                }
+            }
         }
     }
 
-    func testEveryViTIA3TargetSetMatchesItsLayout() throws {
+    /// A shape-only build (what counting and memory prediction use) registers what a real build does.
+    func testShapeOnlyBuildEqualsRealBuild() throws {
+        for (v, j, d) in cells {
+            let a = try assignment(v, j, d, rank: 3)
+            let real = try smokeModel(a).namedTensors()
+            let meta = try withShapeOnly { try MISSModel(config: .smoke, assignment: a, rng: RNG(seed: 0)).namedTensors() }
+            XCTAssertEqual(real.map(\.name), meta.map(\.name), "\(a): names/order")
+            XCTAssertEqual(real.map(\.tensor.shape), meta.map(\.tensor.shape), "\(a): shapes")
+            XCTAssertEqual(real.map(\.tensor.isTrainable), meta.map(\.tensor.isTrainable), "\(a): trainability")
+            XCTAssertEqual(try smokeModel(a).parameterCount, try ParameterAccounting.count(config: .smoke, assignment: a), "\(a)")
+        }
+    }
+
+    func testEveryViTIA3TargetSetChangesTheViT() throws {
         let a = try assignment("ia3", "F", "F")
         for target in ViTIA3Target.allCases {
             var c = ModelConfig.smoke
             c.vitIA3Target = target
             let model = try smokeModel(a, config: c)
-            let registered = model.namedParameters()
-            let layout = ParameterLayout.model(c, a)
-            XCTAssertEqual(registered.map(\.name), layout.map(\.name), "\(target)")
-            XCTAssertEqual(registered.map(\.tensor.shape), layout.map(\.shape), "\(target)")
             // The ViT output (the loss barely reacts to the ViT at BERT's 0.02 init).
             let images = try SmokeBatch(c).images
             let reference = withNoGrad { model.visualEncoder(images).scalars }
@@ -66,7 +89,8 @@ final class ModelStructureTests: XCTestCase {
         let adapted = try smokeModel(try assignment("lora", "prefix", "ptv2"), seed: 3)
         let loaded = try adapted.load(from: url)
         XCTAssertFalse(loaded.missing.isEmpty)
-        XCTAssertTrue(loaded.missing.allSatisfy(MISSModel.isAdapterPath))
+        let roles = Dictionary(uniqueKeysWithValues: adapted.namedTensors().map { ($0.name, $0.role) })
+        XCTAssertTrue(loaded.missing.allSatisfy { roles[$0] == .adapter })
         // A checkpoint of another shape is an error naming the tensor.
         var other = ModelConfig.smoke
         other.textIntermediate = 48

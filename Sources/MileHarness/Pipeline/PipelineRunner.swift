@@ -267,7 +267,7 @@ public final class PipelineRunner {
                       scores: Scores) throws -> RunResults {
         let run = model.parameterCount
         let paperConfig = try ModelConfig.paper.applying(settings.modelOverrides)
-        let paper = ParameterAccounting.count(config: paperConfig, assignment: assignment)
+        let paper = try ParameterAccounting.count(config: paperConfig, assignment: assignment)
         let predicted = try MemoryPrediction.predict(config: paperConfig, assignment: assignment, batch: 20,
                                                      questionLength: 35, answerLength: 6).peakBytes
         return RunResults(runScale: ParamCounts(trainable: run.trainable, total: run.total),

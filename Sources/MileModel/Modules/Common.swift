@@ -32,22 +32,14 @@ func kaimingUniform(_ shape: [Int], fanIn: Int, rng: inout RNG) -> Tensor {
     return Tensor.uniform(shape, low: -bound, high: bound, rng: &rng)
 }
 
-/// A Linear(in, out) with bias whose base weights keep upstream names (`weight`, `bias`) and that
-/// can carry peft 0.7.1 adapters: LoRA (`lora_A.weight` [r, in], `lora_B.weight` [out, r]) or an IA3
-/// vector (`ia3_l`, [1, in] scaling inputs for feed-forward targets, [out, 1] scaling outputs otherwise).
-/// Base init: N(0, initializer_range) weight, zero bias (BERT's `_init_weights`; timm's ViT uses a
-/// truncated normal of the same std).
-final class AdaptedLinear: Module {
+/// A Linear(in, out) with bias whose base weights keep upstream names (`weight`, `bias`) and that can carry
+/// a peft 0.7.1 adapter (`LoRA`, `IA3`). Base init: N(0, initializer_range) weight, zero bias (BERT's
+/// `_init_weights`; timm's ViT uses a truncated normal of the same std).
+final class AdaptedLinear: Module, AdaptableLayer {
     let weight: Tensor
     let bias: Tensor
-    private(set) var loraA: Tensor?
-    private(set) var loraB: Tensor?
-    private(set) var ia3: Tensor?
-    private(set) var ia3Role: IA3Role = .scaleOutput
-    private var loraScaling: Float = 0
-    private var loraDropout: Float = 0
-    /// True while B·A is folded into `weight` (the adapter path is then skipped).
-    private(set) var merged = false
+    private(set) var lora: LoRA?
+    private(set) var ia3: IA3?
     let random: RandomSource
 
     init(_ inF: Int, _ outF: Int, std: Float, random: RandomSource) {
@@ -63,53 +55,26 @@ final class AdaptedLinear: Module {
     var outFeatures: Int { weight.shape[0] }
 
     func addLoRA(rank: Int, alpha: Float, dropout: Float) {
-        let a = kaimingUniform([rank, inFeatures], fanIn: inFeatures, rng: &random.rng)
-        let b = Tensor.zeros([outFeatures, rank])
-        register("lora_A", WeightModule(a))
-        register("lora_B", WeightModule(b))
-        loraA = a; loraB = b
-        loraScaling = alpha / Float(rank)
-        loraDropout = dropout
+        lora = LoRA(host: self, aShape: [rank, inFeatures], outFeatures: outFeatures, alpha: alpha, dropout: dropout,
+                    rng: &random.rng)
     }
 
     func addIA3(_ role: IA3Role) {
-        let vector = Tensor.ones(role == .scaleInput ? [1, inFeatures] : [outFeatures, 1])
-        register(parameter: "ia3_l", vector)
-        ia3 = vector; ia3Role = role
+        ia3 = IA3(host: self, inFeatures: inFeatures, outFeatures: outFeatures, role: role)
     }
 
     func callAsFunction(_ x: Tensor) -> Tensor {
-        if let l = ia3 {
-            let vector = reshape(l, [-1])
-            if ia3Role == .scaleInput { return linear(x * vector, weight: weight, bias: bias) }
-            return linear(x, weight: weight, bias: bias) * vector
-        }
+        if let ia3 { return ia3(x) { linear($0, weight: weight, bias: bias) } }
         let out = linear(x, weight: weight, bias: bias)
-        guard let a = loraA, let b = loraB, !merged else { return out }
-        let dropped = dropout(x, p: loraDropout, rng: &random.rng, training: training)
-        let update = linear(linear(dropped, weight: a, bias: nil), weight: b, bias: nil)
-        return out + scale(update, loraScaling)
+        guard let lora, !lora.merged else { return out }
+        return out + lora.update(x, random: random, training: training) { linear($0, weight: $1, bias: nil) }
     }
 
     /// self(gelu(h)). A plain linear uses the fused op, which keeps h for its backward instead of gelu(h)
     /// as well; with an adapter the adapter's own ops read gelu(h).
     func callAsFunction(geluOf h: Tensor) -> Tensor {
-        guard ia3 == nil, loraA == nil || merged else { return self(gelu(h)) }
+        guard ia3 == nil, lora?.merged ?? true else { return self(gelu(h)) }
         return geluLinear(h, weight: weight, bias: bias)
-    }
-
-    /// W += scaling · B·A (peft `merge`); forward then skips the adapter path.
-    func mergeLoRA() { foldLoRA(sign: 1) }
-    /// W -= scaling · B·A (peft `unmerge`).
-    func unmergeLoRA() { foldLoRA(sign: -1) }
-
-    private func foldLoRA(sign: Float) {
-        guard let a = loraA, let b = loraB, merged == (sign < 0) else { return }
-        withNoGrad {
-            let delta = matmul(b.detached(), a.detached())  // [out, r] x [r, in]
-            weight.copy(from: weight.detached() + scale(delta, sign * loraScaling))
-        }
-        merged = sign > 0
     }
 }
 

@@ -2,15 +2,11 @@ import Engine
 
 /// `patch_embed.proj`: Conv2d(3, w, p, stride p), optionally with peft's LoRA for Conv2d:
 /// A = Conv2d(3, r, p, stride p) (kaiming-uniform), B = Conv2d(r, w, 1x1) (zero), no biases.
-final class PatchProjection: Module {
+final class PatchProjection: Module, AdaptableLayer {
     let weight: Tensor
     let bias: Tensor
     let patch: Int
-    private(set) var loraA: Tensor?
-    private(set) var loraB: Tensor?
-    private var loraScaling: Float = 0
-    private var loraDropout: Float = 0
-    private(set) var merged = false
+    private(set) var lora: LoRA?
     let random: RandomSource
 
     init(width: Int, patch: Int, std: Float, random: RandomSource) {
@@ -24,38 +20,21 @@ final class PatchProjection: Module {
     }
 
     func addLoRA(rank: Int, alpha: Float, dropout: Float) {
-        let fanIn = 3 * patch * patch
-        let a = kaimingUniform([rank, 3, patch, patch], fanIn: fanIn, rng: &random.rng)
-        let b = Tensor.zeros([weight.shape[0], rank, 1, 1])
-        register("lora_A", WeightModule(a))
-        register("lora_B", WeightModule(b))
-        loraA = a; loraB = b
-        loraScaling = alpha / Float(rank)
-        loraDropout = dropout
+        lora = LoRA(host: self, aShape: [rank, 3, patch, patch], outFeatures: weight.shape[0], alpha: alpha,
+                    dropout: dropout, rng: &random.rng)
+    }
+
+    func addIA3(_ role: IA3Role) throws {
+        throw ConfigError("IA3 on the patch-embedding conv is not supported (peft 0.7.1 has no IA3 for Conv2d here)")
     }
 
     /// image [B, 3, S, S] -> tokens [B, (S/p)^2, w]
     func callAsFunction(_ image: Tensor) -> Tensor {
         let out = patchConv(image, weight: weight, bias: bias, patch: patch)
-        guard let a = loraA, let b = loraB, !merged else { return out }
-        let dropped = drop(image, loraDropout, random, training: training)
-        let low = patchConv(dropped, weight: a, bias: nil, patch: patch)            // [B, N, r]
-        let up = linear(low, weight: reshape(b, [b.shape[0], b.shape[1]]), bias: nil)  // 1x1 conv
-        return out + scale(up, loraScaling)
-    }
-
-    func mergeLoRA() { fold(sign: 1) }
-    func unmergeLoRA() { fold(sign: -1) }
-
-    private func fold(sign: Float) {
-        guard let a = loraA, let b = loraB, merged == (sign < 0) else { return }
-        withNoGrad {
-            let b2 = reshape(b.detached(), [b.shape[0], b.shape[1]])
-            let a2 = reshape(a.detached(), [a.shape[0], a.count / a.shape[0]])
-            let delta = reshape(matmul(b2, a2), weight.shape)
-            weight.copy(from: weight.detached() + scale(delta, sign * loraScaling))
+        guard let lora, !lora.merged else { return out }
+        return out + lora.update(image, random: random, training: training) { [patch] in
+            patchConv($0, weight: $1, bias: nil, patch: patch)   // [B, N, r]; B is the 1x1 conv
         }
-        merged = sign > 0
     }
 }
 
