@@ -70,6 +70,15 @@ public struct PretrainCorpus: Sendable {
         case slakeCaptions = "slake-captions"
         /// SLAKE English train questions (the fine-tuning questions; off by default).
         case slakeTrain = "slake-train"
+
+        /// The spelling of experiment files' `pretraining.corpus` (part of every base key, so it stays).
+        public var configName: String {
+            switch self {
+            case .radTrain: return "vqa-rad"
+            case .slakeCaptions: return "slake-train-captions"
+            case .slakeTrain: return "slake-train-questions"
+            }
+        }
     }
 
     /// The default corpus of the run pipeline.

@@ -1,29 +1,7 @@
 import Foundation
+import MileData
 import MileModel
 import Yams
-
-/// What a module (ViT, JTM or Dec column) does in a cell. Raw values are the spellings experiment files
-/// use, the same as the flags of upstream's training scripts.
-public enum ModuleMode: String, CaseIterable, Sendable, Codable {
-    case frozen = "F"
-    case trained = "T"
-    case lora, ia3, prefix, ptv2
-
-    /// The spelling of the paper's tables.
-    public var display: String {
-        switch self {
-        case .frozen: return "F"
-        case .trained: return "T"
-        case .lora: return "LoRA"
-        case .ia3: return "IA3"
-        case .prefix: return "Prefix"
-        case .ptv2: return "PTV2"
-        }
-    }
-
-    public var isPEFT: Bool { ![.frozen, .trained].contains(self) }
-    static var spellings: [String] { allCases.map(\.rawValue) }
-}
 
 /// The F/T/PEFT assignment of one cell (plus the LoRA rank when a module uses LoRA).
 public struct ModuleAssignment: Equatable, Sendable {
@@ -117,13 +95,13 @@ public struct ExperimentTable: Sendable {
 public enum ExperimentSchema {
     public static let config: Schema = .map([
         ("model", .map([
-            ("family", .string(allowed: ["miss"])),
-            ("scale", .string(allowed: ["paper", "small", "smoke"])),
+            ("family", .string(allowed: ModelFamilies.names)),
+            ("scale", .string(allowed: ModelConfig.presetNames)),
         ])),
         ("pretraining", .map([
             ("source", .string(allowed: ["own", "checkpoint"])),
             ("checkpoint", .string(allowed: nil)),
-            ("corpus", .list(.string(allowed: ["vqa-rad", "slake-train-captions", "slake-train-questions"]))),
+            ("corpus", .list(.string(allowed: PretrainCorpus.Part.allCases.map(\.configName)))),
             ("epochs", .bounded(0...Limits.epochs, reason: Limits.epochsReason)),
             ("lr", .double(min: 0)),
             ("batch", .bounded(1...Limits.batch, reason: Limits.batchReason)),
@@ -140,7 +118,7 @@ public enum ExperimentSchema {
         ])),
         ("peft", .map([
             ("lora", .map([("alpha", .double(min: 0)), ("dropout", .double(min: 0))])),
-            ("ia3", .map([("vit_targets", .string(allowed: ["fc2", "fc1", "attn", "qkv+proj"]))])),
+            ("ia3", .map([("vit_targets", .string(allowed: ViTIA3Target.allCases.map(\.rawValue)))])),
             ("prefix", .map([("virtual_tokens", .bounded(1...Limits.virtualTokens, reason: Limits.virtualTokensReason))])),
             ("ptv2", .map([("virtual_tokens", .bounded(1...Limits.virtualTokens, reason: Limits.virtualTokensReason))])),
         ])),
@@ -251,7 +229,7 @@ public enum ExperimentLoader {
                 throw reader.fail(node, "\(context): missing key '\(key)' (one of \(ModuleMode.spellings.joined(separator: ", ")))")
             }
             let text = try reader.string(pair.value, context: "\(context) '\(key)'", allowed: ModuleMode.spellings)
-            return ModuleMode(rawValue: text)!
+            return try ModuleMode(flag: text)
         }
         let vit = try mode("vit"), jtm = try mode("jtm"), dec = try mode("dec")
         if [.prefix, .ptv2].contains(vit) {

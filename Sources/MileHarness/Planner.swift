@@ -1,4 +1,5 @@
 import MileData
+import MileModel
 import Foundation
 import Yams
 
@@ -139,8 +140,8 @@ public enum Planner {
     /// same experiment in two files is the same cell.
     public static func resolvedConfig(_ shared: ConfigValue, assignment: ModuleAssignment, seed: Int) -> ConfigValue {
         var config = shared.removing(["recipe", "seeds"]).removing(["baselines"]).setting(["recipe", "seed"], to: .int(seed))
-        let used = Set(assignment.modes.filter(\.isPEFT).map(\.rawValue))
-        for method in ModuleMode.allCases where method.isPEFT && !used.contains(method.rawValue) {
+        let used = Set(assignment.modes.filter(\.isMethod).map(\.rawValue))
+        for method in ModuleMode.allCases where method.isMethod && !used.contains(method.rawValue) {
             config = config.removing(["peft", method.rawValue])
         }
         if used.isEmpty { config = config.removing(["peft"]) }

@@ -16,7 +16,7 @@ public enum ModuleMode: String, CaseIterable, Codable, Sendable, CustomStringCon
 
     public init(flag: String) throws {
         guard let mode = ModuleMode.allCases.first(where: { $0.rawValue.lowercased() == flag.lowercased() }) else {
-            throw ConfigError("unknown module mode '\(flag)' (expected one of: F, T, lora, ia3, prefix, ptv2)")
+            throw ConfigError("unknown module mode '\(flag)' (expected one of: \(ModuleMode.spellings.joined(separator: ", ")))")
         }
         self = mode
     }
@@ -32,6 +32,11 @@ public enum ModuleMode: String, CaseIterable, Codable, Sendable, CustomStringCon
         case .ptv2: return "PTV2"
         }
     }
+
+    /// The spelling of the paper's tables.
+    public var display: String { description }
+    /// The spellings experiment files and flags use.
+    public static var spellings: [String] { allCases.map(\.rawValue) }
 
     /// True for the four PEFT methods (base frozen, adapters trained).
     public var isMethod: Bool { self != .frozen && self != .trained }

@@ -78,4 +78,17 @@ final class BadInputTests: XCTestCase {
         try assertRefused(["plan", file, "--set", "decoding.beams=100000"], naming: ["decoding.beams", "limit of 16"])
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/r.db"), "a refused run created the database")
     }
+
+    // MARK: issue 16: the schema's allowed values are the model's own
+
+    func testIA3TargetsAreExactlyWhatTheModelBuilds() throws {
+        let file = try table()
+        try assertRefused(["plan", file, "--set", "peft.ia3.vit_targets=qkv+proj"],
+                          naming: ["peft.ia3.vit_targets", "qkv+proj", "fc2, fc1, attn"])
+        for target in ["fc2", "fc1", "attn"] {
+            let result = try mile(["plan", file, "--set", "peft.ia3.vit_targets=\(target)", "--db", dir + "/p.db"])
+            XCTAssertEqual(result.status, 0, "\(target): \(result.output)")
+        }
+        try assertRefused(["plan", file, "--set", "model.family=blip"], naming: ["model.family", "blip", "miss"])
+    }
 }

@@ -94,18 +94,12 @@ public final class RunData {
         return records
     }
 
-    /// `pretraining.corpus` names (the experiment files' spellings and MileData's) to corpus parts.
-    static let corpusParts: [String: PretrainCorpus.Part] = [
-        "vqa-rad": .radTrain, "vqa-rad-train": .radTrain,
-        "slake-train-captions": .slakeCaptions, "slake-captions": .slakeCaptions, "slake-train": .slakeTrain,
-        "slake-train-questions": .slakeTrain,
-    ]
-
     static func pretrainingCorpus(_ corpus: [String], locations: DataLocations, seed: UInt64) throws -> [VQASample] {
         guard !corpus.isEmpty else { return [] }
         let parts = try corpus.map { name -> PretrainCorpus.Part in
-            guard let part = corpusParts[name] else {
-                throw HarnessError.input("pretraining.corpus: unknown part '\(name)' (known: \(corpusParts.keys.sorted().joined(separator: ", ")))")
+            guard let part = PretrainCorpus.Part.allCases.first(where: { $0.configName == name }) else {
+                let known = PretrainCorpus.Part.allCases.map(\.configName)
+                throw HarnessError.input("pretraining.corpus: unknown part '\(name)' (known: \(known.joined(separator: ", ")))")
             }
             return part
         }

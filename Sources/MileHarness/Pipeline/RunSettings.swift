@@ -1,4 +1,5 @@
 import Foundation
+import MileData
 import MileModel
 
 /// The typed view of one cell's resolved config (experiments/defaults.yaml): what each stage reads.
@@ -40,8 +41,6 @@ public struct RunSettings {
     /// peft.* settings as model config keys (lora alpha/dropout, ViT IA3 targets, virtual tokens).
     public var modelOverrides: [String: Any]
 
-    public static let knownCorpora = ["vqa-rad", "vqa-rad-train", "slake-train-captions", "slake-captions", "slake-train",
-                                             "slake-train-questions"]
     public static let knownSources = ["slake-train", "slake-validate", "vqa-rad-train"]
     public static let knownPrompts = ["mile", "plain"]
 
@@ -93,15 +92,18 @@ public struct RunSettings {
         guard ModelConfig.presetNames.contains(scale) else {
             throw fail("model.scale '\(scale)' is not one of \(ModelConfig.presetNames.joined(separator: ", "))")
         }
-        guard try string("model.family") == "miss" else { throw fail("model.family: only 'miss' runs in this pipeline") }
+        do { _ = try ModelFamilies.named(try string("model.family")) } catch let error as ConfigError {
+            throw fail("model.family: \(error)")
+        }
         guard ["own", "checkpoint"].contains(pretraining.source) else {
             throw fail("pretraining.source '\(pretraining.source)' must be own or checkpoint")
         }
         if pretraining.source == "checkpoint" && pretraining.checkpoint.isEmpty {
             throw fail("pretraining.source is checkpoint but pretraining.checkpoint is empty")
         }
-        if let bad = pretraining.corpus.first(where: { !Self.knownCorpora.contains($0) }) {
-            throw fail("pretraining.corpus: unknown corpus '\(bad)' (known: \(Self.knownCorpora.joined(separator: ", ")))")
+        let corpora = PretrainCorpus.Part.allCases.map(\.configName)
+        if let bad = pretraining.corpus.first(where: { !corpora.contains($0) }) {
+            throw fail("pretraining.corpus: unknown corpus '\(bad)' (known: \(corpora.joined(separator: ", ")))")
         }
         let objectiveNames = PretrainObjective.allCases.map(\.rawValue)
         if let bad = pretraining.objectives.first(where: { !objectiveNames.contains($0) }) {
@@ -169,7 +171,6 @@ public struct RunSettings {
 extension ModuleAssignment {
     /// The model layer's assignment (the harness and the model spell modes the same way).
     public func peft() throws -> PEFTAssignment {
-        try PEFTAssignment(vit: MileModel.ModuleMode(flag: vit.rawValue), jtm: MileModel.ModuleMode(flag: jtm.rawValue),
-                           dec: MileModel.ModuleMode(flag: dec.rawValue), rank: rank ?? 8)
+        try PEFTAssignment(vit: vit, jtm: jtm, dec: dec, rank: rank ?? 8)
     }
 }
