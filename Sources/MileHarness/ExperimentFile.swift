@@ -3,21 +3,19 @@ import MileData
 import MileModel
 import Yams
 
-/// The F/T/PEFT assignment of one cell (plus the LoRA rank when a module uses LoRA).
+/// The F/T/PEFT assignment of one cell: a mode per module slot of the model family (plus the LoRA rank
+/// when a module uses LoRA).
 public struct ModuleAssignment: Equatable, Sendable {
-    public let vit: ModuleMode
-    public let jtm: ModuleMode
-    public let dec: ModuleMode
+    public let slots: [ModuleSlot]
+    public let modes: [ModuleMode]
     public let rank: Int?
 
-    public init(vit: ModuleMode, jtm: ModuleMode, dec: ModuleMode, rank: Int?) {
-        self.vit = vit
-        self.jtm = jtm
-        self.dec = dec
+    public init(slots: [ModuleSlot], modes: [ModuleMode], rank: Int?) {
+        self.slots = slots
+        self.modes = modes
         self.rank = rank
     }
 
-    public var modes: [ModuleMode] { [vit, jtm, dec] }
     public var usesLoRA: Bool { modes.contains(.lora) }
 
     /// The row label of the tables, e.g. `F LoRA LoRA r4`.
@@ -27,9 +25,7 @@ public struct ModuleAssignment: Equatable, Sendable {
     }
 
     var configValue: ConfigValue {
-        var fields: [String: ConfigValue] = [
-            "vit": .string(vit.rawValue), "jtm": .string(jtm.rawValue), "dec": .string(dec.rawValue),
-        ]
+        var fields = Dictionary(uniqueKeysWithValues: zip(slots.map(\.key), modes.map { ConfigValue.string($0.rawValue) }))
         if let rank { fields["rank"] = .int(rank) }
         return .map(fields)
     }
@@ -61,9 +57,9 @@ public struct PublishedNumbers: Equatable, Sendable, Codable {
 /// One explicit row of a table file; `ranks` is the small product inside the row (`rank: [4, 8]`).
 public struct ExperimentRow: Sendable {
     public let position: SourcePosition
-    public let vit: ModuleMode
-    public let jtm: ModuleMode
-    public let dec: ModuleMode
+    public let slots: [ModuleSlot]
+    /// One mode per slot.
+    public let modes: [ModuleMode]
     /// `[nil]` when no module uses LoRA.
     public let ranks: [Int?]
     /// Partial config applied to this row only.
@@ -73,7 +69,7 @@ public struct ExperimentRow: Sendable {
     public let note: String?
 
     public func assignment(rank: Int?) -> ModuleAssignment {
-        ModuleAssignment(vit: vit, jtm: jtm, dec: dec, rank: rank)
+        ModuleAssignment(slots: slots, modes: modes, rank: rank)
     }
 }
 
@@ -146,7 +142,8 @@ public enum ExperimentSchema {
     ])
 
     static let tableKeys = ["table", "title", "extends", "set", "notes", "rows", "findings"]
-    static let rowKeys = ["vit", "jtm", "dec", "rank", "set", "published", "note"]
+    /// Row keys besides the family's module slots (`vit`, `jtm`, `dec` for MISS).
+    static let rowKeys = ["rank", "set", "published", "note"]
     static let publishedKeys = ["rank", "params", "memory_gb", "opened", "closed", "global", "note"]
 }
 
@@ -188,7 +185,8 @@ public enum ExperimentLoader {
         guard let rowsPair = field("rows") else { throw reader.fail(root, "missing key 'rows' (the list of table rows)") }
         let rowNodes = try reader.sequence(rowsPair.value, context: "'rows'", expected: "row mappings")
         guard !rowNodes.isEmpty else { throw reader.fail(rowsPair.value, "'rows': expected at least one row") }
-        let rows = try rowNodes.enumerated().map { try parseRow($1, index: $0 + 1, reader: reader) }
+        let family = try modelFamily(config, at: reader.position(root))
+        let rows = try rowNodes.enumerated().map { try parseRow($1, index: $0 + 1, family: family, reader: reader) }
         let labels = rows.flatMap { row in row.ranks.map { row.assignment(rank: $0).label } }
         let findings = try field("findings").map { try FindingParser.parse($0.value, labels: labels, reader: reader) } ?? []
         return ExperimentTable(file: path, name: name, title: title, notes: notes, defaultsFile: defaultsPath,
@@ -220,9 +218,18 @@ public enum ExperimentLoader {
 
     // MARK: rows
 
-    static func parseRow(_ node: Node, index: Int, reader: NodeReader) throws -> ExperimentRow {
+    static func modelFamily(_ config: ConfigValue, at position: SourcePosition) throws -> any ModelFamily {
+        do {
+            return try ModelFamilies.named(config["model.family"]?.stringValue ?? "")
+        } catch let error as ConfigError {
+            throw HarnessError.invalid(position, "model.family: \(error)")
+        }
+    }
+
+    static func parseRow(_ node: Node, index: Int, family: any ModelFamily, reader: NodeReader) throws -> ExperimentRow {
         let context = "row \(index)"
-        let pairs = try reader.mapping(node, context: context, allowed: ExperimentSchema.rowKeys)
+        let slots = family.slots
+        let pairs = try reader.mapping(node, context: context, allowed: slots.map(\.key) + ExperimentSchema.rowKeys)
         let field = { (name: String) in pairs.first { $0.key == name } }
         func mode(_ key: String) throws -> ModuleMode {
             guard let pair = field(key) else {
@@ -231,14 +238,15 @@ public enum ExperimentLoader {
             let text = try reader.string(pair.value, context: "\(context) '\(key)'", allowed: ModuleMode.spellings)
             return try ModuleMode(flag: text)
         }
-        let vit = try mode("vit"), jtm = try mode("jtm"), dec = try mode("dec")
-        if [.prefix, .ptv2].contains(vit) {
-            throw reader.fail(field("vit")!.value, "\(context) 'vit': \(vit.rawValue) is a prompt method for the BERT modules; the ViT takes F, T, lora or ia3")
+        let modes = try slots.map { try mode($0.key) }
+        for (slot, mode) in zip(slots, modes) where mode.isPrompt && !slot.takesPrompts {
+            let text = slots.filter(\.takesPrompts).map(\.header).joined(separator: ", ")
+            throw reader.fail(field(slot.key)!.value, "\(context) '\(slot.key)': \(mode.rawValue) is a prompt method for the \(text) modules; the \(slot.header) takes \(orList(ModuleMode.allCases.filter { !$0.isPrompt }.map(\.rawValue)))")
         }
-        if [vit, jtm, dec].allSatisfy({ $0 == .frozen }) {
+        if modes.allSatisfy({ $0 == .frozen }) {
             throw reader.fail(node, "\(context): every module is frozen, so nothing would be trained")
         }
-        let usesLoRA = [vit, jtm, dec].contains(.lora)
+        let usesLoRA = modes.contains(.lora)
         let ranks = try parseRanks(field("rank"), usesLoRA: usesLoRA, rowNode: node, context: context, reader: reader)
         let overrides = try field("set").map {
             try reader.value($0.value, schema: ExperimentSchema.config, path: "", partial: true)
@@ -247,8 +255,13 @@ public enum ExperimentLoader {
             try parsePublished($0.value, ranks: ranks, context: context, reader: reader)
         } ?? [:]
         let note = try field("note").map { try reader.string($0.value, context: "\(context) 'note'") }
-        return ExperimentRow(position: reader.position(node), vit: vit, jtm: jtm, dec: dec, ranks: ranks,
+        return ExperimentRow(position: reader.position(node), slots: slots, modes: modes, ranks: ranks,
                              overrides: overrides, published: published, note: note)
+    }
+
+    /// "a, b or c".
+    static func orList(_ items: [String]) -> String {
+        items.count < 2 ? items.joined() : items.dropLast().joined(separator: ", ") + " or " + items.last!
     }
 
     static func parseRanks(_ pair: (key: String, keyNode: Node, value: Node)?, usesLoRA: Bool, rowNode: Node,

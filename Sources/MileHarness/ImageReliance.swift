@@ -19,7 +19,7 @@ public struct ImageReliance: Sendable {
 
     /// Measured in eval mode over `samples` in batches of `batchSize`, the images moved by the derangement
     /// of the image-shuffle evaluation (`ImageShuffle`, seed `shuffleSeed`).
-    public static func measure(model: MISSModel, samples: [VQASample], tokenizer: Tokenizer, images: ImageStore,
+    public static func measure(model: any VQAModel, samples: [VQASample], tokenizer: Tokenizer, images: ImageStore,
                                batchSize: Int = 50, shuffleSeed: Int = 7) throws -> ImageReliance {
         model.train(false)
         defer { model.train(true) }

@@ -1,4 +1,5 @@
 import Foundation
+import MileModel
 
 /// One finished run used by a report.
 public struct ReportedRun: Sendable {
@@ -126,7 +127,8 @@ public enum ReportRenderer {
     static func markdown(_ table: ExperimentTable, rows: [ReportRow], references: [ReferenceResult] = [],
                          settings: BaselineSettings = BaselineSettings()) -> String {
         let hasRank = rows.contains { $0.assignment.rank != nil }
-        var header = ["ViT", "JTM", "Dec"]
+        let slots: [ModuleSlot] = table.rows.first?.slots ?? []
+        var header: [String] = slots.map(\.header)
         if hasRank { header.append("Rank") }
         header += ["#Params % (paper scale): ours / paper (Δ)", "Memory GB (paper scale, predicted): ours / paper (Δ)",
                    "Memory measured (run scale): engine peak / RSS", "Opened: ours / paper (Δ)", "Opened recall",

@@ -7,6 +7,8 @@ public struct ModuleSlot: Equatable, Sendable {
     public let key: String
     public let header: String
     public let path: String
+    /// Whether prompt methods (prefix, P-tuning v2) apply: text modules only.
+    public let takesPrompts: Bool
 }
 
 /// A model family the harness can count, build and fine-tune (lm-evaluation-harness's model registry).
@@ -40,11 +42,10 @@ public enum ModelFamilies {
 public struct MISSFamily: ModelFamily {
     public init() {}
     public var name: String { "miss" }
-    public var slots: [ModuleSlot] {
-        [ModuleSlot(key: "vit", header: "ViT", path: "visual_encoder"),
-         ModuleSlot(key: "jtm", header: "JTM", path: "text_encoder"),
-         ModuleSlot(key: "dec", header: "Dec", path: "text_decoder")]
-    }
+    public var slots: [ModuleSlot] { Self.moduleSlots }
+    static let moduleSlots = [ModuleSlot(key: "vit", header: "ViT", path: "visual_encoder", takesPrompts: false),
+                              ModuleSlot(key: "jtm", header: "JTM", path: "text_encoder", takesPrompts: true),
+                              ModuleSlot(key: "dec", header: "Dec", path: "text_decoder", takesPrompts: true)]
     public var scales: [String] { ModelConfig.presetNames }
 
     public func count(config: ModelConfig, assignment: PEFTAssignment) throws -> ParameterCount {
@@ -59,6 +60,8 @@ public struct MISSFamily: ModelFamily {
 /// What the pipeline needs of a fine-tunable VQA model: the teacher-forced loss, answer generation, LoRA
 /// merging, checkpoints and counts. The modules behind it are the family's own.
 public protocol VQAModel: Module {
+    /// Side of the square input images.
+    var imageSize: Int { get }
     var parameterCount: ParameterCount { get }
     func trainableParameters() -> [(name: String, tensor: Tensor)]
     func loss(images: Tensor, question: TokenBatch, answer: TokenBatch) throws -> Tensor

@@ -38,10 +38,12 @@ extension MISSModel {
             let memory = try encode(images: images, question: question)
             let rows = beams == 1 && greedyForOneBeam ? 1 : beams
             var decoder = StepDecoder(model: self, memory: memory, times: rows, cached: useCache)
+            let search = BeamSearch(vocab: config.vocabSize, start: config.decTokenId, end: config.sepTokenId,
+                                    pad: config.padTokenId)
             let sequences = beams == 1 && greedyForOneBeam
-                ? try greedy(&decoder, batch: question.batch, maxLength: maxLength, minLength: minLength)
-                : try beamSearch(&decoder, batch: question.batch, beams: beams,
-                                 maxLength: maxLength, minLength: minLength)
+                ? try search.greedy(&decoder, batch: question.batch, maxLength: maxLength, minLength: minLength)
+                : try search.beamSearch(&decoder, batch: question.batch, beams: beams,
+                                        maxLength: maxLength, minLength: minLength)
             return sequences.map(answerTokens)
         }
     }
@@ -81,135 +83,21 @@ extension MISSModel {
         return textDecoder.bert.step(ids: newest, position: position, past: &past, cachedMemory: cachedMemory)
     }
 
-    private func greedy(_ decoder: inout StepDecoder, batch: Int, maxLength: Int, minLength: Int) throws -> [[Int32]] {
-        let v = config.vocabSize, sep = Int(config.sepTokenId)
-        var sequences = Array(repeating: [config.decTokenId], count: batch)
-        var finished = Array(repeating: false, count: batch)
-        while sequences[0].count < maxLength {
-            let logits = try decoder.logits(sequences)
-            for b in 0..<batch {
-                if finished[b] { sequences[b].append(config.padTokenId); continue }
-                let ban = sequences[b].count < minLength
-                // First maximum of the row, [SEP] excluded while the answer is shorter than minLength.
-                let token: Int32 = logits.withUnsafeScalars { l in
-                    let row = l.baseAddress! + b * v
-                    var best = ban && sep == 0 ? 1 : 0
-                    for t in best..<v where row[t] > row[best] && !(ban && t == sep) { best = t }
-                    return Int32(best)
-                }
-                sequences[b].append(token)
-                if token == config.sepTokenId { finished[b] = true }
-            }
-            if !finished.contains(false) { break }
-        }
-        return sequences
-    }
+}
 
-    private func beamSearch(_ decoder: inout StepDecoder, batch: Int, beams: Int, maxLength: Int,
-                            minLength: Int) throws -> [[Int32]] {
-        let eos = config.sepTokenId, v = config.vocabSize
-        var sequences = Array(repeating: [config.decTokenId], count: batch * beams)
-        // Only the first beam is live at the start (HF: other beams start at -1e9).
-        var beamScores = (0..<(batch * beams)).map { $0 % beams == 0 ? Float(0) : -1e9 }
-        var hypotheses = Array(repeating: BeamHypotheses(beams: beams), count: batch)
-        var done = Array(repeating: false, count: batch)
-        while true {
-            let curLen = sequences[0].count
-            let rowBest: [[Candidate]]
-            if curLen == 1, decoder.cached, v > 2 * beams {
-                rowBest = try firstStepCandidates(&decoder, batch: batch, beams: beams, banEOS: minLength > 1)
-            } else {
-                rowBest = rowCandidates(logits: try decoder.logits(sequences), scores: beamScores, rows: batch * beams,
-                                        vocab: v, keep: 2 * beams, banEOS: curLen < minLength)
-            }
-            // `sources`: the row each new row continues (HF beam_idx), to reorder the decoder cache.
-            var nextSequences: [[Int32]] = [], nextScores: [Float] = [], sources: [Int] = []
-            for b in 0..<batch {
-                if done[b] {
-                    for _ in 0..<beams {
-                        nextSequences.append(sequences[b * beams] + [config.padTokenId]); nextScores.append(0)
-                        sources.append(b * beams)
-                    }
-                    continue
-                }
-                let candidates = topCandidates(rowBest, batchIndex: b, beams: beams)
-                var kept = 0
-                for (rank, c) in candidates.enumerated() {
-                    let source = b * beams + c.beam
-                    if c.token == eos {
-                        if rank < beams { hypotheses[b].add(sequences[source], score: c.score) }
-                    } else {
-                        nextSequences.append(sequences[source] + [c.token]); nextScores.append(c.score)
-                        sources.append(source)
-                        kept += 1
-                    }
-                    if kept == beams { break }
-                }
-                done[b] = done[b] || hypotheses[b].isDone(bestSum: candidates[0].score, curLen: curLen)
-            }
-            sequences = nextSequences
-            beamScores = nextScores
-            if !done.contains(false) || sequences[0].count >= maxLength { break }
-            decoder.reorder(sources)
-        }
-        return (0..<batch).map { b in
-            if !done[b] {
-                for k in 0..<beams { hypotheses[b].add(sequences[b * beams + k], score: beamScores[b * beams + k]) }
-            }
-            return hypotheses[b].best
-        }
-    }
-
-    /// `rowCandidates` of the first step from one decoder row per question: all beams hold only `[DEC]`
-    /// and the non-first ones start at -1e9, so with more than 2·beams tokens none of their continuations
-    /// can enter a question's top 2·beams (HF computes and discards them); their lists stay empty.
-    private func firstStepCandidates(_ decoder: inout StepDecoder, batch: Int, beams: Int,
-                                     banEOS: Bool) throws -> [[Candidate]] {
-        let logits = try decoder.firstLogits(questions: batch, beams: beams)
-        let first = rowCandidates(logits: logits, scores: Array(repeating: 0, count: batch), rows: batch,
-                                  vocab: config.vocabSize, keep: 2 * beams, banEOS: banEOS)
-        return (0..<(batch * beams)).map { $0 % beams == 0 ? first[$0 / beams] : [] }
-    }
-
-    /// The 2·beams best (beam, token) continuations of one batch entry by cumulative log-probability,
-    /// best first; ties keep the flattened (beam, token) order as torch.topk over [beams·vocab]. Merges
-    /// the per-row lists of `rowCandidates` in beam order, which gives the same list as one scan.
-    private func topCandidates(_ rowBest: [[Candidate]], batchIndex b: Int,
-                               beams: Int) -> [(score: Float, token: Int32, beam: Int)] {
-        var best: [Candidate] = []
-        for k in 0..<beams {
-            for var c in rowBest[b * beams + k] { c.beam = k; insertCandidate(c, into: &best, keep: 2 * beams) }
-        }
-        return best.map { ($0.score, $0.token, $0.beam) }
-    }
-
-    /// Per row (batch entry · beam), the `keep` best tokens by cumulative score log_softmax(logits) + beam
-    /// score, best first, ties in token order. Rows run in parallel; each row is scanned once in Float
-    /// after one log-sum-exp pass, instead of materialising its log-softmax.
-    private func rowCandidates(logits: Tensor, scores: [Float], rows: Int, vocab: Int, keep: Int,
-                               banEOS: Bool) -> [[Candidate]] {
-        let sep = Int(config.sepTokenId)
-        var result = Array(repeating: [Candidate](), count: rows)
-        logits.withUnsafeScalars { l in
-            result.withUnsafeMutableBufferPointer { out in
-                let base = l.baseAddress!, slots = out.baseAddress!
-                let chunks = Swift.min(Threads.count, rows)
-                parallelTasks(chunks) { chunk in
-                    for row in (chunk * rows / chunks)..<((chunk + 1) * rows / chunks) {
-                        slots[row] = bestTokens(base + row * vocab, vocab: vocab, beamScore: scores[row], keep: keep,
-                                                banned: banEOS ? sep : -1, row: row)
-                    }
-                }
-            }
-        }
-        return result
-    }
+/// What the search needs of a decoder: next-token logits [rows, vocab] for equally long sequences, the first
+/// step from one row per question (cached decoders), and the reordering of its cache rows between steps.
+protocol IncrementalDecoder {
+    var cached: Bool { get }
+    mutating func logits(_ sequences: [[Int32]]) throws -> Tensor
+    mutating func firstLogits(questions: Int, beams: Int) throws -> Tensor
+    mutating func reorder(_ sources: [Int])
 }
 
 /// Next-token logits during generation, for equally long sequences (attention mask all ones): either
 /// by recomputing the decoder over every row's whole prefix (`cached: false`, upstream's way), or
 /// incrementally from a self-attention key/value cache that `reorder` keeps aligned with the rows.
-struct StepDecoder {
+struct StepDecoder: IncrementalDecoder {
     let model: MISSModel
     let memory: Tensor
     let cached: Bool
@@ -357,5 +245,138 @@ struct BeamHypotheses {
         var bestIndex = 0
         for i in entries.indices where entries[i].score >= entries[bestIndex].score { bestIndex = i }
         return entries[bestIndex].tokens
+    }
+}
+
+/// Greedy decoding and HF beam search (length penalty 1, no early stopping) over any incremental decoder:
+/// sequences start with `start`, `end` finishes one, finished rows are padded with `pad`.
+struct BeamSearch {
+    let vocab: Int
+    let start: Int32
+    let end: Int32
+    let pad: Int32
+
+    func greedy<D: IncrementalDecoder>(_ decoder: inout D, batch: Int, maxLength: Int, minLength: Int) throws -> [[Int32]] {
+        let v = vocab, sep = Int(end)
+        var sequences = Array(repeating: [start], count: batch)
+        var finished = Array(repeating: false, count: batch)
+        while sequences[0].count < maxLength {
+            let logits = try decoder.logits(sequences)
+            for b in 0..<batch {
+                if finished[b] { sequences[b].append(pad); continue }
+                let ban = sequences[b].count < minLength
+                // First maximum of the row, [SEP] excluded while the answer is shorter than minLength.
+                let token: Int32 = logits.withUnsafeScalars { l in
+                    let row = l.baseAddress! + b * v
+                    var best = ban && sep == 0 ? 1 : 0
+                    for t in best..<v where row[t] > row[best] && !(ban && t == sep) { best = t }
+                    return Int32(best)
+                }
+                sequences[b].append(token)
+                if token == end { finished[b] = true }
+            }
+            if !finished.contains(false) { break }
+        }
+        return sequences
+    }
+
+    func beamSearch<D: IncrementalDecoder>(_ decoder: inout D, batch: Int, beams: Int, maxLength: Int,
+                            minLength: Int) throws -> [[Int32]] {
+        let eos = end, v = vocab
+        var sequences = Array(repeating: [start], count: batch * beams)
+        // Only the first beam is live at the start (HF: other beams start at -1e9).
+        var beamScores = (0..<(batch * beams)).map { $0 % beams == 0 ? Float(0) : -1e9 }
+        var hypotheses = Array(repeating: BeamHypotheses(beams: beams), count: batch)
+        var done = Array(repeating: false, count: batch)
+        while true {
+            let curLen = sequences[0].count
+            let rowBest: [[Candidate]]
+            if curLen == 1, decoder.cached, v > 2 * beams {
+                rowBest = try firstStepCandidates(&decoder, batch: batch, beams: beams, banEOS: minLength > 1)
+            } else {
+                rowBest = rowCandidates(logits: try decoder.logits(sequences), scores: beamScores, rows: batch * beams,
+                                        vocab: v, keep: 2 * beams, banEOS: curLen < minLength)
+            }
+            // `sources`: the row each new row continues (HF beam_idx), to reorder the decoder cache.
+            var nextSequences: [[Int32]] = [], nextScores: [Float] = [], sources: [Int] = []
+            for b in 0..<batch {
+                if done[b] {
+                    for _ in 0..<beams {
+                        nextSequences.append(sequences[b * beams] + [pad]); nextScores.append(0)
+                        sources.append(b * beams)
+                    }
+                    continue
+                }
+                let candidates = topCandidates(rowBest, batchIndex: b, beams: beams)
+                var kept = 0
+                for (rank, c) in candidates.enumerated() {
+                    let source = b * beams + c.beam
+                    if c.token == eos {
+                        if rank < beams { hypotheses[b].add(sequences[source], score: c.score) }
+                    } else {
+                        nextSequences.append(sequences[source] + [c.token]); nextScores.append(c.score)
+                        sources.append(source)
+                        kept += 1
+                    }
+                    if kept == beams { break }
+                }
+                done[b] = done[b] || hypotheses[b].isDone(bestSum: candidates[0].score, curLen: curLen)
+            }
+            sequences = nextSequences
+            beamScores = nextScores
+            if !done.contains(false) || sequences[0].count >= maxLength { break }
+            decoder.reorder(sources)
+        }
+        return (0..<batch).map { b in
+            if !done[b] {
+                for k in 0..<beams { hypotheses[b].add(sequences[b * beams + k], score: beamScores[b * beams + k]) }
+            }
+            return hypotheses[b].best
+        }
+    }
+
+    /// `rowCandidates` of the first step from one decoder row per question: all beams hold only `[DEC]`
+    /// and the non-first ones start at -1e9, so with more than 2·beams tokens none of their continuations
+    /// can enter a question's top 2·beams (HF computes and discards them); their lists stay empty.
+    private func firstStepCandidates<D: IncrementalDecoder>(_ decoder: inout D, batch: Int, beams: Int,
+                                     banEOS: Bool) throws -> [[Candidate]] {
+        let logits = try decoder.firstLogits(questions: batch, beams: beams)
+        let first = rowCandidates(logits: logits, scores: Array(repeating: 0, count: batch), rows: batch,
+                                  vocab: vocab, keep: 2 * beams, banEOS: banEOS)
+        return (0..<(batch * beams)).map { $0 % beams == 0 ? first[$0 / beams] : [] }
+    }
+
+    /// The 2·beams best (beam, token) continuations of one batch entry by cumulative log-probability,
+    /// best first; ties keep the flattened (beam, token) order as torch.topk over [beams·vocab]. Merges
+    /// the per-row lists of `rowCandidates` in beam order, which gives the same list as one scan.
+    private func topCandidates(_ rowBest: [[Candidate]], batchIndex b: Int,
+                               beams: Int) -> [(score: Float, token: Int32, beam: Int)] {
+        var best: [Candidate] = []
+        for k in 0..<beams {
+            for var c in rowBest[b * beams + k] { c.beam = k; insertCandidate(c, into: &best, keep: 2 * beams) }
+        }
+        return best.map { ($0.score, $0.token, $0.beam) }
+    }
+
+    /// Per row (batch entry · beam), the `keep` best tokens by cumulative score log_softmax(logits) + beam
+    /// score, best first, ties in token order. Rows run in parallel; each row is scanned once in Float
+    /// after one log-sum-exp pass, instead of materialising its log-softmax.
+    private func rowCandidates(logits: Tensor, scores: [Float], rows: Int, vocab: Int, keep: Int,
+                               banEOS: Bool) -> [[Candidate]] {
+        let sep = Int(end)
+        var result = Array(repeating: [Candidate](), count: rows)
+        logits.withUnsafeScalars { l in
+            result.withUnsafeMutableBufferPointer { out in
+                let base = l.baseAddress!, slots = out.baseAddress!
+                let chunks = Swift.min(Threads.count, rows)
+                parallelTasks(chunks) { chunk in
+                    for row in (chunk * rows / chunks)..<((chunk + 1) * rows / chunks) {
+                        slots[row] = bestTokens(base + row * vocab, vocab: vocab, beamScore: scores[row], keep: keep,
+                                                banned: banEOS ? sep : -1, row: row)
+                    }
+                }
+            }
+        }
+        return result
     }
 }

@@ -61,9 +61,9 @@ public final class MISSModel: Module {
 
     /// The three modules with their slot names, in the order adapters are added.
     var slots: [(name: String, module: Module, mode: ModuleMode, targets: PEFTTargets)] {
-        [("vit", visualEncoder, assignment.vit, .vit(ia3: config.vitIA3Target)),
-         ("jtm", textEncoder, assignment.jtm, .bert),
-         ("dec", textDecoder, assignment.dec, .bert)]
+        let modules: [(Module, PEFTTargets)] = [(visualEncoder, .vit(ia3: config.vitIA3Target)), (textEncoder, .bert),
+                                                (textDecoder, .bert)]
+        return zip(assignment.slots, zip(assignment.modes, modules)).map { ($0.key, $1.1.0, $1.0, $1.1.1) }
     }
 
     private func applyAdapters() throws {
@@ -202,6 +202,7 @@ public final class MISSModel: Module {
     }
 
     public var parameterCount: ParameterCount { ParameterCount(self) }
+    public var imageSize: Int { config.imageSize }
 
     /// Writes the parameters (and buffers) by upstream name; `onlyTrainable` for fine-tune checkpoints.
     public func save(to url: URL, onlyTrainable: Bool = false, metadata: [String: String] = [:]) throws {

@@ -45,38 +45,49 @@ public enum ModuleMode: String, CaseIterable, Codable, Sendable, CustomStringCon
     public var isPrompt: Bool { self == .prefix || self == .ptv2 }
 }
 
-/// One cell of the grid: the mode of each module and the LoRA rank.
-public struct PEFTAssignment: Equatable, Codable, Sendable, CustomStringConvertible {
-    public var vit: ModuleMode
-    public var jtm: ModuleMode
-    public var dec: ModuleMode
+/// One cell of the grid: the mode of each module slot of the family, and the LoRA rank.
+public struct PEFTAssignment: Equatable, Sendable, CustomStringConvertible {
+    /// The family's slots, in table-column order.
+    public let slots: [ModuleSlot]
+    /// One mode per slot.
+    public let modes: [ModuleMode]
     /// LoRA rank r (used only where a module is `lora`).
     public var rank: Int
 
-    /// Throws when the combination is not defined: a non-positive rank, or prompt tuning on the ViT
-    /// (the paper never applies prefix/PTV2 to the ViT, and peft's prompt learning needs a text model).
-    public init(vit: ModuleMode, jtm: ModuleMode, dec: ModuleMode, rank: Int = 8) throws {
-        if rank <= 0 { throw ConfigError("LoRA rank must be > 0, got \(rank)") }
-        if vit.isPrompt {
-            throw ConfigError("\(vit) on the ViT is not supported: prompt tuning applies to the BERT modules (JTM, Dec) only")
+    /// Throws when the combination is not defined: a mode count that is not the slot count, a non-positive
+    /// rank, or a prompt method on a slot that takes none (peft's prompt learning needs a text model; the
+    /// paper never applies prefix/PTV2 to the ViT).
+    public init(slots: [ModuleSlot], modes: [ModuleMode], rank: Int = 8) throws {
+        guard modes.count == slots.count else {
+            throw ConfigError("\(modes.count) modes for the \(slots.count) modules \(slots.map(\.key).joined(separator: ", "))")
         }
-        self.vit = vit; self.jtm = jtm; self.dec = dec; self.rank = rank
+        if rank <= 0 { throw ConfigError("LoRA rank must be > 0, got \(rank)") }
+        for (slot, mode) in zip(slots, modes) where mode.isPrompt && !slot.takesPrompts {
+            let text = slots.filter(\.takesPrompts).map(\.header).joined(separator: ", ")
+            throw ConfigError("\(mode) on the \(slot.header) is not supported: prompt tuning applies to \(text) only")
+        }
+        self.slots = slots; self.modes = modes; self.rank = rank
     }
 
-    enum CodingKeys: String, CodingKey { case vit, jtm, dec, rank }
-
-    /// Decoding goes through the validating initialiser.
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        try self.init(vit: c.decode(ModuleMode.self, forKey: .vit), jtm: c.decode(ModuleMode.self, forKey: .jtm),
-                      dec: c.decode(ModuleMode.self, forKey: .dec), rank: c.decodeIfPresent(Int.self, forKey: .rank) ?? 8)
+    /// A MISS cell.
+    public init(vit: ModuleMode, jtm: ModuleMode, dec: ModuleMode, rank: Int = 8) throws {
+        try self.init(slots: MISSFamily.moduleSlots, modes: [vit, jtm, dec], rank: rank)
     }
+
+    /// The mode of the slot with this key (nil: the family has no such slot).
+    public func mode(_ key: String) -> ModuleMode? { slots.firstIndex { $0.key == key }.map { modes[$0] } }
 
     /// All modules trained (used to pretrain the base model).
     public static let full = try! PEFTAssignment(vit: .trained, jtm: .trained, dec: .trained)
 
     public var description: String {
-        let usesLoRA = [vit, jtm, dec].contains(.lora)
-        return "\(vit) \(jtm) \(dec)" + (usesLoRA ? " r\(rank)" : "")
+        modes.map(\.description).joined(separator: " ") + (modes.contains(.lora) ? " r\(rank)" : "")
     }
+}
+
+extension PEFTAssignment {
+    // MISS's slots by name (MISSModel reads these; every MISS assignment has the three).
+    var vit: ModuleMode { mode("vit") ?? .frozen }
+    var jtm: ModuleMode { mode("jtm") ?? .frozen }
+    var dec: ModuleMode { mode("dec") ?? .frozen }
 }

@@ -213,7 +213,7 @@ public final class PipelineRunner {
     }
 
     /// Fine-tunes (or resumes) the cell; returns the trained model and the engine's training peak.
-    private func fineTune(_ context: CellContext, base: BaseModel) throws -> (MISSModel, Int) {
+    private func fineTune(_ context: CellContext, base: BaseModel) throws -> (any VQAModel, Int) {
         let settings = context.settings, runID = context.runID
         let key = context.cell.stage(.finetune).key
         let checkpoint = Self.checkpointFile(cacheDir: options.locations.cacheDir, finetuneKey: key)
@@ -247,7 +247,7 @@ public final class PipelineRunner {
         }
     }
 
-    func evaluate(_ context: CellContext, evaluation: Evaluation, model: MISSModel,
+    func evaluate(_ context: CellContext, evaluation: Evaluation, model: any VQAModel,
                   samples: [VQASample]? = nil) throws -> [Prediction] {
         let start = Date()
         switch try evaluation.predictions(model: model, samples: samples, progress: { [progress] done, total in
@@ -263,7 +263,7 @@ public final class PipelineRunner {
 
     /// #Params at run and paper scale, engine and RSS peaks, paper-scale memory prediction (batch 20,
     /// question 35 and answer 6 tokens, as docs/MODEL.md).
-    func measurements(model: MISSModel, settings: RunSettings, assignment: PEFTAssignment, peakEngine: Int,
+    func measurements(model: any VQAModel, settings: RunSettings, assignment: PEFTAssignment, peakEngine: Int,
                       scores: Scores) throws -> RunResults {
         let run = model.parameterCount
         let paperConfig = try ModelConfig.paper.applying(settings.modelOverrides)

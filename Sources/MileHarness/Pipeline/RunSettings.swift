@@ -171,6 +171,6 @@ public struct RunSettings {
 extension ModuleAssignment {
     /// The model layer's assignment (the harness and the model spell modes the same way).
     public func peft() throws -> PEFTAssignment {
-        try PEFTAssignment(vit: vit, jtm: jtm, dec: dec, rank: rank ?? 8)
+        try PEFTAssignment(slots: slots, modes: modes, rank: rank ?? 8)
     }
 }

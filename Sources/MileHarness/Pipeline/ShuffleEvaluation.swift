@@ -8,7 +8,7 @@ extension PipelineRunner {
     /// test question (`ImageShuffle`, seeded by `baselines.shuffle_seed`), scored and stored beside the
     /// real evaluation. The drop from the real scores is how much the cell relies on the image. Runs
     /// before the cell is marked done, so an interrupted shuffle resumes with the cell.
-    func shuffleEvaluation(_ context: CellContext, evaluation: Evaluation, model: MISSModel) throws {
+    func shuffleEvaluation(_ context: CellContext, evaluation: Evaluation, model: any VQAModel) throws {
         let seed = context.cell.baselines.shuffleSeed
         let samples = try Self.shuffledSamples(context.data.testSamples, seed: seed)
         progress.line("image-shuffle evaluation (shuffle seed \(seed))")

@@ -89,10 +89,10 @@ struct BaseStage {
                                   checkpointFile: partial, epochs: max(settings.pretraining.epochs, 1),
                                   lr: settings.pretraining.lr, weightDecay: 0.05, seed: settings.pretraining.seed,
                                   objectives: settings.pretraining.objectiveSet)
-        let model: MISSModel
+        let model: any VQAModel
         if settings.pretraining.epochs == 0 {
             // No pretraining asked: the base is the seeded initialisation (useful only for tests).
-            model = try MISSModel(config: config, assignment: .full, rng: RNG(seed: UInt64(settings.pretraining.seed)))
+            model = try stage.family.build(config: config, assignment: .full, rng: RNG(seed: UInt64(settings.pretraining.seed)))
         } else {
             guard !data.pretrainSamples.isEmpty else { throw HarnessError.input("pretraining.corpus is empty but pretraining.epochs is \(settings.pretraining.epochs)") }
             let images = data.images(size: config.imageSize, doubleDivide255: settings.doubleDivide255)
@@ -115,7 +115,7 @@ struct BaseStage {
         }
         let id = UUID().uuidString
         let temporary = file.deletingLastPathComponent().appendingPathComponent(".\(key).\(getpid()).tmp")
-        try model.save(to: temporary, metadata: ["key": key, "id": id])
+        try model.save(to: temporary, onlyTrainable: false, metadata: ["key": key, "id": id])
         try replaceFile(temporary, with: file)
         try? FileManager.default.removeItem(at: partial)
         return .done(BaseModel(file: file, id: id))
@@ -128,18 +128,19 @@ struct Evaluation {
     let data: RunData
 
     /// `samples` replaces the test samples (the image-shuffle evaluation passes them with other images).
-    func predictions(model: MISSModel, samples: [VQASample]? = nil,
+    func predictions(model: any VQAModel, samples: [VQASample]? = nil,
                      progress: (Int, Int) throws -> Void) throws -> StageResult<[Prediction]> {
-        let images = data.images(size: model.config.imageSize, doubleDivide255: settings.doubleDivide255)
+        let images = data.images(size: model.imageSize, doubleDivide255: settings.doubleDivide255)
         let testSamples = samples ?? data.testSamples
         let feed = try EvaluationFeed(samples: testSamples, tokenizer: data.tokenizer, images: images, batchSize: 100)
         try feed.preload()
         var out: [Prediction] = []
         for index in 0..<feed.batchCount {
             let batch = try feed.batch(index)
+            let question = try TokenBatch(ids: batch.questionIds, mask: batch.questionMask, batch: batch.count,
+                                          length: batch.questionIds.count / batch.count)
             let ids = try model.generate(images: Tensor(shape: [batch.count, 3, batch.imageSize, batch.imageSize], scalars: batch.images),
-                                         questionIds: batch.questionIds, questionMask: batch.questionMask,
-                                         beams: settings.beams, maxLength: settings.maxLength, minLength: settings.minLength)
+                                         question: question, beams: settings.beams, maxLength: settings.maxLength, minLength: settings.minLength)
             for (qid, answer) in zip(batch.qids, ids) { out.append(Prediction(qid: qid, answer: data.tokenizer.decode(answer))) }
             try progress(out.count, testSamples.count)
             if StopRequest.isSet { return .stopped("\(StopRequest.cause) during evaluation (\(out.count) of \(testSamples.count) questions)") }

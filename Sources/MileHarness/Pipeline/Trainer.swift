@@ -42,6 +42,8 @@ public struct TrainingStage {
     public var seed: Int
     /// The losses trained: LM alone is the VQA loss of fine-tuning; ITC/ITM add BLIP's heads (base only).
     public var objectives: Set<PretrainObjective> = [.lm]
+    /// The family whose model the stage builds.
+    public var family: any ModelFamily = MISSFamily()
 }
 
 public enum TrainingOutcome: Equatable {
@@ -69,7 +71,7 @@ public final class Trainer {
     var onEpoch: (EpochMetric) throws -> Void = { _ in }
     /// Highest engine peak of any epoch, measured from the moment the epoch's model and state are loaded.
     public private(set) var peakEngineBytes = 0
-    public private(set) var trainedModel: MISSModel?
+    public private(set) var trainedModel: (any VQAModel)?
 
     init(stage: TrainingStage, feed: TrainingFeed) {
         self.stage = stage
@@ -131,7 +133,7 @@ public final class Trainer {
     /// The model of `epoch` with base weights and (when asked) the last checkpoint, and its optimizer.
     func buildModel(epoch: Int, loadCheckpoint: Bool) throws -> (model: StageModel, optimizer: AdamW) {
         let rng = RNG(seed: UInt64(stage.seed)).split(UInt64(epoch))
-        let vqa = try MISSModel(config: stage.config, assignment: stage.assignment, rng: rng)
+        let vqa = try stage.family.build(config: stage.config, assignment: stage.assignment, rng: rng)
         if let base = stage.baseFile { try vqa.load(from: base, strict: true) }
         let model = try StageModel(model: vqa, objectives: stage.objectives, rng: rng)
         let optimizer = AdamW(parameters: model.trainableParameters(), lr: Float(stage.lr), weightDecay: Float(stage.weightDecay))
@@ -185,16 +187,20 @@ public final class Trainer {
     }
 }
 
-/// The model a stage trains: MISS alone for the VQA loss, or MISS inside BLIP's pretraining heads when
-/// the stage has contrastive or matching objectives (the heads are checkpointed with the stage, never
-/// saved into the base).
+/// The model a stage trains: the family's model alone for the VQA loss, or MISS inside BLIP's pretraining
+/// heads when the stage has contrastive or matching objectives (the heads are checkpointed with the stage,
+/// never saved into the base).
 struct StageModel {
-    let model: MISSModel
+    let model: any VQAModel
     let pretrainer: MISSPretrainer?
 
-    init(model: MISSModel, objectives: Set<PretrainObjective>, rng: RNG) throws {
+    init(model: any VQAModel, objectives: Set<PretrainObjective>, rng: RNG) throws {
         self.model = model
-        pretrainer = objectives == [.lm] ? nil : try MISSPretrainer(model: model, objectives: objectives, rng: rng)
+        guard objectives != [.lm] else { pretrainer = nil; return }
+        guard let miss = model as? MISSModel else {
+            throw HarnessError.input("pretraining.objectives \(objectives.map(\.rawValue).sorted()) are BLIP's (MISS) objectives; this family trains lm only")
+        }
+        pretrainer = try MISSPretrainer(model: miss, objectives: objectives, rng: rng)
     }
 
     func trainableParameters() -> [(name: String, tensor: Tensor)] {
@@ -206,12 +212,9 @@ struct StageModel {
     /// The stage's loss on one batch (the sum of the objectives' losses).
     func loss(_ batch: TrainingBatch, tokenizer: Tokenizer) throws -> Tensor {
         let images = Tensor(shape: [batch.count, 3, batch.imageSize, batch.imageSize], scalars: batch.images)
-        guard let pretrainer else {
-            return try model.loss(images: images, questionIds: batch.questionIds, questionMask: batch.questionMask,
-                                  answerIds: batch.answerIds, answerMask: batch.answerMask)
-        }
         let question = try TokenBatch(ids: batch.questionIds, mask: batch.questionMask, batch: batch.count, length: batch.questionLength)
         let answer = try TokenBatch(ids: batch.answerIds, mask: batch.answerMask, batch: batch.count, length: batch.answerLength)
+        guard let pretrainer else { return try model.loss(images: images, question: question, answer: answer) }
         return try pretrainer.losses(images: images, question: question, answer: answer,
                                      pairs: Self.pairs(batch, tokenizer: tokenizer)).total
     }
