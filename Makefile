@@ -24,7 +24,7 @@ endif
 RELEASE_BIN := .build/release/mile
 
 REPRODUCE := reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4
-.PHONY: deps build release test bench-engine bench-peer peer-venv parity-golden demo clean check-data \
+.PHONY: deps build release test bench-engine bench-peer peer-venv parity-golden demo clean check-data mlflow-venv mlflow-export mlflow-check \
         instruction-data reproduce-all rerun $(REPRODUCE)
 
 # Install the Debian packages the build needs, only when one is missing.
@@ -66,6 +66,29 @@ bench-peer: deps peer-venv
 	$(SWIFT) build -c release $(RELEASE_FLAGS) --product PeerBench
 	$(PEER_PY) bench/torch_peer.py bench --engine .build/release/PeerBench --work .build/peer-bench $(PEER_ARGS)
 	$(PEER_PY) bench/torch_peer.py cache-check --dir .build/peer-bench
+
+# MLflow: one run per finished cell in an MLflow SQLite backend (tools/mlflow_export.py; docs/HARNESS.md).
+# The cell files come from `mile report` / `mile export`; MLFLOW_DB and MLFLOW_RESULTS pick other paths.
+MLFLOW_VENV := .build/mlflow-venv
+MLFLOW_PY := $(MLFLOW_VENV)/bin/python
+MLFLOW_DB ?= mlflow.db
+MLFLOW_RESULTS ?= results
+
+mlflow-venv:
+	@python3 -c "import venv, ensurepip" 2>/dev/null || { if [ "$$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3 python3-venv; }
+	@test -x $(MLFLOW_PY) || python3 -m venv $(MLFLOW_VENV)
+	@$(MLFLOW_PY) -c "import mlflow, sqlalchemy, alembic" 2>/dev/null || $(MLFLOW_PY) -m pip install -q -r tools/mlflow-requirements.txt
+
+mlflow-export: mlflow-venv
+	$(MLFLOW_PY) tools/mlflow_export.py --results $(MLFLOW_RESULTS) --db $(MLFLOW_DB) --artifacts $(dir $(MLFLOW_DB))mlflow-artifacts
+
+# CI: the committed cell files imported into a scratch MLflow backend and read back through the client.
+mlflow-check: mlflow-venv
+	rm -rf .build/mlflow-check && mkdir -p .build/mlflow-check
+	$(MLFLOW_PY) tools/mlflow_export.py --results $(MLFLOW_RESULTS) --db .build/mlflow-check/mlflow.db --artifacts .build/mlflow-check/artifacts
+	$(MLFLOW_PY) tools/mlflow_export.py --results $(MLFLOW_RESULTS) --db .build/mlflow-check/mlflow.db --artifacts .build/mlflow-check/artifacts
+	$(MLFLOW_PY) tools/mlflow_export.py --check --results $(MLFLOW_RESULTS) --db .build/mlflow-check/mlflow.db
 
 # Regenerates the parity fixtures checked by `swift test` (ParityTests) from the PyTorch peer.
 parity-golden: deps peer-venv

@@ -49,7 +49,7 @@ let package = Package(
         .testTarget(name: "EngineTests", dependencies: ["Engine"]),
         .testTarget(name: "MileModelTests", dependencies: ["MileModel", "Engine"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MileDataTests", dependencies: ["MileData"]),
-        .testTarget(name: "MileHarnessTests", dependencies: ["MileHarness", "MileData"]),
+        .testTarget(name: "MileHarnessTests", dependencies: ["MileHarness", "MileData", .product(name: "GRDB", package: "GRDB.swift")]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -84,14 +84,16 @@ public struct DataChecker {
     public mutating func checkSlake(root: String) {
         guard folderExists(root, what: "SLAKE folder") else { return }
         for split in Slake.Split.allCases {
-            record(dataset: "SLAKE", split: split.rawValue) { try Slake.load(root: root, split: split) }
+            record(dataset: "SLAKE", split: split.rawValue, file: (root as NSString).appendingPathComponent("\(split.rawValue).json")) {
+                try Slake.load(root: root, split: split)
+            }
         }
     }
 
     public mutating func checkRad(root: String) {
         guard folderExists(root, what: "VQA-RAD folder") else { return }
         for split in [VQARad.Split.train, .test] {
-            record(dataset: "VQA-RAD", split: split.rawValue) { try VQARad.load(root: root, split: split) }
+            record(dataset: "VQA-RAD", split: split.rawValue, file: "\(root) (\(split.rawValue))") { try VQARad.load(root: root, split: split) }
         }
     }
 
@@ -132,10 +134,15 @@ public struct DataChecker {
         return report
     }
 
-    private mutating func record(dataset: String, split: String, _ load: () throws -> [VQASample]) {
+    private mutating func record(dataset: String, split: String, file: String, _ load: () throws -> [VQASample]) {
         do {
             let samples = try load()
             report.sections.append(.init(dataset: dataset, split: split, counts: SplitCounts(samples)))
+            let counts = Dictionary(samples.map { ($0.qid, 1) }, uniquingKeysWith: +)
+            let duplicated = counts.filter { $0.value > 1 }.keys.sorted()
+            if !duplicated.isEmpty {
+                report.problems.append(.init(file: file, message: "\(duplicated.count) question ids appear more than once (each question needs its own qid)", qids: duplicated))
+            }
             collect(samples)
         } catch {
             report.problems.append(problem(from: error, fallbackFile: "\(dataset) \(split)"))

@@ -9,6 +9,8 @@ public struct ReportedRun: Sendable {
     /// Per-question scores (bootstrap CIs, paired tests) and the image-shuffle evaluation, when stored.
     public var predictions: [QuestionScore] = []
     public var shuffle: ShuffleResult? = nil
+    /// The fine-tuning epochs' losses (the per-cell export).
+    public var epochs: [EpochMetric] = []
 }
 
 /// One row of a rendered table: every seed of one row label.
@@ -82,7 +84,8 @@ public enum ReportRenderer {
                 if status.state == .done, let store, let id = status.runID, let run = try store.run(id: id),
                    let results = try store.results(runID: id) {
                     runs.append(ReportedRun(cell: cell, run: run, results: results, predictions: try store.predictions(runID: id),
-                                            shuffle: try store.shuffle(runID: id, seed: cell.baselines.shuffleSeed)))
+                                            shuffle: try store.shuffle(runID: id, seed: cell.baselines.shuffleSeed),
+                                            epochs: try store.epochs(runID: id)))
                 }
             }
             var row = ReportRow(label: label, assignment: group[0].assignment, published: group[0].published,
@@ -107,6 +110,7 @@ public enum ReportRenderer {
             try report.markdown.write(toFile: base + ".md", atomically: true, encoding: .utf8)
             try report.svg.write(toFile: base + ".svg", atomically: true, encoding: .utf8)
         }
+        try ResultExport.writeCellFiles(reports, to: directory)
         try summary(reports).write(toFile: (directory as NSString).appendingPathComponent("README.md"), atomically: true, encoding: .utf8)
     }
 

@@ -145,30 +145,79 @@ public final class ResultsStore: @unchecked Sendable {
     public let path: String
     public let runner: String
     public let staleClaimTimeout: TimeInterval
-    let pool: DatabasePool
+    /// A DatabasePool (WAL) for read-write stores; a read-only DatabaseQueue for `readOnly` ones.
+    let pool: any DatabaseWriter
     let now: @Sendable () -> Date
 
+    /// Opens (read-write: creates and migrates) the database at `path`. `readOnly` opens an existing mile
+    /// database without changing a byte (no migration, no WAL switch, no lock file), for commands that only
+    /// read. Either way a file that is not mile's, or was written by a newer mile, is refused.
     public init(path: String, runner: String = ResultsStore.defaultRunnerID(), staleClaimTimeout: TimeInterval = 900,
-                now: @escaping @Sendable () -> Date = { Date() }) throws {
+                now: @escaping @Sendable () -> Date = { Date() }, readOnly: Bool = false) throws {
         self.path = path
         self.runner = runner
         self.staleClaimTimeout = staleClaimTimeout
         self.now = now
-        let directory = (path as NSString).deletingLastPathComponent
-        if !directory.isEmpty { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
         var configuration = Configuration()
         configuration.busyMode = .timeout(30)
         configuration.foreignKeysEnabled = true
         do {
+            if readOnly {
+                pool = try ResultsStore.openReadOnly(path, configuration)
+                return
+            }
+            let directory = (path as NSString).deletingLastPathComponent
+            if !directory.isEmpty { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
             // Two processes opening a new database would both see no applied migration and both create
             // the tables; an exclusive file lock around open + migrate makes the second one find them done.
             pool = try ResultsStore.withExclusiveLock(path + ".lock") {
+                if FileManager.default.fileExists(atPath: path) {
+                    _ = try ResultsStore.checkIdentity(DatabaseQueue(path: path, configuration: ResultsStore.readOnlyConfiguration(configuration)),
+                                                       path: path, allowEmpty: true)
+                }
                 let pool = try DatabasePool(path: path, configuration: configuration)
                 try ResultsStore.migrator.migrate(pool)
                 return pool
             }
         } catch let error as DatabaseError {
             throw HarnessError.store("cannot open results database \(path): \(error.message ?? "\(error)")")
+        }
+    }
+
+    static func openReadOnly(_ path: String, _ configuration: Configuration) throws -> DatabaseQueue {
+        guard FileManager.default.fileExists(atPath: path) else { throw HarnessError.store("no results database at \(path)") }
+        let queue = try DatabaseQueue(path: path, configuration: readOnlyConfiguration(configuration))
+        let applied = try checkIdentity(queue, path: path, allowEmpty: false)
+        let missing = migrator.migrations.filter { !applied.contains($0) }
+        if !missing.isEmpty {
+            throw HarnessError.store("\(path) was written by an older mile (schema without \(missing.joined(separator: ", "))); `mile run` or `mile report` on it upgrades it")
+        }
+        return queue
+    }
+
+    static func readOnlyConfiguration(_ configuration: Configuration) -> Configuration {
+        var copy = configuration
+        copy.readonly = true
+        return copy
+    }
+
+    /// The applied migrations of a mile database. Throws for an SQLite file with other tables and for one
+    /// with migrations this build does not know (a newer mile wrote it). `allowEmpty`: no tables at all is
+    /// a new database.
+    static func checkIdentity(_ reader: some DatabaseReader, path: String, allowEmpty: Bool) throws -> [String] {
+        try reader.read { db in
+            let tables = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+            if tables.isEmpty && allowEmpty { return [] }
+            guard tables.contains("grdb_migrations"), tables.contains("runs") else {
+                let found = tables.isEmpty ? "no tables" : "tables " + tables.prefix(8).joined(separator: ", ")
+                throw HarnessError.store("\(path) is not a mile results database (\(found)); pass the database `mile run` writes (--db, default results/mile.db)")
+            }
+            let applied = try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations")
+            let unknown = applied.filter { !migrator.migrations.contains($0) }
+            if !unknown.isEmpty {
+                throw HarnessError.store("\(path) was written by a newer mile (schema migrations \(unknown.joined(separator: ", ")) unknown to this build); use that build or a newer one")
+            }
+            return applied
         }
     }
 
@@ -228,8 +277,12 @@ public final class ResultsStore: @unchecked Sendable {
     public func claim(_ request: ClaimRequest, force: Bool = false) throws -> ClaimOutcome {
         let time = now().timeIntervalSince1970
         return try write { db in
-            if !force, let done = try Int64.fetchOne(db, sql: "SELECT id FROM runs WHERE cell_id = ? AND status = 'done' ORDER BY id DESC LIMIT 1", arguments: [request.cellID]) {
-                return .alreadyDone(runID: done)
+            // Done means what `mile plan` shows as done: a done run that is stale (other code version or data)
+            // is run again rather than skipped.
+            if !force, let row = try Row.fetchOne(db, sql: "SELECT * FROM runs WHERE cell_id = ? AND status = 'done' ORDER BY id DESC LIMIT 1", arguments: [request.cellID]) {
+                let done = ResultsStore.record(row)
+                let versions = CurrentVersions(codeVersion: request.provenance.codeVersion, datasetHashes: request.provenance.datasetHashes)
+                if try Planner.doneStatus(done, versions: versions).state == .done { return .alreadyDone(runID: done.id) }
             }
             if let row = try Row.fetchOne(db, sql: "SELECT id, runner, heartbeat_at FROM runs WHERE cell_id = ? AND status = 'running'", arguments: [request.cellID]) {
                 let heartbeat: Double = row["heartbeat_at"]

@@ -7,7 +7,7 @@ struct Mile: ParsableCommand {
         commandName: "mile",
         abstract: "Reproduce the MILE (MICCAI 2024) PEFT grid on medical VQA, cell by cell.",
         subcommands: [Info.self, DataCommand.self, Params.self, Plan.self, Run.self, Score.self, Report.self, Baselines.self,
-                      BaseCheck.self]
+                      BaseCheck.self, Export.self]
     )
 }
 

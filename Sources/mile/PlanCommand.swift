@@ -18,9 +18,9 @@ struct ExperimentOptions: ParsableArguments {
 
     func parsedOverrides() throws -> [ConfigOverride] { try overrides.map(ConfigOverride.init) }
 
-    /// The store if the database exists; planning never creates one.
-    func existingStore() throws -> ResultsStore? {
-        FileManager.default.fileExists(atPath: db) ? try ResultsStore(path: db) : nil
+    /// The store if the database exists; planning never creates one. `readOnly`: opened without changing it.
+    func existingStore(readOnly: Bool = false) throws -> ResultsStore? {
+        FileManager.default.fileExists(atPath: db) ? try ResultsStore(path: db, readOnly: readOnly) : nil
     }
 
     /// Current dataset hashes of --slake (or SLAKE_DIR) when it points at data, so runs on other or changed
@@ -56,7 +56,7 @@ struct Plan: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let plans = try TablePlan.make(files: experiments.files, overrides: experiments.parsedOverrides(),
-                                           store: experiments.existingStore(), versions: experiments.currentVersions())
+                                           store: experiments.existingStore(readOnly: true), versions: experiments.currentVersions())
             if json {
                 let database: ConfigValue = FileManager.default.fileExists(atPath: experiments.db) ? .string(experiments.db) : .string("")
                 print(ConfigValue.map(["database": database, "tables": .list(plans.map(\.json))]).prettyJSON())

@@ -168,6 +168,24 @@ final class DataCheckTests: XCTestCase {
         XCTAssertTrue(report.json().contains("\"ok\": false"))
     }
 
+    /// Issue 20 (7): a duplicated qid passed the check, then every cell trained and failed on scoring.
+    func testDuplicatedQidsAreAProblem() throws {
+        let root = Fixtures.temporaryDirectory()
+        _ = try SyntheticDataset.generate(out: root, seed: 11, images: 6)
+        let file = (root as NSString).appendingPathComponent("test.json")
+        var records = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: file))) as? [Any])
+        records.append(records[0])
+        try JSONSerialization.data(withJSONObject: records).write(to: URL(fileURLWithPath: file))
+        var checker = DataChecker(decodeImages: false)
+        checker.checkSlake(root: root)
+        let report = checker.finish()
+        XCTAssertFalse(report.ok)
+        let problem = try XCTUnwrap(report.problems.first)
+        XCTAssertEqual(problem.file, file)
+        XCTAssertTrue(problem.message.contains("1 question ids appear more than once"), problem.message)
+        XCTAssertEqual(problem.qids, [try Slake.load(root: root, split: .test)[0].qid])
+    }
+
     func testBadJSONIsAProblemNotACrash() throws {
         let root = Fixtures.temporaryDirectory()
         for split in Slake.Split.allCases {

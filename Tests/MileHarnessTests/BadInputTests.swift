@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import GRDB
 @testable import MileHarness
 
 /// The bad-input corpus of issue 20: each case runs the `mile` executable as a user with a mistake would
@@ -77,6 +78,49 @@ final class BadInputTests: XCTestCase {
         try assertRefused(["run", file, "--slake", dir, "--db", dir + "/r.db", "--seeds", "1000"], naming: ["--seeds 1000", "100"])
         try assertRefused(["plan", file, "--set", "decoding.beams=100000"], naming: ["decoding.beams", "limit of 16"])
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/r.db"), "a refused run created the database")
+    }
+
+    // MARK: defect 7: data errors are found before any training
+
+    func testTestSetErrorsStopTheRunBeforeTraining() throws {
+        let data = dir + "/data"
+        try FileManager.default.copyItem(atPath: PipelineFixture.synthetic, toPath: data)
+        let file = try PipelineFixture.table(in: dir, rows: [PipelineFixture.rowFLoRALoRA])
+        let testFile = data + "/test.json"
+        let original = try Data(contentsOf: URL(fileURLWithPath: testFile))
+        var records = try XCTUnwrap(JSONSerialization.jsonObject(with: original) as? [[String: Any]])
+        let qid = try XCTUnwrap(records[0]["qid"] as? Int)
+        records.append(records[0])
+        try JSONSerialization.data(withJSONObject: records).write(to: URL(fileURLWithPath: testFile))
+        let run = ["run", file, "--slake", data, "--db", dir + "/r.db", "--cache", dir + "/cache", "--quiet"]
+        try assertRefused(run, naming: [testFile, "qid \(qid) × 2"])
+
+        try original.write(to: URL(fileURLWithPath: testFile))
+        let image = data + "/imgs/" + (try XCTUnwrap(records[0]["img_name"] as? String))
+        try FileManager.default.removeItem(atPath: image)
+        try assertRefused(run, naming: ["images the run needs do not exist", image])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/cache/bases"), "no base was pretrained")
+    }
+
+    // MARK: defect 9: read-only commands do not change a database; a foreign one is refused
+
+    func testPlanAndExportLeaveTheDatabaseAsItWas() throws {
+        let file = try table()
+        let foreign = dir + "/other.db"
+        let queue = try DatabaseQueue(path: foreign)
+        try queue.write { try $0.execute(sql: "CREATE TABLE notes (id INTEGER PRIMARY KEY)") }
+        let foreignBytes = bytes(foreign)
+        try assertRefused(["plan", file, "--db", foreign], naming: ["\(foreign) is not a mile results database"])
+        try assertRefused(["run", file, "--db", foreign, "--slake", dir], naming: ["\(foreign) is not a mile results database"])
+        XCTAssertEqual(bytes(foreign), foreignBytes)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: foreign + "-wal"), "no switch to WAL")
+
+        let path = dir + "/mile.db"
+        _ = try ResultsStore(path: path)
+        let before = bytes(path)
+        XCTAssertEqual(try mile(["plan", file, "--db", path]).status, 0)
+        XCTAssertEqual(try mile(["export", file, "--db", path, "--format", "csv", "--out", dir + "/x"]).status, 0)
+        XCTAssertEqual(bytes(path), before)
     }
 
     // MARK: issue 16: the schema's allowed values are the model's own

@@ -37,6 +37,29 @@ final class CellStatusTests: XCTestCase {
         XCTAssertEqual(try Planner.status(of: table[0], store: store).state, .done)
     }
 
+    /// Issue 20 (6): `mile run` used to skip a stale done run as "already done"; run and plan now agree.
+    func testStaleDoneRunIsClaimedAgainFreshOneIsNot() throws {
+        let dir = try TestSupport.temporaryDirectory(self)
+        let store = try ResultsStore(path: dir + "/mile.db")
+        let cell = try cells()[0]
+        let done = try finish(cell, in: store)
+        let same = Provenance(datasetHashes: ["test.json": "aaaa"])
+        XCTAssertEqual(try store.claim(ClaimRequest(cell: cell, provenance: same)), .alreadyDone(runID: done))
+        XCTAssertEqual(try store.claim(ClaimRequest(cell: cell, provenance: Provenance(datasetHashes: ["other.json": "x"]))),
+                       .alreadyDone(runID: done), "a file the run did not read changes nothing")
+
+        let changedData = Provenance(datasetHashes: ["test.json": "bbbb"])
+        XCTAssertEqual(try Planner.status(of: cell, store: store, versions: CurrentVersions(datasetHashes: ["test.json": "bbbb"])).state, .stale)
+        guard case let .claimed(rerun) = try store.claim(ClaimRequest(cell: cell, provenance: changedData)) else {
+            return XCTFail("a done run on other data is stale and must be run again")
+        }
+        try store.interrupt(runID: rerun, reason: "SIGINT")
+        let newCode = Provenance(datasetHashes: ["test.json": "aaaa"], codeVersion: "mile-results-next")
+        guard case .claimed = try store.claim(ClaimRequest(cell: cell, provenance: newCode)) else {
+            return XCTFail("a done run of another code version is stale and must be run again")
+        }
+    }
+
     func testStaleReasonsNameWhatChanged() throws {
         let dir = try TestSupport.temporaryDirectory(self)
         let store = try ResultsStore(path: dir + "/mile.db")

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import GRDB
 @testable import MileHarness
 
 /// A clock tests can move.
@@ -49,6 +50,43 @@ final class ResultsStoreTests: XCTestCase {
         let reopened = try ResultsStore(path: dir + "/sub/mile.db")
         XCTAssertEqual(try reopened.appliedMigrations().count, 2)
         XCTAssertEqual(try reopened.run(id: id)?.status, .running)
+    }
+
+    /// Issue 20 (9): opening changed a database (mile's tables added, WAL switched on) and a newer one was
+    /// used without warning.
+    func testReadOnlyOpenChangesNothingAndForeignOrNewerDatabasesAreRefused() throws {
+        let dir = try TestSupport.temporaryDirectory(self)
+        let path = dir + "/mile.db"
+        let store = try ResultsStore(path: path)
+        guard case let .claimed(id) = try store.claim(request()) else { return XCTFail() }
+        let before = try Data(contentsOf: URL(fileURLWithPath: path))
+        let reader = try ResultsStore(path: path, readOnly: true)
+        XCTAssertEqual(try reader.run(id: id)?.status, .running)
+        XCTAssertThrowsError(try reader.claim(request("cell-b")), "a read-only store cannot write")
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path)), before)
+        XCTAssertThrowsError(try ResultsStore(path: dir + "/absent.db", readOnly: true)) {
+            XCTAssertTrue("\($0)".contains("no results database at \(dir)/absent.db"), "\($0)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/absent.db"))
+
+        let foreign = dir + "/other.db"
+        let queue = try DatabaseQueue(path: foreign)
+        try queue.write { try $0.execute(sql: "CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)") }
+        let foreignBytes = try Data(contentsOf: URL(fileURLWithPath: foreign))
+        for readOnly in [true, false] {
+            XCTAssertThrowsError(try ResultsStore(path: foreign, readOnly: readOnly)) {
+                XCTAssertTrue("\($0)".contains("\(foreign) is not a mile results database (tables notes)"), "\($0)")
+            }
+        }
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: foreign)), foreignBytes, "refused, and left as it was")
+        XCTAssertEqual(try queue.read { try String.fetchOne($0, sql: "PRAGMA journal_mode") }, "delete")
+
+        try store.pool.write { try $0.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v9-from-the-future')") }
+        for readOnly in [true, false] {
+            XCTAssertThrowsError(try ResultsStore(path: path, readOnly: readOnly)) {
+                XCTAssertTrue("\($0)".contains("written by a newer mile (schema migrations v9-from-the-future"), "\($0)")
+            }
+        }
     }
 
     /// Several openers racing on a new file: each must find the schema created exactly once.

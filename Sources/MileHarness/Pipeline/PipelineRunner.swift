@@ -89,7 +89,11 @@ public final class PipelineRunner {
     public func pretrainBases(_ cells: [PlannedCell]) throws {
         try options.locations.check()
         var keys = Set<String>()
-        let pending = try cells.filter { cell in try options.force || store.latestRun(cellID: cell.id)?.status != .done }
+        let provenance = try currentProvenance()
+        let versions = CurrentVersions(codeVersion: provenance.codeVersion, datasetHashes: provenance.datasetHashes)
+        let pending = try cells.filter { cell in
+            try options.force || Planner.status(of: cell, store: store, versions: versions).state != .done
+        }
         for cell in pending {
             let key = cell.stage(.base).key
             if StopRequest.isSet { return }

@@ -61,6 +61,8 @@ public final class RunData {
                                                      seed: UInt64(settings.pretraining.seed))
         testSamples = try Slake.load(root: locations.slakeDir, split: .test)
         guard !testSamples.isEmpty else { throw HarnessError.input("\(locations.slakeDir)/test.json has no English questions") }
+        try Self.checkBeforeTraining(test: testSamples, testFile: (locations.slakeDir as NSString).appendingPathComponent("test.json"),
+                                     training: instructions.samples(epoch: 0) + pretrainSamples)
         if let pretrainedVocabulary {
             tokenizer = try Tokenizer(vocabFile: pretrainedVocabulary)
         } else {
@@ -128,6 +130,37 @@ public final class RunData {
             }
         }
         return root
+    }
+
+    /// A duplicated test qid, or a missing or undecodable image, would otherwise surface only after training.
+    /// Every image must exist; the test images are decoded too (training images fail at their first batch).
+    static func checkBeforeTraining(test: [VQASample], testFile: String, training: [VQASample]) throws {
+        let counts = Dictionary(test.map { ($0.qid, 1) }, uniquingKeysWith: +)
+        let duplicated = counts.filter { $0.value > 1 }.keys.sorted()
+        if !duplicated.isEmpty {
+            throw HarnessError.input("\(testFile): \(duplicated.count) qids appear more than once (\(list(duplicated.map { "qid \($0) × \(counts[$0]!)" }))); every test question needs its own qid")
+        }
+        var firstUser: [String: Int] = [:]
+        for sample in test + training where firstUser[sample.imagePath] == nil { firstUser[sample.imagePath] = sample.qid }
+        let missing = firstUser.keys.filter { !FileManager.default.fileExists(atPath: $0) }.sorted()
+        if !missing.isEmpty {
+            throw HarnessError.input("\(missing.count) images the run needs do not exist: \(list(missing.map { "\(realPath($0)) (qid \(firstUser[$0]!))" }))")
+        }
+        for path in Set(test.map(\.imagePath)).sorted() {
+            do { _ = try ImageCodec.decodeFile(path) } catch {
+                throw HarnessError.input("test image \(realPath(path)) (qid \(firstUser[path]!)) cannot be decoded: \(error)")
+            }
+        }
+    }
+
+    private static func list(_ items: [String]) -> String {
+        items.prefix(5).joined(separator: ", ") + (items.count > 5 ? ", …" : "")
+    }
+
+    /// The dataset path behind the instruction images' symlinked folders (the link itself means nothing to a user).
+    private static func realPath(_ path: String) -> String {
+        let folder = ((path as NSString).deletingLastPathComponent as NSString).resolvingSymlinksInPath
+        return (folder as NSString).appendingPathComponent((path as NSString).lastPathComponent)
     }
 
     /// Decoded images at one size, shared by every feed of that size.
