@@ -17,7 +17,10 @@ struct Report: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let plans = try TablePlan.make(files: experiments.files, overrides: experiments.parsedOverrides(), store: nil)
-            let store = try experiments.existingStore()
+            // A mistyped --db would render every cell "pending" over good tables.
+            guard let store = try experiments.existingStore() else {
+                throw HarnessError.input("no results database at \(experiments.db) (`mile run` creates it); nothing written to \(out)")
+            }
             let versions = try experiments.currentVersions()
             let slakeDir = experiments.slake ?? ProcessInfo.processInfo.environment["SLAKE_DIR"]
             let references = try ReferenceBaselines.forReport(store: store, cells: plans.flatMap(\.cells), slakeDir: slakeDir,
@@ -26,6 +29,9 @@ struct Report: ParsableCommand {
                 try ReportRenderer.render($0.table, cells: $0.cells, store: store, versions: versions, references: references)
             }
             try ReportRenderer.write(reports, to: out)
+            if reports.allSatisfy({ $0.doneCells == 0 }) {
+                FileHandle.standardError.write(Data("warning: no finished cell in \(experiments.db) for these tables; the tables show statuses only\n".utf8))
+            }
             for report in reports {
                 print("\(out)/\(report.table.name).md: \(report.doneCells)/\(report.totalCells) cells done")
             }

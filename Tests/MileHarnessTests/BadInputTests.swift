@@ -123,6 +123,23 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(bytes(path), before)
     }
 
+    // MARK: issue 18 (3): a mistyped --db must not overwrite good tables
+
+    func testReportRefusesAMissingDatabase() throws {
+        let file = try table()
+        let out = dir + "/results"
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        try "good table".write(toFile: out + "/t.md", atomically: true, encoding: .utf8)
+        try assertRefused(["report", file, "--db", dir + "/typo.db", "--out", out], naming: ["no results database at \(dir)/typo.db"])
+        XCTAssertEqual(try String(contentsOfFile: out + "/t.md", encoding: .utf8), "good table")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/typo.db"))
+
+        _ = try ResultsStore(path: dir + "/empty.db")
+        let result = try mile(["report", file, "--db", dir + "/empty.db", "--out", out])
+        XCTAssertEqual(result.status, 0, result.output)
+        XCTAssertTrue(result.output.contains("warning: no finished cell"), result.output)
+    }
+
     // MARK: issue 16: the schema's allowed values are the model's own
 
     func testIA3TargetsAreExactlyWhatTheModelBuilds() throws {
