@@ -181,21 +181,23 @@ public enum FindingJudge {
                               test: "bootstrap CI over questions (\(runs) seed\(runs == 1 ? "" : "s") pooled)")
     }
 
-    /// McNemar over seed pairs: equal seeds are paired; otherwise (a reference row, different seed lists)
-    /// the i-th seed of a with the (i mod n)-th of b. Only the metric's questions count. Nil when the two
-    /// were scored on different questions.
+    /// McNemar over seed pairs: the seeds both rows have are paired, and only those (reusing one run of b
+    /// for several seeds of a would count its answers more than once and shrink the p-value). With no
+    /// seed in common (a reference row, disjoint seed lists) the i-th seed of a goes with the (i mod n)-th
+    /// of b. Only the metric's questions count. Nil when the two were scored on different questions.
     static func pooledMcNemar(_ a: [(seed: Int, scores: [QuestionScore])], _ b: [(seed: Int, scores: [QuestionScore])],
                               metric: Metric) -> (result: McNemar.Result, pairs: Int)? {
         let bySeed = Dictionary(b.map { ($0.seed, $0.scores) }, uniquingKeysWith: { first, _ in first })
+        let common = a.compactMap { run in bySeed[run.seed].map { (run.scores, $0) } }
+        let pairs = common.isEmpty ? a.enumerated().map { ($1.scores, b[$0 % b.count].scores) } : common
         var left: [Double] = [], right: [Double] = []
-        for (index, run) in a.enumerated() {
-            let other = bySeed[run.seed] ?? b[index % b.count].scores
-            let x = selected(run.scores, metric), y = selected(other, metric)
+        for (mine, other) in pairs {
+            let x = selected(mine, metric), y = selected(other, metric)
             guard x.map(\.qid) == y.map(\.qid) else { return nil }
             left += x.map(\.score)
             right += y.map(\.score)
         }
-        return (McNemar.test(left, right), a.count)
+        return (McNemar.test(left, right), pairs.count)
     }
 
     static func selected(_ scores: [QuestionScore], _ metric: Metric) -> [QuestionScore] {

@@ -74,6 +74,9 @@ final class FindingsTests: XCTestCase {
         XCTAssertTrue(first.test.contains("McNemar exact p"), first.test)
         XCTAssertTrue(first.test.contains("340 vs 0 discordant, 2 seed pairs"), first.test)
         XCTAssertEqual(try XCTUnwrap(report.verdicts[2].effect), 1, accuracy: 1e-9, "one open question of 100")
+        XCTAssertTrue(report.verdicts[2].test.contains("1 seed pair)"),
+                      "T LoRA LoRA has seed 1 only: seed 2 of T T LoRA is not paired with it again: \(report.verdicts[2].test)")
+        XCTAssertTrue(report.verdicts[6].test.contains("2 seed pairs"), "a reference row goes with every seed: \(report.verdicts[6].test)")
         XCTAssertEqual(try XCTUnwrap(report.verdicts[5].effect), 90 - 50.70, accuracy: 1e-9)
 
         XCTAssertTrue(report.markdown.contains("## The paper's findings, judged"))
