@@ -2,7 +2,8 @@ import ArgumentParser
 import Foundation
 import MileHarness
 
-/// Options shared by `plan` and `report`: the experiment files, the database and overrides.
+/// Options shared by every command that takes table files (plan, run, report, export, baselines): the
+/// files, the database, overrides, scale and seeds.
 struct ExperimentOptions: ParsableArguments {
     @Argument(help: "Table files (e.g. experiments/table1.yaml).")
     var files: [String]
@@ -16,7 +17,28 @@ struct ExperimentOptions: ParsableArguments {
     @Option(name: .long, help: "A Slake1.0 folder (default: $SLAKE_DIR). Runs on other data show as stale.")
     var slake: String?
 
-    func parsedOverrides() throws -> [ConfigOverride] { try overrides.map(ConfigOverride.init) }
+    @Option(name: .long, help: "Model scale: paper, small or smoke (same as --set model.scale=S).")
+    var scale: String?
+
+    @Option(name: .long, help: "Number of seeds per cell, counting up from the first configured seed.")
+    var seeds: Int?
+
+    /// `--set` values, then `--scale` and `--seeds` as the overrides they stand for: every command that
+    /// takes table files selects the same cells from them.
+    func parsedOverrides() throws -> [ConfigOverride] {
+        var parsed = try overrides.map(ConfigOverride.init)
+        if let scale { parsed.append(try ConfigOverride("model.scale=\(scale)")) }
+        if let seeds {
+            guard (1...Limits.seeds).contains(seeds) else {
+                throw HarnessError.input("--seeds \(seeds): expected 1 to \(Limits.seeds) (each seed is a full fine-tuning run of every cell)")
+            }
+            let first = try files.first.map { try ExperimentLoader.load(path: $0) }?
+                .config["recipe.seeds"]?.listValue?.first?.intValue ?? 42
+            let list = (0..<seeds).map { String(first + $0) }.joined(separator: ", ")
+            parsed.append(try ConfigOverride("recipe.seeds=[\(list)]"))
+        }
+        return parsed
+    }
 
     /// The store if the database exists; planning never creates one. `readOnly`: opened without changing it.
     func existingStore(readOnly: Bool = false) throws -> ResultsStore? {

@@ -20,12 +20,6 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: "Run only the cells of this row label (e.g. 'T T LoRA r4').")
     var row: String?
 
-    @Option(name: .long, help: "Model scale: paper, small or smoke (same as --set model.scale=S).")
-    var scale: String?
-
-    @Option(name: .long, help: "Number of seeds per cell, counting up from the first configured seed.")
-    var seeds: Int?
-
     @Flag(name: .long, help: "Rerun cells that are already done (their fine-tune checkpoints are discarded).")
     var force = false
 
@@ -59,7 +53,7 @@ struct Run: ParsableCommand {
             throw ValidationError("--jobs \(jobs): expected 1 to \(Limits.jobs) (\(Limits.jobsReason))")
         }
         try reportingErrors {
-            let overrides = try allOverrides()
+            let overrides = try experiments.parsedOverrides()
             let plans = try TablePlan.make(files: experiments.files, overrides: overrides, store: nil)
             let cells = try selectedCells(plans.flatMap(\.cells))
             let environment = ProcessInfo.processInfo.environment
@@ -112,21 +106,6 @@ struct Run: ParsableCommand {
                 throw ExitCode(3)
             }
         }
-    }
-
-    private func allOverrides() throws -> [ConfigOverride] {
-        var overrides = try experiments.parsedOverrides()
-        if let scale { overrides.append(try ConfigOverride("model.scale=\(scale)")) }
-        if let seeds {
-            guard (1...Limits.seeds).contains(seeds) else {
-                throw HarnessError.input("--seeds \(seeds): expected 1 to \(Limits.seeds) (each seed is a full fine-tuning run of every cell)")
-            }
-            let first = try experiments.files.first.map { try ExperimentLoader.load(path: $0) }?
-                .config["recipe.seeds"]?.listValue?.first?.intValue ?? 42
-            let list = (0..<seeds).map { String(first + $0) }.joined(separator: ", ")
-            overrides.append(try ConfigOverride("recipe.seeds=[\(list)]"))
-        }
-        return overrides
     }
 
     /// The selected cells, each cell id once (the same experiment in two tables is one cell).

@@ -140,6 +140,23 @@ final class BadInputTests: XCTestCase {
         XCTAssertTrue(result.output.contains("warning: no finished cell"), result.output)
     }
 
+    // MARK: issue 18 (2): one cell selection for every command
+
+    func testPlanReportAndExportTakeScaleAndSeedsAsRunDoes() throws {
+        let file = try table()
+        _ = try ResultsStore(path: dir + "/s.db")
+        let plan = try mile(["plan", file, "--db", dir + "/s.db", "--scale", "smoke", "--seeds", "2"])
+        XCTAssertEqual(plan.status, 0, plan.output)
+        XCTAssertTrue(plan.output.contains("2 cells"), plan.output)
+        XCTAssertTrue(plan.output.contains(" 43 "), "seeds 42 and 43: \(plan.output)")
+        for command in [["report", "--out", dir + "/r"], ["export", "--out", dir + "/e"]] {
+            let result = try mile([command[0], file, "--db", dir + "/s.db", "--scale", "smoke", "--seeds", "2"] + command.dropFirst())
+            XCTAssertEqual(result.status, 0, "\(command[0]): \(result.output)")
+        }
+        XCTAssertTrue(try String(contentsOfFile: dir + "/r/t.md", encoding: .utf8).contains("seeds 42, 43"))
+        try assertRefused(["plan", file, "--seeds", "1000"], naming: ["--seeds 1000", "100"])
+    }
+
     // MARK: issue 16: the schema's allowed values are the model's own
 
     func testIA3TargetsAreExactlyWhatTheModelBuilds() throws {
