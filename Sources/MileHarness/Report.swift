@@ -111,10 +111,37 @@ public enum ReportRenderer {
             try report.svg.write(toFile: base + ".svg", atomically: true, encoding: .utf8)
         }
         try ResultExport.writeCellFiles(reports, to: directory)
-        try summary(reports).write(toFile: (directory as NSString).appendingPathComponent("README.md"), atomically: true, encoding: .utf8)
+        let others = try otherTables(in: directory, except: Set(reports.map(\.table.name)))
+        try summary(reports, otherTables: others).write(toFile: (directory as NSString).appendingPathComponent("README.md"),
+                                                        atomically: true, encoding: .utf8)
     }
 
-    public static func summary(_ reports: [TableReport]) -> String {
+    /// A table rendered earlier into the same folder, as its own markdown states it.
+    public struct ListedTable: Sendable, Equatable {
+        public let name: String
+        public let title: String
+        /// "10 / 10" from the table's status line ("?" when the file has none).
+        public let done: String
+    }
+
+    /// The tables of earlier commands in `directory` (`<name>.md` starting `# <name>: <title>`), so that
+    /// README.md indexes every table in the folder, not only the ones rendered now.
+    static func otherTables(in directory: String, except rendered: Set<String>) throws -> [ListedTable] {
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return files.filter { $0.hasSuffix(".md") && $0 != "README.md" }.sorted().compactMap { file in
+            let name = String(file.dropLast(3))
+            guard !rendered.contains(name),
+                  let text = try? String(contentsOfFile: (directory as NSString).appendingPathComponent(file), encoding: .utf8),
+                  let first = text.split(separator: "\n", maxSplits: 1).first, first.hasPrefix("# \(name): ") else { return nil }
+            let title = String(first.dropFirst("# \(name): ".count))
+            let status = text.range(of: #"\*\*Status\*\*: (\d+) of (\d+) cells done"#, options: .regularExpression).map {
+                text[$0].components(separatedBy: ": ")[1].replacingOccurrences(of: " cells done", with: "").replacingOccurrences(of: " of ", with: " / ")
+            }
+            return ListedTable(name: name, title: title, done: status ?? "?")
+        }
+    }
+
+    public static func summary(_ reports: [TableReport], otherTables: [ListedTable] = []) -> String {
         var lines = ["# Results", "",
                      "Each table shows our numbers beside the paper's published values (Δ = ours − paper). Cells without a finished run show their status (pending, running, failed, stale), never numbers. Rendered by `mile report`.", "",
                      "| Table | Title | Cells done | Plot |", "|---|---|---|---|"]
@@ -122,7 +149,13 @@ public enum ReportRenderer {
             let name = report.table.name
             lines.append("| [\(name)](\(name).md) | \(report.table.title) | \(report.doneCells) / \(report.totalCells) | [\(name).svg](\(name).svg) |")
         }
+        for table in otherTables {
+            lines.append("| [\(table.name)](\(table.name).md) | \(table.title) | \(table.done) (rendered by an earlier command) | [\(table.name).svg](\(table.name).svg) |")
+        }
         lines += ReportSections.summary(reports)
+        if !otherTables.isEmpty {
+            lines += ["", "Findings, ρ and reference rows above cover the tables rendered by the last command only (\(reports.map(\.table.name).joined(separator: ", "))); render all tables in one `mile report` for the whole summary."]
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 

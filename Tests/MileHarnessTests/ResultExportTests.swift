@@ -79,3 +79,22 @@ final class ResultExportTests: XCTestCase {
         XCTAssertEqual(predictions[1]["score"], .double(items[1].score))
     }
 }
+
+/// Issue 18 (3): README.md kept only the tables of the last command.
+final class ResultsIndexTests: XCTestCase {
+    func testReadmeIndexesEveryTableInTheFolder() throws {
+        let dir = try TestSupport.temporaryDirectory(self)
+        let render = { (name: String) -> TableReport in
+            let table = try ExperimentLoader.load(path: TestSupport.experiment(name))
+            return try ReportRenderer.render(table, cells: try Planner.expand(table), store: nil)
+        }
+        try ReportRenderer.write([try render("table1.yaml")], to: dir)
+        try ReportRenderer.write([try render("table3.yaml")], to: dir)
+        let readme = try String(contentsOfFile: dir + "/README.md", encoding: .utf8)
+        XCTAssertTrue(readme.contains("| [table3](table3.md) | Results of MILE-IA3 | 0 / "), readme)
+        XCTAssertTrue(readme.contains("| [table1](table1.md) | Results of MILE-LoRA | 0 / 10 (rendered by an earlier command) |"), readme)
+        XCTAssertTrue(readme.contains("cover the tables rendered by the last command only (table3)"), readme)
+        try "not a table".write(toFile: dir + "/notes.md", atomically: true, encoding: .utf8)
+        XCTAssertEqual(try ReportRenderer.otherTables(in: dir, except: ["table3"]).map(\.name), ["table1"])
+    }
+}
