@@ -140,6 +140,10 @@ final class PipelineTests: XCTestCase {
         XCTAssertEqual(try store.predictions(runID: done.id), expected)
         let lossesA = try referenceStore.epochs(runID: XCTUnwrap(referenceStore.latestDoneRun(cellID: cell.id)).id).map(\.loss)
         XCTAssertEqual(try store.epochs(runID: done.id).map(\.loss), lossesA)
+        // Issue 20 (5): the measured peak must not depend on the kill history (a stale model kept alive
+        // while the next epoch trained used to add one parameter set).
+        let peakA = try referenceStore.results(runID: XCTUnwrap(referenceStore.latestDoneRun(cellID: cell.id)).id)?.peakEngineBytes
+        XCTAssertEqual(try store.results(runID: done.id)?.peakEngineBytes, peakA)
     }
 
     /// Two `mile run` processes on one database never run the same cell; together they finish the table.
