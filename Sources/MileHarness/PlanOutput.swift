@@ -17,6 +17,12 @@ public struct TablePlan: Sendable {
         }
     }
 
+    /// The plan with only the cells whose id is in `ids` (nil when none is).
+    public func keeping(_ ids: Set<String>) -> TablePlan? {
+        let kept = zip(cells, statuses).filter { ids.contains($0.0.id) }
+        return kept.isEmpty ? nil : TablePlan(table: table, cells: kept.map(\.0), statuses: kept.map(\.1))
+    }
+
     /// Distinct base keys with the number of cells sharing each, in first-use order.
     public var bases: [(key: String, cells: Int)] {
         var order: [String] = []

@@ -171,12 +171,13 @@ public enum ResultExport {
 
     // MARK: files
 
-    /// Writes `<directory>/cells/<table>/<slug>.json` for every finished run of the reports, replacing the
-    /// table's folder so a cell that is no longer done leaves no file behind.
-    public static func writeCellFiles(_ reports: [TableReport], to directory: String) throws {
+    /// Writes `<directory>/cells/<table>/<slug>.json` for every finished run of the reports. `replace`
+    /// (`mile report`, whole tables) first removes the table's folder, so a cell that is no longer done
+    /// leaves no file behind; `mile export`, which may select a few cells, only adds and overwrites.
+    public static func writeCellFiles(_ reports: [TableReport], to directory: String, replace: Bool = true) throws {
         for report in reports {
             let folder = URL(fileURLWithPath: directory).appendingPathComponent("cells").appendingPathComponent(report.table.name)
-            try? FileManager.default.removeItem(at: folder)
+            if replace { try? FileManager.default.removeItem(at: folder) }
             let runs = report.rows.flatMap(\.runs)
             guard !runs.isEmpty else { continue }
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)

@@ -20,6 +20,9 @@ struct Baselines: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            if experiments.selectsCells {
+                throw HarnessError.input("mile baselines computes the reference rows of the test set; --cell and --row select cells for plan, run and export")
+            }
             let plans = try TablePlan.make(files: experiments.files, overrides: experiments.parsedOverrides(), store: nil)
             guard let slakeDir = experiments.slake ?? ProcessInfo.processInfo.environment["SLAKE_DIR"] else {
                 throw HarnessError.input("no SLAKE folder: pass --slake DIR or set SLAKE_DIR")

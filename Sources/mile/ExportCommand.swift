@@ -27,7 +27,7 @@ struct Export: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let plans = try TablePlan.make(files: experiments.files, overrides: experiments.parsedOverrides(), store: nil)
+            let plans = try experiments.select(TablePlan.make(files: experiments.files, overrides: experiments.parsedOverrides(), store: nil))
             guard let store = try experiments.existingStore(readOnly: true) else {
                 throw ValidationError("no results database at \(experiments.db): run `mile run` first")
             }
@@ -45,7 +45,7 @@ struct Export: ParsableCommand {
         let root = URL(fileURLWithPath: out)
         switch format {
         case .json:
-            try ResultExport.writeCellFiles([report], to: out)
+            try ResultExport.writeCellFiles([report], to: out, replace: false)
             return root.appendingPathComponent("cells/\(report.table.name)").path
         case .csv:
             let file = root.appendingPathComponent("\(report.table.name).csv")

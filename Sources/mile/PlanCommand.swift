@@ -23,6 +23,27 @@ struct ExperimentOptions: ParsableArguments {
     @Option(name: .long, help: "Number of seeds per cell, counting up from the first configured seed.")
     var seeds: Int?
 
+    @Option(name: .long, help: "Only this cell: an id prefix (4+ hex digits) or a row label such as 'F LoRA LoRA r4'.")
+    var cell: String?
+
+    @Option(name: .long, help: "Only the cells of this row label (e.g. 'T T LoRA r4'); the same as --cell LABEL.")
+    var row: String?
+
+    /// The cells `--cell` or `--row` select (all without either).
+    func select(_ cells: [PlannedCell]) throws -> [PlannedCell] {
+        if cell != nil && row != nil { throw HarnessError.input("give --cell or --row, not both") }
+        guard let selector = cell ?? row else { return cells }
+        return try Planner.select(cells, cell: selector)
+    }
+
+    /// The plans restricted to the selected cells; tables without one are left out.
+    func select(_ plans: [TablePlan]) throws -> [TablePlan] {
+        let chosen = Set(try select(plans.flatMap(\.cells)).map(\.id))
+        return plans.compactMap { $0.keeping(chosen) }
+    }
+
+    var selectsCells: Bool { cell != nil || row != nil }
+
     /// `--set` values, then `--scale` and `--seeds` as the overrides they stand for: every command that
     /// takes table files selects the same cells from them.
     func parsedOverrides() throws -> [ConfigOverride] {
@@ -77,8 +98,9 @@ struct Plan: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let plans = try TablePlan.make(files: experiments.files, overrides: experiments.parsedOverrides(),
-                                           store: experiments.existingStore(readOnly: true), versions: experiments.currentVersions())
+            let plans = try experiments.select(TablePlan.make(files: experiments.files, overrides: experiments.parsedOverrides(),
+                                                              store: experiments.existingStore(readOnly: true),
+                                                              versions: experiments.currentVersions()))
             if json {
                 let database: ConfigValue = FileManager.default.fileExists(atPath: experiments.db) ? .string(experiments.db) : .string("")
                 print(ConfigValue.map(["database": database, "tables": .list(plans.map(\.json))]).prettyJSON())

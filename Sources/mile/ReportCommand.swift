@@ -16,6 +16,9 @@ struct Report: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            if experiments.selectsCells {
+                throw HarnessError.input("mile report renders whole tables (a partial one would replace the full file); --cell and --row select cells for plan, run and export")
+            }
             let plans = try TablePlan.make(files: experiments.files, overrides: experiments.parsedOverrides(), store: nil)
             // A mistyped --db would render every cell "pending" over good tables.
             guard let store = try experiments.existingStore() else {

@@ -14,12 +14,6 @@ struct Run: ParsableCommand {
 
     @OptionGroup var experiments: ExperimentOptions
 
-    @Option(name: .long, help: "Run only this cell (id prefix, 4+ hex digits, or row label such as 'F LoRA LoRA r4').")
-    var cell: String?
-
-    @Option(name: .long, help: "Run only the cells of this row label (e.g. 'T T LoRA r4').")
-    var row: String?
-
     @Flag(name: .long, help: "Rerun cells that are already done (their fine-tune checkpoints are discarded).")
     var force = false
 
@@ -111,20 +105,7 @@ struct Run: ParsableCommand {
     /// The selected cells, each cell id once (the same experiment in two tables is one cell).
     private func selectedCells(_ all: [PlannedCell]) throws -> [PlannedCell] {
         var seen = Set<String>()
-        return try select(all).filter { seen.insert($0.id).inserted }
-    }
-
-    private func select(_ cells: [PlannedCell]) throws -> [PlannedCell] {
-        if cell != nil && row != nil { throw HarnessError.input("give --cell or --row, not both") }
-        if let cell { return try Planner.select(cells, cell: cell) }
-        if let row {
-            let matches = cells.filter { $0.label == row }
-            guard !matches.isEmpty else {
-                throw HarnessError.input("no row labelled '\(row)'; rows: \(Array(Set(cells.map(\.label))).sorted().joined(separator: ", "))")
-            }
-            return matches
-        }
-        return cells
+        return try experiments.select(all).filter { seen.insert($0.id).inserted }
     }
 
     /// First Ctrl-C (or SIGTERM): stop at the end of the current step. A second one kills at once.

@@ -155,6 +155,16 @@ final class BadInputTests: XCTestCase {
         }
         XCTAssertTrue(try String(contentsOfFile: dir + "/r/t.md", encoding: .utf8).contains("seeds 42, 43"))
         try assertRefused(["plan", file, "--seeds", "1000"], naming: ["--seeds 1000", "100"])
+
+        let two = try table("  - {vit: F, jtm: T, dec: ia3}\n  - {vit: T, jtm: T, dec: ia3}\n", name: "two.yaml")
+        let selected = try mile(["plan", two, "--db", dir + "/s.db", "--row", "T T IA3"])
+        XCTAssertEqual(selected.status, 0, selected.output)
+        XCTAssertTrue(selected.output.contains("1 cells") || selected.output.contains("1 cell"), selected.output)
+        XCTAssertFalse(selected.output.contains("F T IA3"), selected.output)
+        XCTAssertEqual(try mile(["plan", two, "--db", dir + "/s.db", "--cell", "T T IA3"]).output, selected.output, "--row is --cell LABEL")
+        try assertRefused(["plan", two, "--row", "T T LoRA r4"], naming: ["T T LoRA r4", "F T IA3, T T IA3"])
+        try assertRefused(["report", two, "--db", dir + "/s.db", "--row", "T T IA3"], naming: ["renders whole tables"])
+        XCTAssertEqual(try mile(["export", two, "--db", dir + "/s.db", "--row", "T T IA3", "--format", "csv", "--out", dir + "/e"]).status, 0)
     }
 
     // MARK: issue 16: the schema's allowed values are the model's own
