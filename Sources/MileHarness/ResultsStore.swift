@@ -224,10 +224,10 @@ public final class ResultsStore: @unchecked Sendable {
     /// Runs `body` while holding a blocking `flock` on `lockPath` (created when missing).
     static func withExclusiveLock<T>(_ lockPath: String, _ body: () throws -> T) throws -> T {
         let fd = open(lockPath, O_RDWR | O_CREAT, 0o644)
-        guard fd >= 0 else { throw HarnessError.store("cannot open lock file \(lockPath): errno \(errno)") }
+        guard fd >= 0 else { throw HarnessError.store("cannot open lock file \(lockPath): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         while flock(fd, LOCK_EX) != 0 {
-            guard errno == EINTR else { throw HarnessError.store("cannot lock \(lockPath): errno \(errno)") }
+            guard errno == EINTR else { throw HarnessError.store("cannot lock \(lockPath): \(String(cString: strerror(errno)))") }
         }
         defer { flock(fd, LOCK_UN) }
         return try body()

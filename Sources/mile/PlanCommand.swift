@@ -83,6 +83,22 @@ func reportingErrors(_ body: () throws -> Void) throws {
     } catch let error as HarnessError {
         FileHandle.standardError.write(Data((error.description + "\n").utf8))
         throw ExitCode(1)
+    } catch let error as CocoaError {
+        FileHandle.standardError.write(Data(("error: " + fileErrorText(error) + "\n").utf8))
+        throw ExitCode(1)
+    }
+}
+
+/// A Foundation file error in plain words with the path it concerns (`--out` naming a file, an
+/// unwritable `--cache`), instead of the raw `NSCocoaErrorDomain` dump.
+func fileErrorText(_ error: CocoaError) -> String {
+    let path = error.filePath ?? error.url?.path ?? "a file"
+    let underlying = (error.userInfo[NSUnderlyingErrorKey] as? NSError).map { String(cString: strerror(Int32($0.code))) }
+    switch error.code {
+    case .fileWriteFileExists: return "\(path) exists and is not a folder: pass a folder path"
+    case .fileWriteNoPermission, .fileReadNoPermission: return "\(path): permission denied"
+    case .fileNoSuchFile, .fileReadNoSuchFile: return "\(path): no such file or folder"
+    default: return "\(path): " + (underlying ?? error.localizedDescription)
     }
 }
 

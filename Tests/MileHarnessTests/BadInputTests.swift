@@ -167,6 +167,17 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(try mile(["export", two, "--db", dir + "/s.db", "--row", "T T IA3", "--format", "csv", "--out", dir + "/e"]).status, 0)
     }
 
+    // MARK: defect 10: file errors in plain words
+
+    func testPathsThatAreFilesAreNamedPlainly() throws {
+        let file = try table()
+        let plainFile = dir + "/afile"
+        try "x".write(toFile: plainFile, atomically: true, encoding: .utf8)
+        _ = try ResultsStore(path: dir + "/ok.db")
+        try assertRefused(["run", file, "--slake", dir, "--db", plainFile + "/x.db"], naming: ["\(plainFile) exists and is not a folder"])
+        try assertRefused(["report", file, "--db", dir + "/ok.db", "--out", plainFile], naming: ["\(plainFile) exists and is not a folder"])
+    }
+
     // MARK: issue 16: the schema's allowed values are the model's own
 
     func testIA3TargetsAreExactlyWhatTheModelBuilds() throws {
