@@ -177,6 +177,12 @@ public enum ExperimentLoader {
         guard FileManager.default.fileExists(atPath: defaultsPath) else {
             throw reader.fail(extendsPair.value, "'extends': no such file \(defaultsPath)")
         }
+        if (defaultsPath as NSString).standardizingPath == (path as NSString).standardizingPath {
+            throw reader.fail(extendsPair.value, "'extends': names this file itself; it must name a defaults file (e.g. defaults.yaml)")
+        }
+        if (try? readText(defaultsPath))?.range(of: "(?m)^table:", options: .regularExpression) != nil {
+            throw reader.fail(extendsPair.value, "'extends': \(defaultsPath) is a table file; extends names a defaults file (model, pretraining, data, ... keys), and table files cannot be chained")
+        }
         var config = try loadDefaults(path: defaultsPath)
         if let setPair = field("set") {
             config = config.merged(with: try reader.value(setPair.value, schema: ExperimentSchema.config, path: "", partial: true))

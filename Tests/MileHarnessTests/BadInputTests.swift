@@ -178,6 +178,14 @@ final class BadInputTests: XCTestCase {
         try assertRefused(["report", file, "--db", dir + "/ok.db", "--out", plainFile], naming: ["\(plainFile) exists and is not a folder"])
     }
 
+    func testExtendsCycleIsNamed() throws {
+        let selfish = try TestSupport.write("table: s\nextends: s.yaml\nrows:\n  - {vit: F, jtm: T, dec: ia3}\n", to: dir, name: "s.yaml")
+        try assertRefused(["plan", selfish], naming: ["s.yaml:2:10", "'extends': names this file itself"])
+        let chained = try TestSupport.write("table: c\nextends: t.yaml\nrows:\n  - {vit: F, jtm: T, dec: ia3}\n", to: dir, name: "c.yaml")
+        _ = try table()
+        try assertRefused(["plan", chained], naming: ["c.yaml:2:10", "t.yaml is a table file"])
+    }
+
     // MARK: issue 16: the schema's allowed values are the model's own
 
     func testIA3TargetsAreExactlyWhatTheModelBuilds() throws {
