@@ -42,6 +42,10 @@ extension Planner {
                 if age >= store.staleClaimTimeout {
                     return CellStatus(state: .interrupted, reason: "claim by \(latest.runner) went stale (no heartbeat for \(Int(age)) s)", runID: latest.id)
                 }
+                // A claim of this host whose process is gone (killed with SIGKILL) is not running, whatever its heartbeat.
+                if isDeadLocalRunner(latest.runner) {
+                    return CellStatus(state: .interrupted, reason: "process \(runnerPID(latest.runner)) of claim \(latest.runner) no longer exists (killed or crashed); the next `mile run` takes it over", runID: latest.id)
+                }
                 return CellStatus(state: .running, reason: "by \(latest.runner)", runID: latest.id)
             case .failed, .interrupted:
                 if let done = try store.latestDoneRun(cellID: cell.id) {

@@ -60,6 +60,25 @@ final class CellStatusTests: XCTestCase {
         }
     }
 
+    /// Issue 20 (10): a claim of a killed process was shown as running until its heartbeat timed out.
+    func testAClaimOfADeadLocalProcessIsInterrupted() throws {
+        let dir = try TestSupport.temporaryDirectory(self)
+        let finished = Process()
+        finished.executableURL = URL(fileURLWithPath: "/bin/true")
+        try finished.run()
+        finished.waitUntilExit()
+        let deadRunner = "\(ProcessInfo.processInfo.hostName):\(finished.processIdentifier):DEADBEEF"
+        let store = try ResultsStore(path: dir + "/mile.db", runner: deadRunner)
+        let cell = try cells()[0]
+        guard case .claimed = try store.claim(ClaimRequest(cell: cell, provenance: Provenance())) else { return XCTFail() }
+        let status = try Planner.status(of: cell, store: store)
+        XCTAssertEqual(status.state, .interrupted)
+        XCTAssertTrue(status.reason?.contains("process \(finished.processIdentifier) of claim \(deadRunner) no longer exists") == true, status.reason ?? "")
+        let live = try ResultsStore(path: dir + "/mile.db")
+        guard case .claimed = try live.claim(ClaimRequest(cell: try cells()[1], provenance: Provenance())) else { return XCTFail() }
+        XCTAssertEqual(try Planner.status(of: try cells()[1], store: live).state, .running, "this test process is alive")
+    }
+
     func testStaleReasonsNameWhatChanged() throws {
         let dir = try TestSupport.temporaryDirectory(self)
         let store = try ResultsStore(path: dir + "/mile.db")
