@@ -235,8 +235,14 @@ public enum ReportRenderer {
     static func pair(_ ours: MeanStd?, _ paper: Double?, digits: Int, word: String) -> String {
         let paperText = paper.map { String(format: "%.\(digits)f", $0) } ?? "–"
         guard let ours else { return "\(word) / \(paperText)" }
-        let delta = paper.map { " (" + String(format: "%+.\(digits)f", ours.mean - $0) + ")" } ?? ""
+        let delta = paper.map { " (" + signed(ours.mean - $0, digits: digits) + ")" } ?? ""
         return "\(value(ours, digits: digits)) / \(paperText)\(delta)"
+    }
+
+    /// "+1.25", "-0.40", and "0.000" for a difference that rounds to zero (never "-0.000" or "+0.000").
+    static func signed(_ value: Double, digits: Int) -> String {
+        let text = String(format: "%+.\(digits)f", value)
+        return text.dropFirst().allSatisfy { $0 == "0" || $0 == "." } ? String(text.dropFirst()) : text
     }
 
     static func bytes(_ value: MeanStd?) -> String {

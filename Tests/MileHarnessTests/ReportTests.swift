@@ -71,6 +71,15 @@ final class ReportTests: XCTestCase {
         XCTAssertTrue(report.markdown.contains("Test CPU; BLAS OpenBLAS × 2 threads"))
     }
 
+    /// Issue 18 (9): a Δ that rounds to zero printed as "-0.000".
+    func testDifferencesThatRoundToZeroHaveNoSign() {
+        XCTAssertEqual(ReportRenderer.signed(-0.0001, digits: 3), "0.000")
+        XCTAssertEqual(ReportRenderer.signed(0.0004, digits: 3), "0.000")
+        XCTAssertEqual(ReportRenderer.signed(-0.0006, digits: 3), "-0.001")
+        XCTAssertEqual(ReportRenderer.signed(1.25, digits: 2), "+1.25")
+        XCTAssertEqual(ReportRenderer.pair(MeanStd([0.16289]), 0.163, digits: 3, word: "pending"), "0.163 / 0.163 (0.000)")
+    }
+
     func testSVGAndFiles() throws {
         let fixture = try makeFixture()
         let report = try ReportRenderer.render(fixture.table, cells: fixture.cells, store: fixture.store)
