@@ -260,12 +260,16 @@ public enum ReportRenderer {
             let values = Set(cells.compactMap { $0.config[path]?.display })
             return values.isEmpty ? (first[path]?.display ?? "?") : values.sorted().joined(separator: ", ")
         }
+        // The group sizes as the runs counted them (no run: no count).
+        let counts = runs.first?.results.scores
+        let closedCount = counts.map { " (\($0.closedCount) of the test set)" } ?? ""
+        let openedCount = counts.map { " (\($0.openedCount))" } ?? ""
         var lines = ["## How to read this table", "",
                      "- **Status**: \(runs.count) of \(cells.count) cells done. Cells without a finished run show their status instead of numbers.",
                      "- **Scale**: model `\(setting("model.scale"))` (family \(setting("model.family"))). #Params is computed exactly at the paper's scale; Memory (paper scale) is the engine's shape-only prediction of one training step at the paper's dims and batch; the measured memory is the engine allocator's peak and the process peak RSS at the run's scale. Accuracy comes from runs at the run scale, so it is comparable with the paper in trend only unless the scale is `paper`.",
-                     "- **Recipe**: \(setting("recipe.epochs")) epochs, lr \(setting("recipe.lr")), batch \(setting("recipe.batch")), AdamW weight decay \(setting("recipe.weight_decay")), \(setting("recipe.schedule")) schedule per epoch, warmup \(setting("recipe.warmup_epochs")) epochs, label smoothing \(setting("recipe.label_smoothing")); seeds \(Set(cells.map(\.seed)).sorted().map(String.init).joined(separator: ", ")); base pretraining \(setting("pretraining.source")) (\(setting("pretraining.epochs")) epochs on \(setting("pretraining.corpus"))); decoding beam \(setting("decoding.beams")), max length \(setting("decoding.max_length")).",
-                     "- **Closed**: as upstream ACC.py: over the test questions whose ground truth is yes/no (355 of SLAKE-en test), correct when the prediction has the same polarity.",
-                     "- **Opened** (primary): normalised exact match (lower case, punctuation as spaces) over the other questions (706). Upstream's Opened code is unpublished and its figures are not whole counts, so **Opened recall** (secondary) gives partial credit: the fraction of the ground truth's tokens found in the prediction.",
+                     "- **Recipe**: \(setting("recipe.epochs")) epochs, lr \(setting("recipe.lr")), batch \(setting("recipe.batch")), AdamW weight decay \(setting("recipe.weight_decay")), \(setting("recipe.schedule")) schedule per epoch, warmup \(setting("recipe.warmup_epochs")) epochs, label smoothing \(setting("recipe.label_smoothing")); seeds \(Set(cells.map(\.seed)).sorted().map(String.init).joined(separator: ", ")); base pretraining \(setting("pretraining.source")) (\(setting("pretraining.epochs")) epochs on \(setting("pretraining.corpus")), objectives \(setting("pretraining.objectives")), augment \(setting("pretraining.augment"))); fine-tuning prompts \(setting("data.prompts")); decoding beam \(setting("decoding.beams")), max length \(setting("decoding.max_length")).",
+                     "- **Closed**: as upstream ACC.py: over the test questions whose ground truth is yes/no\(closedCount), correct when the prediction has the same polarity.",
+                     "- **Opened** (primary): normalised exact match (lower case, punctuation as spaces) over the other questions\(openedCount). Upstream's Opened code is unpublished and its figures are not whole counts, so **Opened recall** (secondary) gives partial credit: the fraction of the ground truth's tokens found in the prediction.",
                      "- **Global**: count-weighted mean, (n_opened · Opened + n_closed · Closed) / n; Global recall uses Opened recall.",
                      "- Several seeds: mean ± sample standard deviation; Δ uses the mean."]
         lines += table.notes.map { "- Note: \($0)" }
