@@ -215,8 +215,8 @@ public enum ReportRenderer {
         let rss = MeanStd(results.compactMap { $0.peakRSSBytes.map(Double.init) })
         let measured = "\(bytes(engine)) / \(bytes(rss))"
         let paperScaleNote = results.contains { $0.paperScale == nil } ? " (run scale)" : ""
-        return [pair(params, paper?.params, digits: 3, word: "n/a") + paperScaleNote,
-                pair(predicted, paper?.memoryGB, digits: 2, word: "n/a"), measured,
+        return [pair(params, paper?.params, digits: 3, word: "n/a", deterministic: true) + paperScaleNote,
+                pair(predicted, paper?.memoryGB, digits: 2, word: "n/a", deterministic: true), measured,
                 pair(MeanStd(results.map(\.scores.opened)), paper?.opened, digits: 2, word: "n/a"),
                 value(MeanStd(results.map(\.scores.openedRecall)), digits: 2),
                 pair(MeanStd(results.map(\.scores.closed)), paper?.closed, digits: 2, word: "n/a"),
@@ -232,11 +232,14 @@ public enum ReportRenderer {
     }
 
     /// "ours / paper (Δ)", or "word / paper" when ours is missing.
-    static func pair(_ ours: MeanStd?, _ paper: Double?, digits: Int, word: String) -> String {
+    /// `deterministic`: a column that depends on the config only (#Params, the shape-only memory
+    /// prediction), so seeds add no ± to it.
+    static func pair(_ ours: MeanStd?, _ paper: Double?, digits: Int, word: String, deterministic: Bool = false) -> String {
         let paperText = paper.map { String(format: "%.\(digits)f", $0) } ?? "–"
         guard let ours else { return "\(word) / \(paperText)" }
         let delta = paper.map { " (" + signed(ours.mean - $0, digits: digits) + ")" } ?? ""
-        return "\(value(ours, digits: digits)) / \(paperText)\(delta)"
+        let shown = deterministic && ours.std == 0 ? String(format: "%.\(digits)f", ours.mean) : value(ours, digits: digits)
+        return "\(shown) / \(paperText)\(delta)"
     }
 
     /// "+1.25", "-0.40", and "0.000" for a difference that rounds to zero (never "-0.000" or "+0.000").
