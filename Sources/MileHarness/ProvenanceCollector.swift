@@ -81,6 +81,13 @@ public enum ProvenanceCollector {
         ["train.json", "validate.json", "test.json"].map { (slakeDir as NSString).appendingPathComponent($0) }
     }
 
+    /// The files hashed into a run's provenance: SLAKE's json splits and, when a VQA-RAD folder is given,
+    /// its one json file (instruction data and the pretraining corpus read it), so a changed VQA-RAD marks
+    /// the runs that recorded its hash stale.
+    public static func datasetFiles(slakeDir: String, radDir: String?) -> [String] {
+        slakeFiles(slakeDir: slakeDir) + (radDir.map { [($0 as NSString).appendingPathComponent(VQARad.fileName)] } ?? [])
+    }
+
     /// Runs a command and returns its standard output, or nil when it cannot run or fails.
     static func run(_ arguments: [String]) -> String? {
         let process = Process()

@@ -69,10 +69,12 @@ struct ExperimentOptions: ParsableArguments {
     /// Current dataset hashes of --slake (or SLAKE_DIR) when it points at data, so runs on other or changed
     /// data show as stale.
     func currentVersions() throws -> CurrentVersions {
-        guard let dir = slake ?? ProcessInfo.processInfo.environment["SLAKE_DIR"], FileManager.default.fileExists(atPath: dir) else {
+        let environment = ProcessInfo.processInfo.environment
+        guard let dir = slake ?? environment["SLAKE_DIR"], FileManager.default.fileExists(atPath: dir) else {
             return CurrentVersions()
         }
-        return CurrentVersions(datasetHashes: try ProvenanceCollector.datasetHashes(files: ProvenanceCollector.slakeFiles(slakeDir: dir)))
+        let radDir = environment["RAD_DIR"].flatMap { FileManager.default.fileExists(atPath: $0) ? $0 : nil }
+        return CurrentVersions(datasetHashes: try ProvenanceCollector.datasetHashes(files: ProvenanceCollector.datasetFiles(slakeDir: dir, radDir: radDir)))
     }
 }
 

@@ -36,3 +36,19 @@ final class ProvenanceTests: XCTestCase {
         XCTAssertEqual(hashes, ["test.json": SHA256.hex("[]")], "missing splits are skipped")
     }
 }
+
+extension ProvenanceTests {
+    /// Issue 18 (4): only SLAKE was hashed, so a changed VQA-RAD marked nothing stale.
+    func testVQARadIsHashedWhenGiven() throws {
+        let dir = try TestSupport.temporaryDirectory(self)
+        for name in ["train.json", "validate.json", "test.json"] { try "[]".write(toFile: dir + "/" + name, atomically: true, encoding: .utf8) }
+        try FileManager.default.createDirectory(atPath: dir + "/rad", withIntermediateDirectories: true)
+        try "[1]".write(toFile: dir + "/rad/VQA_RAD Dataset Public.json", atomically: true, encoding: .utf8)
+        XCTAssertEqual(try ProvenanceCollector.datasetHashes(files: ProvenanceCollector.datasetFiles(slakeDir: dir, radDir: nil)).count, 3)
+        let hashes = try ProvenanceCollector.datasetHashes(files: ProvenanceCollector.datasetFiles(slakeDir: dir, radDir: dir + "/rad"))
+        XCTAssertEqual(hashes.keys.sorted(), ["VQA_RAD Dataset Public.json", "test.json", "train.json", "validate.json"])
+        try "[2]".write(toFile: dir + "/rad/VQA_RAD Dataset Public.json", atomically: true, encoding: .utf8)
+        let changed = try ProvenanceCollector.datasetHashes(files: ProvenanceCollector.datasetFiles(slakeDir: dir, radDir: dir + "/rad"))
+        XCTAssertNotEqual(changed["VQA_RAD Dataset Public.json"], hashes["VQA_RAD Dataset Public.json"])
+    }
+}

@@ -307,7 +307,8 @@ public final class PipelineRunner {
 
     func currentProvenance() throws -> Provenance {
         if let provenance { return provenance }
-        let hashes = try ProvenanceCollector.datasetHashes(files: ProvenanceCollector.slakeFiles(slakeDir: options.locations.slakeDir))
+        let hashes = try ProvenanceCollector.datasetHashes(files: ProvenanceCollector.datasetFiles(slakeDir: options.locations.slakeDir,
+                                                                                                  radDir: options.locations.radDir))
         let collected = ProvenanceCollector.collect(blasLibrary: BLAS.configuration, blasThreads: Threads.count, datasetHashes: hashes)
         provenance = collected
         return collected
