@@ -238,7 +238,7 @@ public enum ReportRenderer {
         let paperText = paper.map { String(format: "%.\(digits)f", $0) } ?? "–"
         guard let ours else { return "\(word) / \(paperText)" }
         let delta = paper.map { " (" + signed(ours.mean - $0, digits: digits) + ")" } ?? ""
-        let shown = deterministic && ours.std == 0 ? String(format: "%.\(digits)f", ours.mean) : value(ours, digits: digits)
+        let shown = deterministic && ours.std < 0.5 * pow(10, -Double(digits)) ? String(format: "%.\(digits)f", ours.mean) : value(ours, digits: digits)
         return "\(shown) / \(paperText)\(delta)"
     }
 
