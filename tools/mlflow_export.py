@@ -138,9 +138,12 @@ def import_cells(args):
     from mlflow.tracking import MlflowClient
     client = MlflowClient(tracking_uri=f"sqlite:///{Path(args.db).resolve()}")
     added = skipped = 0
+    known = {}   # experiment id -> the (cell id, mile run id) pairs already imported, searched once per table
     for path, cell in load_cells(args.results):
         experiment_id = experiment_for(client, cell["table"], args.artifacts)
-        if (cell["cell_id"], str(cell["run"]["id"])) in existing_runs(client, experiment_id):
+        if experiment_id not in known:
+            known[experiment_id] = set(existing_runs(client, experiment_id))
+        if (cell["cell_id"], str(cell["run"]["id"])) in known[experiment_id]:
             skipped += 1
             continue
         log_cell(client, experiment_id, path, cell, args.results)
@@ -155,10 +158,12 @@ def check(args):
     client = MlflowClient(tracking_uri=f"sqlite:///{Path(args.db).resolve()}")
     problems = []
     cells = load_cells(args.results)
+    by_table = {}
     for path, cell in cells:
-        experiment = client.get_experiment_by_name(f"mile/{cell['table']}")
-        runs = existing_runs(client, experiment.experiment_id) if experiment else {}
-        run = runs.get((cell["cell_id"], str(cell["run"]["id"])))
+        if cell["table"] not in by_table:
+            experiment = client.get_experiment_by_name(f"mile/{cell['table']}")
+            by_table[cell["table"]] = existing_runs(client, experiment.experiment_id) if experiment else {}
+        run = by_table[cell["table"]].get((cell["cell_id"], str(cell["run"]["id"])))
         if run is None:
             problems.append(f"{path}: no MLflow run")
             continue

@@ -138,10 +138,10 @@ public struct DataChecker {
         do {
             let samples = try load()
             report.sections.append(.init(dataset: dataset, split: split, counts: SplitCounts(samples)))
-            let counts = Dictionary(samples.map { ($0.qid, 1) }, uniquingKeysWith: +)
-            let duplicated = counts.filter { $0.value > 1 }.keys.sorted()
+            let duplicated = samples.duplicatedQids()
             if !duplicated.isEmpty {
-                report.problems.append(.init(file: file, message: "\(duplicated.count) question ids appear more than once (each question needs its own qid)", qids: duplicated))
+                report.problems.append(.init(file: file, message: "\(duplicated.count) question ids appear more than once (each question needs its own qid)",
+                                             qids: duplicated.map(\.qid)))
             }
             collect(samples)
         } catch {

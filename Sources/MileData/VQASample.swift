@@ -76,3 +76,12 @@ extension VQASample {
                   contentType: try record.optionalString(contentKey) ?? "")
     }
 }
+
+extension Array where Element == VQASample {
+    /// Question ids used more than once, sorted, with how often each occurs (a dataset needs unique qids:
+    /// predictions are matched to questions by qid).
+    public func duplicatedQids() -> [(qid: Int, count: Int)] {
+        Dictionary(map { ($0.qid, 1) }, uniquingKeysWith: +).filter { $0.value > 1 }.sorted { $0.key < $1.key }
+            .map { (qid: $0.key, count: $0.value) }
+    }
+}

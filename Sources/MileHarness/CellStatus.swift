@@ -29,6 +29,11 @@ public struct CurrentVersions: Sendable {
         self.codeVersion = codeVersion
         self.datasetHashes = datasetHashes
     }
+
+    /// The versions a runner with this provenance runs under.
+    public init(_ provenance: Provenance) {
+        self.init(codeVersion: provenance.codeVersion, datasetHashes: provenance.datasetHashes)
+    }
 }
 
 extension Planner {

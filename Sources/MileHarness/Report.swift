@@ -67,14 +67,27 @@ public enum ReportRenderer {
     public static func render(_ table: ExperimentTable, cells: [PlannedCell], store: ResultsStore?,
                               versions: CurrentVersions = CurrentVersions(), references: [ReferenceResult] = []) throws -> TableReport {
         let settings = cells.first?.baselines ?? BaselineSettings(table.config)   // with --set applied
+        var rows = try self.rows(cells, store: store, versions: versions)
+        for index in rows.indices { rows[index].statistics = RowStatistics.make(rows[index].runs, resamples: settings.resamples) }
+        let evidence = ReportSections.evidence(rows, references: references)
+        let verdicts = table.findings.map { FindingJudge.judge($0, evidence: evidence, resamples: settings.resamples) }
+        let correlation = RankCorrelation.of(rows)
+        let text = markdown(table, rows: rows, references: references, settings: settings)
+            + ReportSections.findings(verdicts, correlation: correlation).joined(separator: "\n") + "\n"
+        return TableReport(table: table, rows: rows, markdown: text, svg: SVGPlot.render(table, rows: rows, references: references),
+                           references: references, verdicts: verdicts, correlation: correlation)
+    }
+
+    /// The table's rows in file order: every seed of a row label with its status and, when done, its run
+    /// from the store (no statistics; `render` adds them, `mile export` needs none).
+    public static func rows(_ cells: [PlannedCell], store: ResultsStore?, versions: CurrentVersions) throws -> [ReportRow] {
         var order: [String] = []
         var groups: [String: [PlannedCell]] = [:]
         for cell in cells {
             if groups[cell.label] == nil { order.append(cell.label) }
             groups[cell.label, default: []].append(cell)
         }
-        var rows: [ReportRow] = []
-        for label in order {
+        return try order.map { label in
             let group = groups[label]!
             var statuses: [CellStatus] = []
             var runs: [ReportedRun] = []
@@ -88,18 +101,9 @@ public enum ReportRenderer {
                                             epochs: try store.epochs(runID: id)))
                 }
             }
-            var row = ReportRow(label: label, assignment: group[0].assignment, published: group[0].published,
-                                cells: group, statuses: statuses, runs: runs)
-            row.statistics = RowStatistics.make(runs, resamples: settings.resamples)
-            rows.append(row)
+            return ReportRow(label: label, assignment: group[0].assignment, published: group[0].published,
+                             cells: group, statuses: statuses, runs: runs)
         }
-        let evidence = ReportSections.evidence(rows, references: references)
-        let verdicts = table.findings.map { FindingJudge.judge($0, evidence: evidence, resamples: settings.resamples) }
-        let correlation = RankCorrelation.of(rows)
-        let text = markdown(table, rows: rows, references: references, settings: settings)
-            + ReportSections.findings(verdicts, correlation: correlation).joined(separator: "\n") + "\n"
-        return TableReport(table: table, rows: rows, markdown: text, svg: SVGPlot.render(table, rows: rows, references: references),
-                           references: references, verdicts: verdicts, correlation: correlation)
     }
 
     /// Writes results/<table>.md and .svg for each report and results/README.md linking them.

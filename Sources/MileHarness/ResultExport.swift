@@ -176,15 +176,18 @@ public enum ResultExport {
     /// leaves no file behind; `mile export`, which may select a few cells, only adds and overwrites.
     public static func writeCellFiles(_ reports: [TableReport], to directory: String, replace: Bool = true) throws {
         for report in reports {
-            let folder = URL(fileURLWithPath: directory).appendingPathComponent("cells").appendingPathComponent(report.table.name)
-            if replace { try? FileManager.default.removeItem(at: folder) }
-            let runs = report.rows.flatMap(\.runs)
-            guard !runs.isEmpty else { continue }
-            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            for run in runs {
-                let text = record(run).prettyJSON() + "\n"
-                try text.write(to: folder.appendingPathComponent(slug(run) + ".json"), atomically: true, encoding: .utf8)
-            }
+            try writeCellFiles(table: report.table.name, runs: report.rows.flatMap(\.runs), to: directory, replace: replace)
+        }
+    }
+
+    public static func writeCellFiles(table: String, runs: [ReportedRun], to directory: String, replace: Bool) throws {
+        let folder = URL(fileURLWithPath: directory).appendingPathComponent("cells").appendingPathComponent(table)
+        if replace { try? FileManager.default.removeItem(at: folder) }
+        guard !runs.isEmpty else { return }
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        for run in runs {
+            let text = record(run).prettyJSON() + "\n"
+            try text.write(to: folder.appendingPathComponent(slug(run) + ".json"), atomically: true, encoding: .utf8)
         }
     }
 

@@ -281,8 +281,7 @@ public final class ResultsStore: @unchecked Sendable {
             // is run again rather than skipped.
             if !force, let row = try Row.fetchOne(db, sql: "SELECT * FROM runs WHERE cell_id = ? AND status = 'done' ORDER BY id DESC LIMIT 1", arguments: [request.cellID]) {
                 let done = ResultsStore.record(row)
-                let versions = CurrentVersions(codeVersion: request.provenance.codeVersion, datasetHashes: request.provenance.datasetHashes)
-                if try Planner.doneStatus(done, versions: versions).state == .done { return .alreadyDone(runID: done.id) }
+                if try Planner.doneStatus(done, versions: CurrentVersions(request.provenance)).state == .done { return .alreadyDone(runID: done.id) }
             }
             if let row = try Row.fetchOne(db, sql: "SELECT id, runner, heartbeat_at FROM runs WHERE cell_id = ? AND status = 'running'", arguments: [request.cellID]) {
                 let heartbeat: Double = row["heartbeat_at"]

@@ -28,31 +28,28 @@ struct Export: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let plans = try experiments.select(TablePlan.make(files: experiments.files, overrides: experiments.parsedOverrides(), store: nil))
-            guard let store = try experiments.existingStore(readOnly: true) else {
-                throw ValidationError("no results database at \(experiments.db): run `mile run` first")
-            }
+            let store = try experiments.requiredStore(readOnly: true)
             let versions = try experiments.currentVersions()
-            let reports = try plans.map { try ReportRenderer.render($0.table, cells: $0.cells, store: store, versions: versions) }
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-            for report in reports {
-                let runs = report.rows.flatMap(\.runs)
-                print("\(report.table.name): \(runs.count) finished runs -> \(try write(report, runs: runs))")
+            for plan in plans {
+                let runs = try ReportRenderer.rows(plan.cells, store: store, versions: versions).flatMap(\.runs)
+                print("\(plan.table.name): \(runs.count) finished runs -> \(try write(plan.table.name, runs: runs))")
             }
         }
     }
 
-    func write(_ report: TableReport, runs: [ReportedRun]) throws -> String {
+    func write(_ table: String, runs: [ReportedRun]) throws -> String {
         let root = URL(fileURLWithPath: out)
         switch format {
         case .json:
-            try ResultExport.writeCellFiles([report], to: out, replace: false)
-            return root.appendingPathComponent("cells/\(report.table.name)").path
+            try ResultExport.writeCellFiles(table: table, runs: runs, to: out, replace: false)
+            return root.appendingPathComponent("cells/\(table)").path
         case .csv:
-            let file = root.appendingPathComponent("\(report.table.name).csv")
+            let file = root.appendingPathComponent("\(table).csv")
             try ResultExport.csv(runs).write(to: file, atomically: true, encoding: .utf8)
             return file.path
         case .jsonl:
-            let folder = root.appendingPathComponent("predictions/\(report.table.name)")
+            let folder = root.appendingPathComponent("predictions/\(table)")
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
             for run in runs {
                 let text = ResultExport.predictionLines(run).joined(separator: "\n") + "\n"

@@ -66,6 +66,15 @@ struct ExperimentOptions: ParsableArguments {
         FileManager.default.fileExists(atPath: db) ? try ResultsStore(path: db, readOnly: readOnly) : nil
     }
 
+    /// The store of a command that needs finished runs (report, export): a missing database is an error,
+    /// never an empty result.
+    func requiredStore(readOnly: Bool) throws -> ResultsStore {
+        guard let store = try existingStore(readOnly: readOnly) else {
+            throw HarnessError.input("no results database at \(db) (`mile run` creates it); nothing written")
+        }
+        return store
+    }
+
     /// Current dataset hashes of --slake (or SLAKE_DIR) when it points at data, so runs on other or changed
     /// data show as stale.
     func currentVersions() throws -> CurrentVersions {

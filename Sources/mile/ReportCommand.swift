@@ -21,9 +21,7 @@ struct Report: ParsableCommand {
             }
             let plans = try TablePlan.make(files: experiments.files, overrides: experiments.parsedOverrides(), store: nil)
             // A mistyped --db would render every cell "pending" over good tables.
-            guard let store = try experiments.existingStore() else {
-                throw HarnessError.input("no results database at \(experiments.db) (`mile run` creates it); nothing written to \(out)")
-            }
+            let store = try experiments.requiredStore(readOnly: false)
             let versions = try experiments.currentVersions()
             let slakeDir = experiments.slake ?? ProcessInfo.processInfo.environment["SLAKE_DIR"]
             let references = try ReferenceBaselines.forReport(store: store, cells: plans.flatMap(\.cells), slakeDir: slakeDir,

@@ -89,8 +89,7 @@ public final class PipelineRunner {
     public func pretrainBases(_ cells: [PlannedCell]) throws {
         try options.locations.check()
         var keys = Set<String>()
-        let provenance = try currentProvenance()
-        let versions = CurrentVersions(codeVersion: provenance.codeVersion, datasetHashes: provenance.datasetHashes)
+        let versions = CurrentVersions(try currentProvenance())
         let pending = try cells.filter { cell in
             try options.force || Planner.status(of: cell, store: store, versions: versions).state != .done
         }

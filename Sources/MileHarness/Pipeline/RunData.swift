@@ -135,10 +135,9 @@ public final class RunData {
     /// A duplicated test qid, or a missing or undecodable image, would otherwise surface only after training.
     /// Every image must exist; the test images are decoded too (training images fail at their first batch).
     static func checkBeforeTraining(test: [VQASample], testFile: String, training: [VQASample]) throws {
-        let counts = Dictionary(test.map { ($0.qid, 1) }, uniquingKeysWith: +)
-        let duplicated = counts.filter { $0.value > 1 }.keys.sorted()
+        let duplicated = test.duplicatedQids()
         if !duplicated.isEmpty {
-            throw HarnessError.input("\(testFile): \(duplicated.count) qids appear more than once (\(list(duplicated.map { "qid \($0) × \(counts[$0]!)" }))); every test question needs its own qid")
+            throw HarnessError.input("\(testFile): \(duplicated.count) qids appear more than once (\(list(duplicated.map { "qid \($0.qid) × \($0.count)" }))); every test question needs its own qid")
         }
         var firstUser: [String: Int] = [:]
         for sample in test + training where firstUser[sample.imagePath] == nil { firstUser[sample.imagePath] = sample.qid }
