@@ -94,6 +94,14 @@ public indirect enum ConfigValue: Equatable, Sendable {
         return .map(fields)
     }
 
+    /// The leaves of a (partial) config as "key.path=value", sorted by path: `recipe.lr=0.0001`.
+    public func leafSettings(prefix: String = "") -> [String] {
+        guard case let .map(fields) = self else { return ["\(prefix)=\(display)"] }
+        return fields.keys.sorted().flatMap { key in
+            fields[key]!.leafSettings(prefix: prefix.isEmpty ? key : prefix + "." + key)
+        }
+    }
+
     /// Leaf-level differences between two configs, as "key.path: old -> new" (sorted by path).
     public static func differences(from old: ConfigValue, to new: ConfigValue, prefix: String = "") -> [String] {
         if case let .map(a) = old, case let .map(b) = new {

@@ -67,10 +67,25 @@ public struct ExperimentRow: Sendable {
     /// Published numbers by rank (key nil when the row has no rank).
     public let published: [Int?: PublishedNumbers]
     public let note: String?
+    /// The row's own name (`name:`), which replaces the derived label.
+    public let name: String?
 
     public func assignment(rank: Int?) -> ModuleAssignment {
         ModuleAssignment(slots: slots, modes: modes, rank: rank)
     }
+
+    /// The row's identity in tables, selection and the store: its `name` (plus the rank when the row lists
+    /// several), otherwise the assignment label with the row's `set` values, so two rows that differ only
+    /// by `set` never share a label: `F T LoRA r4 [recipe.lr=0.0001]`.
+    public func label(rank: Int?) -> String {
+        if let name { return ranks.count > 1 ? "\(name) r\(rank ?? 0)" : name }
+        let base = assignment(rank: rank).label
+        guard let settings = overrides?.leafSettings(), !settings.isEmpty else { return base }
+        return base + " [" + settings.joined(separator: ", ") + "]"
+    }
+
+    /// Every label of the row, one per rank.
+    public var labels: [String] { ranks.map { label(rank: $0) } }
 }
 
 /// A parsed table file with its defaults already merged in.
@@ -143,7 +158,7 @@ public enum ExperimentSchema {
 
     static let tableKeys = ["table", "title", "extends", "set", "notes", "rows", "findings"]
     /// Row keys besides the family's module slots (`vit`, `jtm`, `dec` for MISS).
-    static let rowKeys = ["rank", "set", "published", "note"]
+    static let rowKeys = ["name", "rank", "set", "published", "note"]
     static let publishedKeys = ["rank", "params", "memory_gb", "opened", "closed", "global", "note"]
 }
 
@@ -193,7 +208,8 @@ public enum ExperimentLoader {
         guard !rowNodes.isEmpty else { throw reader.fail(rowsPair.value, "'rows': expected at least one row") }
         let family = try modelFamily(config, at: reader.position(root))
         let rows = try rowNodes.enumerated().map { try parseRow($1, index: $0 + 1, family: family, reader: reader) }
-        let labels = rows.flatMap { row in row.ranks.map { row.assignment(rank: $0).label } }
+        try checkDistinctLabels(rows, reader: reader, nodes: rowNodes)
+        let labels = rows.flatMap(\.labels)
         let findings = try field("findings").map { try FindingParser.parse($0.value, labels: labels, reader: reader) } ?? []
         return ExperimentTable(file: path, name: name, title: title, notes: notes, defaultsFile: defaultsPath,
                                config: config, rows: rows, findings: findings)
@@ -261,8 +277,28 @@ public enum ExperimentLoader {
             try parsePublished($0.value, ranks: ranks, context: context, reader: reader)
         } ?? [:]
         let note = try field("note").map { try reader.string($0.value, context: "\(context) 'note'") }
+        let name = try field("name").map { pair in
+            let text = try reader.string(pair.value, context: "\(context) 'name'")
+            guard !text.trimmingCharacters(in: .whitespaces).isEmpty else { throw reader.fail(pair.value, "\(context) 'name': expected a non-empty row name") }
+            return text
+        }
         return ExperimentRow(position: reader.position(node), slots: slots, modes: modes, ranks: ranks,
-                             overrides: overrides, published: published, note: note)
+                             overrides: overrides, published: published, note: note, name: name)
+    }
+
+    /// Reports group and commands select by label: two rows with one label would merge as if they were seeds.
+    static func checkDistinctLabels(_ rows: [ExperimentRow], reader: NodeReader, nodes: [Node]) throws {
+        var seen: [String: ExperimentRow] = [:]
+        for (index, row) in rows.enumerated() {
+            for label in row.labels {
+                guard let first = seen[label] else { seen[label] = row; continue }
+                let line = first.position.line
+                if row.name == nil && first.name == nil {
+                    throw reader.fail(nodes[index], "row \(index + 1) ('\(label)') resolves to the same config as the row at line \(line)")
+                }
+                throw reader.fail(nodes[index], "row \(index + 1): label '\(label)' is already the label of the row at line \(line); reports would merge the two rows as seeds of one, so give each row its own 'name:'")
+            }
+        }
     }
 
     /// "a, b or c".

@@ -78,7 +78,8 @@ public struct PlannedCell: Sendable {
     public var baselines = BaselineSettings()
 
     public var shortID: String { String(id.prefix(12)) }
-    public var label: String { assignment.label }
+    /// The row identity (`ExperimentRow.label(rank:)`): what reports group by and `--row` selects.
+    public var label: String { row.label(rank: assignment.rank) }
     public func stage(_ kind: Stage.Kind) -> Stage { stages.first { $0.kind == kind }! }
 }
 

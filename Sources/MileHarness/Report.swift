@@ -169,7 +169,9 @@ public enum ReportRenderer {
                          settings: BaselineSettings = BaselineSettings()) -> String {
         let hasRank = rows.contains { $0.assignment.rank != nil }
         let slots: [ModuleSlot] = table.rows.first?.slots ?? []
-        var header: [String] = slots.map(\.header)
+        // Rows named or distinguished by `set:` show their identity; the mode columns alone would repeat.
+        let hasIdentity = rows.contains { $0.label != $0.assignment.label }
+        var header: [String] = (hasIdentity ? ["Row"] : []) + slots.map(\.header)
         if hasRank { header.append("Rank") }
         header += ["#Params % (paper scale): ours / paper (Δ)", "Memory GB (paper scale, predicted): ours / paper (Δ)",
                    "Memory measured (run scale): engine peak / RSS", "Opened: ours / paper (Δ)", "Opened recall",
@@ -181,7 +183,11 @@ public enum ReportRenderer {
                      "|" + header.map { _ in "---" }.joined(separator: "|") + "|"]
         var footnotes: [String] = []
         for row in rows {
-            var cells = row.assignment.modes.map(\.display)
+            var cells = (hasIdentity ? [row.label] : []) + row.assignment.modes.map(\.display)
+            if let note = row.cells.first?.row.note {
+                if !footnotes.contains(note) { footnotes.append(note) }
+                cells[0] += " [\(footnotes.firstIndex(of: note)! + 1)]"
+            }
             if hasRank { cells.append(row.assignment.rank.map(String.init) ?? "–") }
             cells += numberCells(row)
             if let note = row.published?.note {
@@ -194,7 +200,7 @@ public enum ReportRenderer {
         lines += ReportSections.referenceRows(references, hasRank: hasRank, resamples: settings.resamples)
         lines += [""]
         if !footnotes.isEmpty {
-            lines += ["Notes on the published numbers:", ""]
+            lines += ["Notes on the rows and the published numbers:", ""]
             lines += footnotes.enumerated().map { "\($0 + 1). \($1)" }
             lines.append("")
         }

@@ -42,7 +42,7 @@ final class ExperimentParsingTests: XCTestCase {
         assertInvalid("table: t\nextends: defaults.yaml\ncolour: red\nrows:\n  - {vit: F, jtm: T, dec: ia3}\n",
                       at: "3:1", contains: ["unknown key 'colour'", "expected one of table, title, extends, set, notes, rows"])
         assertInvalid(header + "  - vit: F\n    jtm: lora\n    dec: lora\n    rnak: 4\n",
-                      at: "7:5", contains: ["row 1", "unknown key 'rnak'", "vit, jtm, dec, rank"])
+                      at: "7:5", contains: ["row 1", "unknown key 'rnak'", "vit, jtm, dec, name, rank"])
         // An unknown module column is an unknown key too.
         assertInvalid(header + "  - {vit: F, mlp: T, dec: ia3}\n", at: "4:14", contains: ["unknown key 'mlp'"])
         assertInvalid(header + "  - {vit: F, jtm: T, dec: ia3, set: {recipe: {lr: 1.0e-5, epoch: 3}}}\n",
@@ -118,7 +118,7 @@ final class ExperimentParsingTests: XCTestCase {
     /// is the run-time validation.
     func testPlanRefusesWhatTheRunWouldRefuse() {
         assertInvalid(header + "  - {vit: F, jtm: T, dec: ia3, set: {decoding: {min_length: 5, max_length: 3}}}\n", at: "4:5",
-                      contains: ["row 'F T IA3'", "decoding.min_length (5) is above decoding.max_length (3)"])
+                      contains: ["row 'F T IA3 [decoding.max_length=3, decoding.min_length=5]'", "decoding.min_length (5) is above decoding.max_length (3)"])
         assertInvalid(header + "  - {vit: F, jtm: T, dec: ia3, set: {recipe: {lr: 0}}}\n", at: "4:5",
                       contains: ["recipe.lr and pretraining.lr must be positive"])
         assertInvalid(header + "  - {vit: F, jtm: prefix, dec: ptv2, set: {peft: {prefix: {virtual_tokens: 5}}}}\n", at: "4:5",
