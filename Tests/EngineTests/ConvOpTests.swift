@@ -12,6 +12,7 @@ final class ConvOpTests: XCTestCase {
         }
         let w1 = rand([5, 3, 1, 1], &rng)   // ResNet's 1x1 projections, stride 2, no bias
         checkGradients([x, w1]) { conv2d($0[0], weight: $0[1], stride: 2) }
+        checkGradients([x, w1, rand([5], &rng)]) { conv2d($0[0], weight: $0[1], bias: $0[2]) }   // pointwise: no im2col
     }
 
     func testConv2dOneChannelByHand() {

@@ -7,13 +7,14 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, stride: Int
     if let bias { check(bias.shape == [g.o], "conv2d: bias \(bias.shape) for \(g.o) output channels") }
     let inputs = [x, weight] + (bias.map { [$0] } ?? [])
     let out = Tensor(empty: [g.n, g.o, g.oh, g.ow], meta: inputs.contains { $0.isMeta })
-    let cols = Tensor(empty: [g.k, g.p], meta: out.isMeta)   // scratch [C·KH·KW, OH·OW]
+    // Scratch [C·KH·KW, OH·OW]; a 1x1 stride-1 unpadded conv (ResNet's projections) reads the image itself.
+    let cols = g.pointwise ? nil : Tensor(empty: [g.k, g.p], meta: out.isMeta)
     if let o = out.data {
         for i in 0..<g.n {
-            g.im2col(x.ptr + i * g.inPlane, cols.ptr)
+            let ci = g.columns(x.ptr + i * g.inPlane, cols)
             // out_i [O, P] = W [O, K] · cols [K, P]
             gemm(transA: false, transB: false, m: g.o, n: g.p, k: g.k, alpha: 1, weight.ptr, strideA: 0,
-                 cols.ptr, strideB: 0, beta: 0, o + i * g.outPlane, strideC: 0)
+                 ci, strideB: 0, beta: 0, o + i * g.outPlane, strideC: 0)
             if let bias { addChannelBias(bias.ptr, o + i * g.outPlane, channels: g.o, plane: g.p) }
         }
     }
@@ -22,19 +23,21 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, stride: Int
     out.record(inputs) { gr, ins in
         let dx = ins[0]?.gradTensor(), dw = ins[1]?.gradTensor()
         let db = ins.count > 2 ? ins[2]?.gradTensor() : nil
-        let scratch = Tensor(empty: [g.k, g.p], meta: gr.isMeta)   // allocated in meta mode too (same bytes)
+        // Allocated in meta mode too (same bytes as a real run).
+        let scratch = g.pointwise ? nil : Tensor(empty: [g.k, g.p], meta: gr.isMeta)
         guard let gp = gr.data else { return }
         for i in 0..<g.n {
             let gi = gp + i * g.outPlane
             if let dw, let savedX {   // dW [O, K] += g_i [O, P] · cols_iᵀ [P, K]
-                g.im2col(savedX.ptr + i * g.inPlane, scratch.ptr)
+                let ci = g.columns(savedX.ptr + i * g.inPlane, scratch)
                 gemm(transA: false, transB: true, m: g.o, n: g.k, k: g.p, alpha: 1, gi, strideA: 0,
-                     scratch.ptr, strideB: 0, beta: 1, dw.ptr, strideC: 0)
+                     ci, strideB: 0, beta: 1, dw.ptr, strideC: 0)
             }
             if let dx, let savedW {   // dcols [K, P] = Wᵀ [K, O] · g_i [O, P], scattered back into dx_i
+                let di = dx.ptr + i * g.inPlane
                 gemm(transA: true, transB: false, m: g.k, n: g.p, k: g.o, alpha: 1, savedW.ptr, strideA: 0,
-                     gi, strideB: 0, beta: 0, scratch.ptr, strideC: 0)
-                g.col2imAdd(scratch.ptr, dx.ptr + i * g.inPlane)
+                     gi, strideB: 0, beta: g.pointwise ? 1 : 0, scratch?.ptr ?? di, strideC: 0)
+                if let scratch { g.col2imAdd(scratch.ptr, di) }
             }
             if let db { addPlaneSums(gi, channels: g.o, plane: g.p, into: db.ptr) }
         }
@@ -49,6 +52,15 @@ struct ConvGeometry {
     var p: Int { oh * ow }
     var inPlane: Int { c * h * w }
     var outPlane: Int { o * oh * ow }
+    /// 1x1, stride 1, no padding: the column matrix is the image [C, H·W] itself.
+    var pointwise: Bool { kh == 1 && kw == 1 && stride == 1 && padding == 0 }
+
+    /// The column matrix of one image: the image itself when pointwise, else im2col into `scratch`.
+    func columns(_ img: UnsafeMutablePointer<Float>, _ scratch: Tensor?) -> UnsafeMutablePointer<Float> {
+        guard let scratch else { return img }
+        im2col(img, scratch.ptr)
+        return scratch.ptr
+    }
 
     init(_ xs: [Int], _ ws: [Int], stride: Int, padding: Int) {
         check(xs.count == 4 && ws.count == 4 && ws[1] == xs[1],
