@@ -151,4 +151,30 @@ final class ConvOpTests: XCTestCase {
         XCTAssertEqual(polynomialDecayLR(peak: 2, numUpdates: 0, warmupUpdates: 0, totalUpdates: 4), 2)
         XCTAssertEqual(polynomialDecayLR(peak: 2, numUpdates: 1, warmupUpdates: 0, totalUpdates: 4), 1.5, accuracy: 1e-7)
     }
+    /// A ResNet stem and two convs, forward + backward with every parameter trainable, or frozen (forward).
+    private func stemPeak(trainable: Bool) -> Int {
+        let base = Memory.liveBytes
+        Memory.resetPeak()
+        do {
+            var rng = RNG(seed: 36)
+            let x = rand([2, 3, 16, 16], &rng)
+            let w1 = rand([8, 3, 7, 7], &rng), w2 = rand([16, 8, 1, 1], &rng), w3 = rand([16, 16, 3, 3], &rng)
+            let bw = Tensor.ones([8]), bb = Tensor.zeros([8]), rm = Tensor.zeros([8]), rv = Tensor.ones([8])
+            for t in [w1, w2, w3, bw, bb] { t.isTrainable = trainable }
+            var h = conv2d(x, weight: w1, stride: 2, padding: 3)
+            h = maxPool2d(relu(batchNorm2d(h, weight: bw, bias: bb, runningMean: rm, runningVar: rv, training: true)),
+                          kernel: 3, stride: 2, padding: 1)
+            let loss = sum(conv2d(conv2d(h, weight: w2), weight: w3, padding: 1))
+            if trainable { loss.backward() }
+        }
+        XCTAssertEqual(Memory.liveBytes, base, "everything is freed")
+        return Memory.peakBytes - base
+    }
+
+    func testShapeOnlyPeakEqualsMeasuredPeakOnAResNetStem() {
+        let measured = stemPeak(trainable: true)
+        XCTAssertEqual(withShapeOnly { stemPeak(trainable: true) }, measured)
+        XCTAssertEqual(withShapeOnly { stemPeak(trainable: false) }, stemPeak(trainable: false))
+        XCTAssertLessThan(stemPeak(trainable: false), measured)   // a frozen trunk keeps no activations
+    }
 }
