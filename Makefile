@@ -24,7 +24,7 @@ endif
 RELEASE_BIN := .build/release/mile
 
 REPRODUCE := reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4
-.PHONY: deps build release test bench-engine bench-peer peer-venv parity-golden demo clean check-data mlflow-venv mlflow-export mlflow-check \
+.PHONY: deps build release test bench-engine bench-conv bench-peer peer-venv parity-golden demo clean check-data mlflow-venv mlflow-export mlflow-check \
         instruction-data reproduce-all rerun $(REPRODUCE)
 
 # Install the Debian packages the build needs, only when one is missing.
@@ -60,6 +60,11 @@ PEER_ARGS ?=
 peer-venv:
 	@test -x $(PEER_PY) || python3 -m venv $(PEER_VENV)
 	@$(PEER_PY) -c "import torch, numpy" 2>/dev/null || $(PEER_PY) -m pip install -q "$(PEER_TORCH)" numpy
+
+# conv2d on ResNet-50 stage shapes (BiomedGPT-Tiny's trunk): engine against F.conv2d, batch 2, 2 threads.
+bench-conv: deps peer-venv
+	$(SWIFT) build -c release $(RELEASE_FLAGS) --product EngineBench
+	$(PEER_PY) bench/torch_peer.py conv --engine .build/release/EngineBench
 
 # Engine vs PyTorch on the small preset: batch 32, fp32, 2 threads, alternating (docs/PARITY.md).
 bench-peer: deps peer-venv

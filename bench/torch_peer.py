@@ -12,6 +12,7 @@ Subcommands:
   golden  read the engine's exported weights/inputs and write parity fixtures (reference in float64)
   worker  one timed run of one mode on one side (used by `bench`)
   bench   alternate engine and PyTorch workers and print the speed/memory table
+  conv    conv2d on ResNet-50 stage shapes: `EngineBench conv` against F.conv2d (`make bench-conv`)
 """
 import argparse
 import json
@@ -1014,6 +1015,79 @@ def report(results, modes, args):
             json.dump(dict(results=results, summary=summary), f, indent=1)
 
 
+
+# ---------------------------------------------------------------------------------------------------
+# conv2d on ResNet-50 stage shapes (BiomedGPT-Tiny's trunk), against `EngineBench conv`
+
+# (name, input channels, input size, output channels, kernel, stride, padding): EngineBench's list.
+RESNET_CONV_SHAPES = [
+    ("stem [3,256,256] -> 64 7/2/3", 3, 256, 64, 7, 2, 3),
+    ("s1 [64,64,64] -> 64 1/1/0", 64, 64, 64, 1, 1, 0),
+    ("s1 [64,64,64] -> 64 3/1/1", 64, 64, 64, 3, 1, 1),
+    ("s1 [64,64,64] -> 256 1/1/0", 64, 64, 256, 1, 1, 0),
+    ("s2 [256,64,64] -> 128 1/1/0", 256, 64, 128, 1, 1, 0),
+    ("s2 [128,64,64] -> 128 3/2/1", 128, 64, 128, 3, 2, 1),
+    ("s2 [128,32,32] -> 128 3/1/1", 128, 32, 128, 3, 1, 1),
+    ("s2 [128,32,32] -> 512 1/1/0", 128, 32, 512, 1, 1, 0),
+    ("s3 [256,32,32] -> 256 3/2/1", 256, 32, 256, 3, 2, 1),
+    ("s3 [256,16,16] -> 256 3/1/1", 256, 16, 256, 3, 1, 1),
+    ("s3 [1024,16,16] -> 256 1/1/0", 1024, 16, 256, 1, 1, 0),
+    ("s3 [256,16,16] -> 1024 1/1/0", 256, 16, 1024, 1, 1, 0),
+]
+
+
+def best_ms(reps, fn):
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times) * 1e3
+
+
+def torch_conv_times(batch, reps):
+    """name -> (forward ms, forward+backward ms) of F.conv2d, fp32, no bias, as EngineBench times them."""
+    out = {}
+    for name, c, h, o, k, stride, padding in RESNET_CONV_SHAPES:
+        x = (torch.rand(batch, c, h, h) * 2 - 1).requires_grad_()
+        w = (torch.rand(o, c, k, k) * 2 - 1).requires_grad_()
+        with torch.no_grad():
+            fwd = best_ms(reps, lambda: F.conv2d(x, w, stride=stride, padding=padding))
+
+        def step():
+            F.conv2d(x, w, stride=stride, padding=padding).sum().backward()
+            x.grad = None
+            w.grad = None
+        both = best_ms(reps, step)
+        out[name] = (fwd, both)
+    return out
+
+
+def engine_conv_times(engine):
+    """Parses `EngineBench conv`: name -> (forward ms, forward+backward ms)."""
+    text = subprocess.run([engine, "conv"], check=True, capture_output=True, text=True).stdout
+    out = {}
+    for line in text.splitlines():
+        for name, *_ in RESNET_CONV_SHAPES:
+            if line.startswith(name):
+                fwd, both = line[len(name):].split()[:2]
+                out[name] = (float(fwd), float(both))
+    return out
+
+
+def conv(args):
+    torch.set_num_threads(args.threads)
+    engine, peer = engine_conv_times(args.engine), torch_conv_times(2, args.reps)
+    print(f"conv2d, batch 2, {args.threads} threads, best of {args.reps} (ms); ratio = engine / torch")
+    print(f"{'shape':34} {'eng fwd':>8} {'torch fwd':>9} {'ratio':>6} {'eng f+b':>8} {'torch f+b':>9} {'ratio':>6}")
+    totals = [0.0, 0.0, 0.0, 0.0]
+    for name, *_ in RESNET_CONV_SHAPES:
+        (ef, eb), (tf, tb) = engine[name], peer[name]
+        totals = [totals[0] + ef, totals[1] + tf, totals[2] + eb, totals[3] + tb]
+        print(f"{name:34} {ef:8.2f} {tf:9.2f} {ef / tf:6.2f} {eb:8.2f} {tb:9.2f} {eb / tb:6.2f}")
+    ef, tf, eb, tb = totals
+    print(f"{'sum':34} {ef:8.2f} {tf:9.2f} {ef / tf:6.2f} {eb:8.2f} {tb:9.2f} {eb / tb:6.2f}")
+
 # ---------------------------------------------------------------------------------------------------
 
 
@@ -1052,9 +1126,13 @@ def main():
     k = sub.add_parser("cache-check", help="cached beam search against recomputation (bench weights from `bench`)")
     k.add_argument("--dir", default=".build/peer-bench")
     k.add_argument("--threads", type=int, default=2)
+    c = sub.add_parser("conv", help="conv2d on ResNet-50 shapes: EngineBench conv against F.conv2d")
+    c.add_argument("--engine", default=".build/release/EngineBench")
+    c.add_argument("--threads", type=int, default=2)
+    c.add_argument("--reps", type=int, default=5)
     args = ap.parse_args()
     torch.manual_seed(0)
-    {"golden": golden, "worker": worker, "bench": bench, "cache-check": cache_check}[args.cmd](args)
+    {"golden": golden, "worker": worker, "bench": bench, "cache-check": cache_check, "conv": conv}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -131,3 +131,35 @@ public final class AdamW {
 public func cosineLR(initial: Float, epoch: Int, maxEpoch: Int) -> Float {
     0.5 * initial * (1 + Float(Foundation.cos(Double.pi * Double(epoch) / Double(Swift.max(maxEpoch, 1)))))
 }
+
+/// fairseq's `polynomial_decay` schedule, the lr for the update after `numUpdates` updates (fairseq's
+/// step_update(num_updates)): linear warmup numUpdates / warmupUpdates · peak while
+/// numUpdates <= warmupUpdates, then (peak − end) · (1 − (u − warmup) / (total − warmup))^power + end,
+/// and `end` from totalUpdates on.
+public func polynomialDecayLR(peak: Float, numUpdates u: Int, warmupUpdates: Int, totalUpdates: Int,
+                              end: Float = 0, power: Float = 1) -> Float {
+    if warmupUpdates > 0 && u <= warmupUpdates { return Float(u) / Float(warmupUpdates) * peak }
+    if u >= totalUpdates { return end }
+    let remaining = 1 - Double(u - warmupUpdates) / Double(totalUpdates - warmupUpdates)
+    return (peak - end) * Float(Foundation.pow(remaining, Double(power))) + end
+}
+
+/// torch.nn.utils.clip_grad_norm_: the global L2 norm of the gradients of `parameters` (Double sum; a
+/// tensor without a gradient counts 0); when above maxNorm every gradient is scaled by
+/// maxNorm / (norm + 1e-6). Returns the norm before clipping.
+@discardableResult
+public func clipGradNorm(_ parameters: [Tensor], maxNorm: Float) -> Float {
+    var squares = 0.0
+    for case let g? in parameters.map(\.grad) {
+        guard let d = g.data else { continue }
+        for i in 0..<g.count { squares += Double(d[i]) * Double(d[i]) }
+    }
+    let norm = Float(squares.squareRoot())
+    let coefficient = maxNorm / (norm + 1e-6)
+    guard coefficient < 1 else { return norm }
+    for case let g? in parameters.map(\.grad) {
+        guard let d = g.data else { continue }
+        for i in 0..<g.count { d[i] *= coefficient }
+    }
+    return norm
+}

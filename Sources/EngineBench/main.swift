@@ -112,6 +112,7 @@ let part = CommandLine.arguments.dropFirst().first ?? "all"
 if part == "all" || part == "matmul" { benchMatmul() }
 if part == "all" || part == "block" { benchBlock() }
 if part == "attention" { benchAttention() }
+if part == "conv" { benchConv() }
 if part == "vit" {   // one ViT-B block at 224 px (197 tokens), batch 4: profiling aid
     let (seconds, peak) = blockSteps(d: 768, heads: 12, batch: 4, tokens: 197, steps: 3)
     print(String(format: "ViT-B block step (768, 12 heads, 197 tokens, batch 4): %.1f ms, peak %d bytes", seconds * 1e3, peak))
@@ -167,3 +168,40 @@ func benchAttention() {
     }
     print(String(format: "attention [32, 3, 64, 64] forward+backward: %.2f ms", t * 1e3))
 }
+
+/// conv2d on ResNet-50 shapes (BiomedGPT-Tiny's trunk, 256 px images, stages 1-3), batch 2: best forward
+/// and forward + backward (dx and dW) times. `bench/torch_peer.py conv` times torch's conv2d on the same list.
+func benchConv() {
+    var rng = RNG(seed: 5)
+    print("\nconv2d, batch 2: [C, H, W] -> O, kernel/stride/padding; ms best of 5; GFLOP/s of forward+backward (3 products)")
+    print("shape                              fwd ms  fwd+bwd ms  GFLOP/s")
+    for s in resNetConvShapes() {
+        let x = randomTensor([2, s.c, s.h, s.h], &rng), w = randomTensor([s.o, s.c, s.k, s.k], &rng)
+        x.isTrainable = true; w.isTrainable = true
+        let fwd = best(5) { _ = withNoGrad { conv2d(x, weight: w, stride: s.stride, padding: s.padding) } }
+        let both = best(5) {
+            sum(conv2d(x, weight: w, stride: s.stride, padding: s.padding)).backward()
+            x.grad = nil; w.grad = nil
+        }
+        let oh = (s.h + 2 * s.padding - s.k) / s.stride + 1
+        let flops = 3 * 2.0 * Double(2 * s.o * oh * oh * s.c * s.k * s.k)
+        print(String(format: "%@ %6.2f  %10.2f  %7.1f", s.name.padding(toLength: 34, withPad: " ", startingAt: 0), fwd * 1e3, both * 1e3, flops / both * 1e-9))
+    }
+}
+
+/// (name, input channels, input size, output channels, kernel, stride, padding) of ResNet-50 convs at 256 px.
+/// A function, not a global: top-level globals of main.swift are set in order, after the calls above.
+func resNetConvShapes() -> [(name: String, c: Int, h: Int, o: Int, k: Int, stride: Int, padding: Int)] { [
+    ("stem [3,256,256] -> 64 7/2/3", 3, 256, 64, 7, 2, 3),
+    ("s1 [64,64,64] -> 64 1/1/0", 64, 64, 64, 1, 1, 0),
+    ("s1 [64,64,64] -> 64 3/1/1", 64, 64, 64, 3, 1, 1),
+    ("s1 [64,64,64] -> 256 1/1/0", 64, 64, 256, 1, 1, 0),
+    ("s2 [256,64,64] -> 128 1/1/0", 256, 64, 128, 1, 1, 0),
+    ("s2 [128,64,64] -> 128 3/2/1", 128, 64, 128, 3, 2, 1),
+    ("s2 [128,32,32] -> 128 3/1/1", 128, 32, 128, 3, 1, 1),
+    ("s2 [128,32,32] -> 512 1/1/0", 128, 32, 512, 1, 1, 0),
+    ("s3 [256,32,32] -> 256 3/2/1", 256, 32, 256, 3, 2, 1),
+    ("s3 [256,16,16] -> 256 3/1/1", 256, 16, 256, 3, 1, 1),
+    ("s3 [1024,16,16] -> 256 1/1/0", 1024, 16, 256, 1, 1, 0),
+    ("s3 [256,16,16] -> 1024 1/1/0", 256, 16, 1024, 1, 1, 0),
+] }
