@@ -129,12 +129,13 @@ public struct SlurmScripts: Sendable {
         let shard = folder.shards + "/base-\(group.index).db"
         return script(name: "mile-base-\(group.index)", log: "base-\(group.index)-%j.out",
                       about: "pretrains base \(group.baseKey.prefix(12)) for \(group.cells.count) cell\(group.cells.count == 1 ? "" : "s")",
-                      lines: ["--requeue"],
+                      lines: ["--requeue", "--open-mode=append"],
                       body: ["exec " + mile(["run"] + selection + ["--cell", group.cells[0].id, "--bases-only", "--db", shard, "--shard",
-                                                             "--no-report", "--quiet"] + data)])
+                                                             "--no-report"] + data)])
     }
 
-    /// One array task per cell of the group: task i runs line i+1 of the cell list, in its own shard. `exec`
+    /// One array task per cell of the group: task i runs line i+1 of the cell list, in its own shard (a
+    /// requeued attempt appends to the task's log instead of truncating it). `exec`
     /// makes mile the job's process, so `scancel` and `scontrol requeue` deliver SIGTERM to it (it records
     /// the cell interrupted at the next step; a requeued task resumes from its last finished epoch).
     public func cells(_ group: SlurmGroup) -> String {
@@ -142,12 +143,12 @@ public struct SlurmScripts: Sendable {
         let throttle = options.maxParallel.map { "%\($0)" } ?? ""
         return script(name: "mile-cells-\(group.index)", log: "cells-\(group.index)-%A_%a.out",
                       about: "\(group.cells.count) cell\(group.cells.count == 1 ? "" : "s") of base \(group.baseKey.prefix(12)), seed-major; task i runs line i+1 of \(folder.cellList(group))",
-                      lines: ["--array=0-\(last)\(throttle)", "--requeue", "--kill-on-invalid-dep=yes"],
+                      lines: ["--array=0-\(last)\(throttle)", "--requeue", "--open-mode=append", "--kill-on-invalid-dep=yes"],
                       body: ["cell=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" \(Shell.quote(folder.cellList(group))))",
                              "test -n \"$cell\" || { echo \"no cell for array task $SLURM_ARRAY_TASK_ID\" >&2; exit 1; }",
                              "exec " + mile(["run"] + selection + ["--cell"]) + " \"$cell\" " + Shell.quote("--db") + " "
                                 + "\(Shell.quote(folder.shards))/\"$cell\".db "
-                                + (["--shard", "--no-report", "--quiet"] + data).map(Shell.quote).joined(separator: " ")])
+                                + (["--shard", "--no-report"] + data).map(Shell.quote).joined(separator: " ")])
     }
 
     /// Merges every shard into the run's database and renders the reports; runs after all arrays whatever
