@@ -41,7 +41,7 @@ struct Submit: ParsableCommand {
     @Flag(name: .long, help: "Wait for the merge + report job to end (sbatch --wait) and exit with its status.")
     var wait = false
 
-    @Option(name: .long, help: "A run folder (runs/<id>): merge its shards and submit only its cells that are not done.")
+    @Option(name: .long, help: "A run folder (runs/<id>): merge its shards and submit only its cells that are not done (with its frozen files and options; the FILE arguments are not read).")
     var resubmit: String?
 
     func validate() throws {
