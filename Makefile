@@ -24,7 +24,7 @@ endif
 RELEASE_BIN := .build/release/mile
 
 REPRODUCE := reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4
-.PHONY: deps build release test bench-engine bench-conv bench-peer peer-venv parity-golden demo clean check-data mlflow-venv mlflow-export mlflow-check \
+.PHONY: deps build release test slurm-test bench-engine bench-conv bench-peer peer-venv parity-golden demo clean check-data mlflow-venv mlflow-export mlflow-check \
         instruction-data reproduce-all rerun $(REPRODUCE)
 
 # Install the Debian packages the build needs, only when one is missing.
@@ -45,6 +45,11 @@ release: deps
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+
+# A real single-node SLURM (installed through apt-get when missing, started and stopped by tools/slurm-ci.sh)
+# running smoke grids through `mile submit --slurm` (docs/SLURM.md); about 3 minutes on 2 cores.
+slurm-test: build
+	tools/slurm-ci.sh .build/debug/mile
 
 bench-engine: deps
 	$(SWIFT) build -c release $(RELEASE_FLAGS) --product EngineBench

@@ -31,7 +31,8 @@ public enum ProvenanceCollector {
                                repository: String = FileManager.default.currentDirectoryPath) -> Provenance {
         let git = gitState(repository: repository)
         return Provenance(gitCommit: git?.commit, gitDirty: git?.dirty, blasLibrary: blasLibrary, blasThreads: blasThreads,
-                          cpuModel: cpuModel(), host: ProcessInfo.processInfo.hostName, datasetHashes: datasetHashes)
+                          cpuModel: cpuModel(), host: ProcessInfo.processInfo.hostName, datasetHashes: datasetHashes,
+                          slurm: SlurmTask.fromEnvironment())
     }
 
     /// HEAD commit and whether tracked or untracked files differ from it (nil outside a git checkout).

@@ -14,10 +14,12 @@ public struct Provenance: Sendable, Equatable, Codable {
     public var datasetHashes: [String: String]
     /// The harness's semantic code version (`HarnessVersion.code`); a change marks done cells stale.
     public var codeVersion: String
+    /// The SLURM job array task that ran it (nil outside SLURM).
+    public var slurm: SlurmTask?
 
     public init(gitCommit: String? = nil, gitDirty: Bool? = nil, swiftVersion: String = HarnessVersion.swift,
                 blasLibrary: String? = nil, blasThreads: Int? = nil, cpuModel: String? = nil, host: String? = nil,
-                datasetHashes: [String: String] = [:], codeVersion: String = HarnessVersion.code) {
+                datasetHashes: [String: String] = [:], codeVersion: String = HarnessVersion.code, slurm: SlurmTask? = nil) {
         self.gitCommit = gitCommit
         self.gitDirty = gitDirty
         self.swiftVersion = swiftVersion
@@ -27,6 +29,31 @@ public struct Provenance: Sendable, Equatable, Codable {
         self.host = host
         self.datasetHashes = datasetHashes
         self.codeVersion = codeVersion
+        self.slurm = slurm
+    }
+}
+
+/// The SLURM job (and array task) a run was made in, from the environment SLURM gives a job.
+public struct SlurmTask: Sendable, Equatable, Codable {
+    public var jobID: String
+    public var arrayJobID: String?
+    public var arrayTaskID: Int?
+    /// SLURM_RESTART_COUNT: how often the job was requeued before this attempt.
+    public var restartCount: Int
+
+    public init(jobID: String, arrayJobID: String? = nil, arrayTaskID: Int? = nil, restartCount: Int = 0) {
+        self.jobID = jobID
+        self.arrayJobID = arrayJobID
+        self.arrayTaskID = arrayTaskID
+        self.restartCount = restartCount
+    }
+
+    /// The task of this process, nil when it does not run under SLURM.
+    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> SlurmTask? {
+        guard let job = environment["SLURM_JOB_ID"], !job.isEmpty else { return nil }
+        return SlurmTask(jobID: job, arrayJobID: environment["SLURM_ARRAY_JOB_ID"],
+                         arrayTaskID: environment["SLURM_ARRAY_TASK_ID"].flatMap { Int($0) },
+                         restartCount: environment["SLURM_RESTART_COUNT"].flatMap { Int($0) } ?? 0)
     }
 }
 
@@ -50,6 +77,8 @@ public struct RunRecord: Sendable, Equatable {
     public let wallSeconds: Double?
     public let failureReason: String?
     public let provenance: Provenance
+    /// Unique across databases (schema v3): `mile merge` recognises a run it merged before by it.
+    public let uuid: String
 }
 
 /// What a runner asks to claim.
@@ -136,6 +165,22 @@ public struct RunResults: Sendable, Equatable {
     }
 }
 
+/// How the database file journals its transactions.
+public enum StoreJournal: String, Sendable {
+    /// Write-ahead log (a DatabasePool: readers alongside one writer). The local default; SQLite's WAL
+    /// needs shared memory between the processes, so it is unsafe on a network filesystem.
+    case wal
+    /// The rollback journal (`journal_mode = DELETE`, a DatabaseQueue): for per-task shard databases of a
+    /// SLURM run on a shared filesystem, where each shard has one writer.
+    case rollback
+
+    /// `MILE_DB_JOURNAL=rollback` (set by the `mile submit --slurm` batch scripts, whose databases sit on a
+    /// shared filesystem) or WAL.
+    public static var fromEnvironment: StoreJournal {
+        ProcessInfo.processInfo.environment["MILE_DB_JOURNAL"].flatMap(StoreJournal.init(rawValue:)) ?? .wal
+    }
+}
+
 /// The SQLite results database (GRDB DatabasePool: WAL, one writer at a time, readers alongside).
 ///
 /// Claims make a cell exclusive: a claim is a `runs` row with status `running` and a heartbeat; a partial
@@ -145,16 +190,19 @@ public final class ResultsStore: @unchecked Sendable {
     public let path: String
     public let runner: String
     public let staleClaimTimeout: TimeInterval
-    /// A DatabasePool (WAL) for read-write stores; a read-only DatabaseQueue for `readOnly` ones.
+    /// A DatabasePool (WAL) for read-write stores; a DatabaseQueue for rollback-journal and `readOnly` ones.
     let pool: any DatabaseWriter
+    public let journal: StoreJournal
     let now: @Sendable () -> Date
 
     /// Opens (read-write: creates and migrates) the database at `path`. `readOnly` opens an existing mile
     /// database without changing a byte (no migration, no WAL switch, no lock file), for commands that only
-    /// read. Either way a file that is not mile's, or was written by a newer mile, is refused.
+    /// read. Either way a file that is not mile's, or was written by a newer mile, is refused. `journal`:
+    /// WAL (local default) or the rollback journal (shards on a shared filesystem; a WAL file is switched).
     public init(path: String, runner: String = ResultsStore.defaultRunnerID(), staleClaimTimeout: TimeInterval = 900,
-                now: @escaping @Sendable () -> Date = { Date() }, readOnly: Bool = false) throws {
+                now: @escaping @Sendable () -> Date = { Date() }, readOnly: Bool = false, journal: StoreJournal = .fromEnvironment) throws {
         self.path = path
+        self.journal = journal
         self.runner = runner
         self.staleClaimTimeout = staleClaimTimeout
         self.now = now
@@ -175,9 +223,16 @@ public final class ResultsStore: @unchecked Sendable {
                     _ = try ResultsStore.checkIdentity(DatabaseQueue(path: path, configuration: ResultsStore.readOnlyConfiguration(configuration)),
                                                        path: path, allowEmpty: true)
                 }
-                let pool = try DatabasePool(path: path, configuration: configuration)
-                try ResultsStore.migrator.migrate(pool)
-                return pool
+                let writer: any DatabaseWriter
+                if journal == .rollback {
+                    let queue = try DatabaseQueue(path: path, configuration: configuration)
+                    try queue.writeWithoutTransaction { try $0.execute(sql: "PRAGMA journal_mode = DELETE") }
+                    writer = queue
+                } else {
+                    writer = try DatabasePool(path: path, configuration: configuration)
+                }
+                try ResultsStore.migrator.migrate(writer)
+                return writer
             }
         } catch let error as DatabaseError {
             throw HarnessError.store("cannot open results database \(path): \(error.message ?? "\(error)")")
@@ -247,6 +302,9 @@ public final class ResultsStore: @unchecked Sendable {
         migrator.registerMigration("v2-reference-shuffle") { db in
             try db.execute(sql: StoreSchema.v2)   // ReferenceStore.swift
         }
+        migrator.registerMigration("v3-run-uuid-slurm") { db in
+            try db.execute(sql: StoreSchema.v3)   // StoreMerge.swift
+        }
         return migrator
     }
 
@@ -301,11 +359,15 @@ public final class ResultsStore: @unchecked Sendable {
         try db.execute(sql: """
             INSERT INTO runs (cell_id, table_name, row_label, seed, config_json, status, runner, started_at, heartbeat_at,
                               code_version, git_commit, git_dirty, swift_version, blas_library, blas_threads, cpu_model,
-                              host, dataset_hashes_json)
-            VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """, arguments: [request.cellID, request.table, request.label, request.seed, request.configJSON, runner,
-                             time, time, p.codeVersion, p.gitCommit, p.gitDirty, p.swiftVersion, p.blasLibrary,
-                             p.blasThreads, p.cpuModel, p.host, ResultsStore.encodeHashes(p.datasetHashes)])
+                              host, dataset_hashes_json, run_uuid, slurm_job_id, slurm_array_job_id, slurm_array_task_id,
+                              slurm_restart_count)
+            VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: StatementArguments([
+                request.cellID, request.table, request.label, request.seed, request.configJSON, runner,
+                time, time, p.codeVersion, p.gitCommit, p.gitDirty, p.swiftVersion, p.blasLibrary,
+                p.blasThreads, p.cpuModel, p.host, ResultsStore.encodeHashes(p.datasetHashes), UUID().uuidString.lowercased(),
+                p.slurm?.jobID, p.slurm?.arrayJobID, p.slurm?.arrayTaskID, p.slurm?.restartCount,
+            ] as [(any DatabaseValueConvertible)?]))
     }
 
     /// Keeps this runner's claim alive (call at least every `staleClaimTimeout / 3` during long stages).
@@ -454,13 +516,17 @@ public final class ResultsStore: @unchecked Sendable {
         let provenance = Provenance(
             gitCommit: row["git_commit"], gitDirty: row["git_dirty"], swiftVersion: row["swift_version"] ?? "",
             blasLibrary: row["blas_library"], blasThreads: row["blas_threads"], cpuModel: row["cpu_model"],
-            host: row["host"], datasetHashes: decodeHashes(row["dataset_hashes_json"]), codeVersion: row["code_version"])
+            host: row["host"], datasetHashes: decodeHashes(row["dataset_hashes_json"]), codeVersion: row["code_version"],
+            slurm: (row["slurm_job_id"] as String?).map {
+                SlurmTask(jobID: $0, arrayJobID: row["slurm_array_job_id"], arrayTaskID: row["slurm_array_task_id"],
+                          restartCount: row["slurm_restart_count"] ?? 0)
+            })
         return RunRecord(
             id: row["id"], cellID: row["cell_id"], table: row["table_name"], label: row["row_label"], seed: row["seed"],
             configJSON: row["config_json"], status: RunStatus(rawValue: row["status"]) ?? .failed, runner: row["runner"],
             startedAt: Date(timeIntervalSince1970: row["started_at"]), heartbeatAt: Date(timeIntervalSince1970: row["heartbeat_at"]),
             endedAt: (row["ended_at"] as Double?).map(Date.init(timeIntervalSince1970:)), wallSeconds: row["wall_seconds"],
-            failureReason: row["failure_reason"], provenance: provenance)
+            failureReason: row["failure_reason"], provenance: provenance, uuid: row["run_uuid"] ?? "")
     }
 
     static func results(_ row: Row) -> RunResults {

@@ -6,7 +6,7 @@ struct Mile: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mile",
         abstract: "Reproduce the MILE (MICCAI 2024) PEFT grid on medical VQA, cell by cell.",
-        subcommands: [Info.self, DataCommand.self, Params.self, Plan.self, Run.self, Score.self, Report.self, Baselines.self,
+        subcommands: [Info.self, DataCommand.self, Params.self, Plan.self, Run.self, Submit.self, Merge.self, Status.self, Score.self, Report.self, Baselines.self,
                       BaseCheck.self, Export.self]
     )
 }

@@ -35,9 +35,15 @@ struct Run: ParsableCommand {
     @Flag(name: .long, help: .hidden)
     var worker = false
 
-    /// Worker mode of the `--jobs` parent: pretrain the missing bases, then exit.
-    @Flag(name: .long, help: .hidden)
+    /// Also the worker mode of the `--jobs` parent, and the base job of `mile submit --slurm`.
+    @Flag(name: .long, help: "Only pretrain the missing bases of the selected cells (one per base key), then exit; status 2 when one failed.")
     var basesOnly = false
+
+    @Flag(name: .long, help: "Do not compute reference rows or render reports at the end (SLURM array tasks; the merge job reports).")
+    var noReport = false
+
+    @Flag(name: .long, help: "--db is this process's own shard on a shared filesystem (a SLURM array task): rollback journal instead of WAL, and a running claim in it (an earlier, requeued attempt) is taken over at once.")
+    var shard = false
 
     func run() throws {
         BLAS.reexecWithFasterKernelsIfNeeded()
@@ -55,7 +61,8 @@ struct Run: ParsableCommand {
                 throw HarnessError.input("no SLAKE folder: pass --slake DIR or set SLAKE_DIR (SLAKE 1.0 from https://www.med-vqa.com/slake/; `mile data synth --out demo-data/synth` makes a synthetic one)")
             }
             let radDir = rad ?? environment["RAD_DIR"].flatMap { FileManager.default.fileExists(atPath: $0) ? $0 : nil }
-            let store = try ResultsStore(path: experiments.db)
+            if shard && jobs > 1 { throw HarnessError.input("--shard with --jobs: a shard has one writer; run one process per shard") }
+            let store = try ResultsStore(path: experiments.db, journal: shard ? .rollback : .fromEnvironment)
             let started = Date()
             let outcomes: [CellOutcome]
             if jobs > 1 && !worker {
@@ -65,11 +72,18 @@ struct Run: ParsableCommand {
                 outcomes = try cells.map { try CellOutcome.recorded($0, store: store) }
             } else {
                 if worker { ParallelRun.watchParent() }
-                let options = PipelineOptions(locations: DataLocations(slakeDir: slakeDir, radDir: radDir, cacheDir: cache), force: force)
+                let options = PipelineOptions(locations: DataLocations(slakeDir: slakeDir, radDir: radDir, cacheDir: cache), force: force,
+                                              ownShard: shard)
                 let runner = PipelineRunner(store: store, options: options, progress: ProgressPrinter(quiet: quiet, inPlace: !worker))
                 if basesOnly {
-                    try runner.pretrainBases(cells)
+                    let failures = try runner.pretrainBases(cells)
                     if StopRequest.isSet { throw ExitCode(130) }
+                    // A failed base fails its SLURM job, so the cell array waiting on it is cancelled
+                    // (`--kill-on-invalid-dep`); a `--jobs` parent leaves the failure to the cells.
+                    if !failures.isEmpty && !worker {
+                        FileHandle.standardError.write(Data("failed: \(failures.joined(separator: "; "))\n".utf8))
+                        throw ExitCode(2)
+                    }
                     return
                 }
                 outcomes = try runner.run(cells)
@@ -79,26 +93,36 @@ struct Run: ParsableCommand {
                 }
             }
             print(RunSummary.text(outcomes, seconds: Date().timeIntervalSince(started)))
-            let versions = try experiments.currentVersions()
-            let references = try ReferenceBaselines.forReport(store: store, cells: plans.flatMap(\.cells), slakeDir: slakeDir,
-                                                              cacheDir: cache)
-            let reports = try plans.map {
-                try ReportRenderer.render($0.table, cells: $0.cells, store: store, versions: versions, references: references)
-            }
-            try ReportRenderer.write(reports, to: out)
-            for report in reports { print("\(out)/\(report.table.name).md: \(report.doneCells)/\(report.totalCells) cells done") }
-            let unfinished = outcomes.filter { $0.kind != .done && $0.kind != .failed }
-            // Ctrl-C/SIGTERM always ends with 130 and names the cells that did not run, wherever it landed
-            // (during a cell, between cells, while scoring and storing, while --jobs pretrained the bases).
-            if StopRequest.isSet || outcomes.contains(where: { $0.kind == .interrupted && jobs == 1 }) {
-                FileHandle.standardError.write(Data("stopped (\(StopRequest.cause)): \(RunSummary.list(unfinished)) did not run to the end; run the same command again to resume\n".utf8))
-                throw ExitCode(130)
-            }
-            if outcomes.contains(where: { $0.kind == .failed }) { throw ExitCode(2) }
-            if jobs > 1 && !worker, !unfinished.isEmpty {
-                FileHandle.standardError.write(Data("incomplete: \(RunSummary.list(unfinished)) did not finish (a worker died and was not replaced, or another runner holds them); run the same command again\n".utf8))
-                throw ExitCode(3)
-            }
+            if !noReport { try report(plans, store: store, slakeDir: slakeDir) }
+            try exitStatus(outcomes)
+        }
+    }
+
+    /// Reference rows (computed when missing) and the rendered reports of every table in the files.
+    private func report(_ plans: [TablePlan], store: ResultsStore, slakeDir: String) throws {
+        let versions = try experiments.currentVersions()
+        let references = try ReferenceBaselines.forReport(store: store, cells: plans.flatMap(\.cells), slakeDir: slakeDir,
+                                                          cacheDir: cache)
+        let reports = try plans.map {
+            try ReportRenderer.render($0.table, cells: $0.cells, store: store, versions: versions, references: references)
+        }
+        try ReportRenderer.write(reports, to: out)
+        for report in reports { print("\(out)/\(report.table.name).md: \(report.doneCells)/\(report.totalCells) cells done") }
+    }
+
+    /// Exit 130 after a stop request, 2 when a cell failed, 3 when `--jobs` left cells unfinished.
+    private func exitStatus(_ outcomes: [CellOutcome]) throws {
+        let unfinished = outcomes.filter { $0.kind != .done && $0.kind != .failed }
+        // Ctrl-C/SIGTERM always ends with 130 and names the cells that did not run, wherever it landed
+        // (during a cell, between cells, while scoring and storing, while --jobs pretrained the bases).
+        if StopRequest.isSet || outcomes.contains(where: { $0.kind == .interrupted && jobs == 1 }) {
+            FileHandle.standardError.write(Data("stopped (\(StopRequest.cause)): \(RunSummary.list(unfinished)) did not run to the end; run the same command again to resume\n".utf8))
+            throw ExitCode(130)
+        }
+        if outcomes.contains(where: { $0.kind == .failed }) { throw ExitCode(2) }
+        if jobs > 1 && !worker, !unfinished.isEmpty {
+            FileHandle.standardError.write(Data("incomplete: \(RunSummary.list(unfinished)) did not finish (a worker died and was not replaced, or another runner holds them); run the same command again\n".utf8))
+            throw ExitCode(3)
         }
     }
 

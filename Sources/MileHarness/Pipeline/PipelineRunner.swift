@@ -40,11 +40,15 @@ public struct PipelineOptions: Sendable {
     public var force: Bool
     /// Seconds between heartbeats during long stages (the store's stale-claim timeout is 900 s).
     public var heartbeatInterval: TimeInterval
+    /// The database is this task's own shard (`mile run --shard`, a SLURM array task): a running claim found
+    /// in it is an earlier attempt of this task (requeued, or killed on another node), taken over at once.
+    public var ownShard: Bool
 
-    public init(locations: DataLocations, force: Bool = false, heartbeatInterval: TimeInterval = 60) {
+    public init(locations: DataLocations, force: Bool = false, heartbeatInterval: TimeInterval = 60, ownShard: Bool = false) {
         self.locations = locations
         self.force = force
         self.heartbeatInterval = heartbeatInterval
+        self.ownShard = ownShard
     }
 }
 
@@ -85,17 +89,19 @@ public final class PipelineRunner {
     /// Pretrains the missing bases of the cells not yet done, one per base key, without claiming any cell.
     /// `mile run --jobs N` runs this first in one process with every thread: otherwise one worker pretrains
     /// single-threaded while the others wait on the base's lock. A base that fails is left to the cells,
-    /// which record the failure.
-    public func pretrainBases(_ cells: [PlannedCell]) throws {
+    /// which record the failure. Returns the failures ("base KEY: reason").
+    @discardableResult
+    public func pretrainBases(_ cells: [PlannedCell]) throws -> [String] {
         try options.locations.check()
         var keys = Set<String>()
+        var failures: [String] = []
         let versions = CurrentVersions(try currentProvenance())
         let pending = try cells.filter { cell in
             try options.force || Planner.status(of: cell, store: store, versions: versions).state != .done
         }
         for cell in pending {
             let key = cell.stage(.base).key
-            if StopRequest.isSet { return }
+            if StopRequest.isSet { return failures }
             guard keys.insert(key).inserted else { continue }
             let settings = try RunSettings(cell.config, cell: "\(cell.label) (\(cell.shortID))")
             let file = BaseStage.file(cacheDir: options.locations.cacheDir, key: key)
@@ -106,10 +112,13 @@ public final class PipelineRunner {
                                   cacheDir: options.locations.cacheDir)
             switch try stage.ensure(wait: {}, progress: { [progress] p in progress.step(p) }, epoch: baseEpochLine(settings)) {
             case .done: progress.line("base ready")
-            case let .failed(reason): progress.line("base failed (the cells will record it): \(reason)")
-            case let .stopped(reason): progress.line("stopped: \(reason)"); return
+            case let .failed(reason):
+                progress.line("base failed (the cells will record it): \(reason)")
+                failures.append("base \(key.prefix(12)): \(reason)")
+            case let .stopped(reason): progress.line("stopped: \(reason)"); return failures
             }
         }
+        return failures
     }
 
     func modelConfig(_ settings: RunSettings, _ data: RunData) throws -> ModelConfig {
@@ -298,9 +307,14 @@ public final class PipelineRunner {
     func claim(_ cell: PlannedCell) throws -> ClaimOutcome {
         let request = ClaimRequest(cell: cell, provenance: try currentProvenance())
         let outcome = try store.claim(request, force: options.force)
-        guard case let .busy(runID, runner) = outcome, isDeadLocalRunner(runner) else { return outcome }
-        progress.line("taking over the claim of \(runner) (process no longer exists)")
-        try store.releaseDeadClaim(runID: runID, reason: "process \(runnerPID(runner)) of claim \(runner) no longer exists (killed or crashed); taken over by \(store.runner)")
+        guard case let .busy(runID, runner) = outcome, options.ownShard || isDeadLocalRunner(runner) else { return outcome }
+        if options.ownShard {
+            progress.line("taking over the claim of \(runner) (an earlier attempt of this task)")
+            try store.releaseDeadClaim(runID: runID, reason: "claim of \(runner) left by an earlier attempt of this task (requeued or killed); taken over by \(store.runner)")
+        } else {
+            progress.line("taking over the claim of \(runner) (process no longer exists)")
+            try store.releaseDeadClaim(runID: runID, reason: "process \(runnerPID(runner)) of claim \(runner) no longer exists (killed or crashed); taken over by \(store.runner)")
+        }
         return try store.claim(request, force: options.force)
     }
 
