@@ -23,17 +23,18 @@ struct ExperimentOptions: ParsableArguments {
     @Option(name: .long, help: "Number of seeds per cell, counting up from the first configured seed.")
     var seeds: Int?
 
-    @Option(name: .long, help: "Only this cell: an id prefix (4+ hex digits) or a row label such as 'F LoRA LoRA r4'.")
-    var cell: String?
+    @Option(name: .long, help: "Only this cell: an id prefix (4+ hex digits) or a row label such as 'F LoRA LoRA r4' (repeatable).")
+    var cell: [String] = []
 
-    @Option(name: .long, help: "Only the cells of this row label (e.g. 'T T LoRA r4'); the same as --cell LABEL.")
-    var row: String?
+    @Option(name: .long, help: "Only the cells of this row label (e.g. 'T T LoRA r4'); the same as --cell LABEL (repeatable).")
+    var row: [String] = []
 
-    /// The cells `--cell` or `--row` select (all without either).
+    /// The cells every `--cell` and `--row` select together, in plan order (all without any).
     func select(_ cells: [PlannedCell]) throws -> [PlannedCell] {
-        if cell != nil && row != nil { throw HarnessError.input("give --cell or --row, not both") }
-        guard let selector = cell ?? row else { return cells }
-        return try Planner.select(cells, cell: selector)
+        let selectors = cell + row
+        guard !selectors.isEmpty else { return cells }
+        let chosen = Set(try selectors.flatMap { try Planner.select(cells, cell: $0) }.map(\.id))
+        return cells.filter { chosen.contains($0.id) }
     }
 
     /// The plans restricted to the selected cells; tables without one are left out.
@@ -42,7 +43,7 @@ struct ExperimentOptions: ParsableArguments {
         return plans.compactMap { $0.keeping(chosen) }
     }
 
-    var selectsCells: Bool { cell != nil || row != nil }
+    var selectsCells: Bool { !(cell.isEmpty && row.isEmpty) }
 
     /// `--set` values, then `--scale` and `--seeds` as the overrides they stand for: every command that
     /// takes table files selects the same cells from them.

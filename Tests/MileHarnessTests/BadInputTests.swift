@@ -162,6 +162,10 @@ final class BadInputTests: XCTestCase {
         XCTAssertTrue(selected.output.contains("1 cells") || selected.output.contains("1 cell"), selected.output)
         XCTAssertFalse(selected.output.contains("F T IA3"), selected.output)
         XCTAssertEqual(try mile(["plan", two, "--db", dir + "/s.db", "--cell", "T T IA3"]).output, selected.output, "--row is --cell LABEL")
+        // Repeated selectors add up (the last one used to win silently).
+        let both = try mile(["plan", two, "--db", dir + "/s.db", "--row", "T T IA3", "--row", "F T IA3"])
+        XCTAssertTrue(both.output.contains("F T IA3") && both.output.contains("T T IA3"), both.output)
+        XCTAssertTrue(both.output.contains("2 cells"), both.output)
         try assertRefused(["plan", two, "--row", "T T LoRA r4"], naming: ["T T LoRA r4", "F T IA3, T T IA3"])
         try assertRefused(["report", two, "--db", dir + "/s.db", "--row", "T T IA3"], naming: ["renders whole tables"])
         XCTAssertEqual(try mile(["export", two, "--db", dir + "/s.db", "--row", "T T IA3", "--format", "csv", "--out", dir + "/e"]).status, 0)
