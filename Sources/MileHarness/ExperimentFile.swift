@@ -100,6 +100,8 @@ public struct ExperimentTable: Sendable {
     public let rows: [ExperimentRow]
     /// The paper's claims about this table (`findings:`), judged by the report.
     public var findings: [Finding] = []
+    /// How the report splits Opened and Closed (`split:`; the yes/no split of MILE's ACC.py by default).
+    public var split: ScoreSplit = .yesNo
 }
 
 /// The configuration keys every experiment resolves, with their types and allowed values.
@@ -107,7 +109,7 @@ public enum ExperimentSchema {
     public static let config: Schema = .map([
         ("model", .map([
             ("family", .string(allowed: ModelFamilies.names)),
-            ("scale", .string(allowed: ModelConfig.presetNames)),
+            ("scale", .string(allowed: ModelFamilies.scales)),
         ])),
         ("pretraining", .map([
             ("source", .string(allowed: ["own", "checkpoint"])),
@@ -156,7 +158,7 @@ public enum ExperimentSchema {
         ])),
     ])
 
-    static let tableKeys = ["table", "title", "extends", "set", "notes", "rows", "findings"]
+    static let tableKeys = ["table", "title", "extends", "set", "notes", "rows", "findings", "split"]
     /// Row keys besides the family's module slots (`vit`, `jtm`, `dec` for MISS).
     static let rowKeys = ["name", "rank", "set", "published", "note"]
     static let publishedKeys = ["rank", "params", "memory_gb", "opened", "closed", "global", "note"]
@@ -211,8 +213,18 @@ public enum ExperimentLoader {
         try checkDistinctLabels(rows, reader: reader, nodes: rowNodes)
         let labels = rows.flatMap(\.labels)
         let findings = try field("findings").map { try FindingParser.parse($0.value, labels: labels, reader: reader) } ?? []
-        return ExperimentTable(file: path, name: name, title: title, notes: notes, defaultsFile: defaultsPath,
-                               config: config, rows: rows, findings: findings)
+        var table = ExperimentTable(file: path, name: name, title: title, notes: notes, defaultsFile: defaultsPath,
+                                    config: config, rows: rows, findings: findings)
+        if let pair = field("split") { table.split = try parseSplit(pair.value, reader: reader) }
+        return table
+    }
+
+    static func parseSplit(_ node: Node, reader: NodeReader) throws -> ScoreSplit {
+        let text = try reader.string(node, context: "'split'")
+        guard let split = ScoreSplit(rawValue: text) else {
+            throw reader.fail(node, "'split': expected one of \(ScoreSplit.allCases.map(\.rawValue).joined(separator: ", ")), got '\(text)'")
+        }
+        return split
     }
 
     /// Loads a defaults file: the whole config, every key present.

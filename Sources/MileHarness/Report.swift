@@ -5,7 +5,9 @@ import MileModel
 public struct ReportedRun: Sendable {
     public let cell: PlannedCell
     public let run: RunRecord
-    public let results: RunResults
+    public var results: RunResults
+    /// The stored (yes/no split) scores, when the table reports another split.
+    public var storedScores: Scores? = nil
     /// Per-question scores (bootstrap CIs, paired tests) and the image-shuffle evaluation, when stored.
     public var predictions: [QuestionScore] = []
     public var shuffle: ShuffleResult? = nil
@@ -20,7 +22,7 @@ public struct ReportRow: Sendable {
     public let published: PublishedNumbers?
     public let cells: [PlannedCell]
     public let statuses: [CellStatus]
-    public let runs: [ReportedRun]
+    public var runs: [ReportedRun]
     /// CIs and shuffle scores (nil without stored predictions).
     public var statistics: RowStatistics? = nil
 
@@ -68,7 +70,11 @@ public enum ReportRenderer {
                               versions: CurrentVersions = CurrentVersions(), references: [ReferenceResult] = []) throws -> TableReport {
         let settings = cells.first?.baselines ?? BaselineSettings(table.config)   // with --set applied
         var rows = try self.rows(cells, store: store, versions: versions)
-        for index in rows.indices { rows[index].statistics = RowStatistics.make(rows[index].runs, resamples: settings.resamples) }
+        let references = references.map { $0.regrouped(table.split) }
+        for index in rows.indices {
+            rows[index].runs = rows[index].runs.map { $0.regrouped(table.split) }
+            rows[index].statistics = RowStatistics.make(rows[index].runs, resamples: settings.resamples)
+        }
         let evidence = ReportSections.evidence(rows, references: references)
         let verdicts = table.findings.map { FindingJudge.judge($0, evidence: evidence, resamples: settings.resamples) }
         let correlation = RankCorrelation.of(rows)
@@ -206,6 +212,7 @@ public enum ReportRenderer {
         }
         lines += footer(table, rows: rows)
         lines += ReportSections.notes(references, settings: settings)
+        lines += ReportSections.storedSplit(rows, split: table.split)
         return lines.joined(separator: "\n") + "\n"
     }
 
@@ -281,8 +288,7 @@ public enum ReportRenderer {
                      "- **Status**: \(runs.count) of \(cells.count) cells done. Cells without a finished run show their status instead of numbers.",
                      "- **Scale**: model `\(setting("model.scale"))` (family \(setting("model.family"))). #Params is computed exactly at the paper's scale; Memory (paper scale) is the engine's shape-only prediction of one training step at the paper's dims and batch; the measured memory is the engine allocator's peak and the process peak RSS at the run's scale. Accuracy comes from runs at the run scale, so it is comparable with the paper in trend only unless the scale is `paper`.",
                      "- **Recipe**: \(setting("recipe.epochs")) epochs, lr \(setting("recipe.lr")), batch \(setting("recipe.batch")), AdamW weight decay \(setting("recipe.weight_decay")), \(setting("recipe.schedule")) schedule per epoch, warmup \(setting("recipe.warmup_epochs")) epochs, label smoothing \(setting("recipe.label_smoothing")); seeds \(Set(cells.map(\.seed)).sorted().map(String.init).joined(separator: ", ")); base pretraining \(setting("pretraining.source")) (\(setting("pretraining.epochs")) epochs on \(setting("pretraining.corpus")), objectives \(setting("pretraining.objectives")), augment \(setting("pretraining.augment"))); fine-tuning prompts \(setting("data.prompts")); decoding beam \(setting("decoding.beams")), max length \(setting("decoding.max_length")).",
-                     "- **Closed**: as upstream ACC.py: over the test questions whose ground truth is yes/no\(closedCount), correct when the prediction has the same polarity.",
-                     "- **Opened** (primary): normalised exact match (lower case, punctuation as spaces) over the other questions\(openedCount). Upstream's Opened code is unpublished and its figures are not whole counts, so **Opened recall** (secondary) gives partial credit: the fraction of the ground truth's tokens found in the prediction.",
+                     ] + table.split.definitions(closedCount: closedCount, openedCount: openedCount) + [
                      "- **Global**: count-weighted mean, (n_opened · Opened + n_closed · Closed) / n; Global recall uses Opened recall.",
                      "- Several seeds: mean ± sample standard deviation; Δ uses the mean."]
         lines += table.notes.map { "- Note: \($0)" }

@@ -96,6 +96,22 @@ enum ReportSections {
         return lines
     }
 
+    /// The same runs on the stored yes/no split, for a table reported on another split (one line per row).
+    static func storedSplit(_ rows: [ReportRow], split: ScoreSplit) -> [String] {
+        guard split != .yesNo else { return [] }
+        var lines = ["", "## The same runs on the yes/no split of Tables 1–4", "",
+                     "Closed = the questions whose ground truth is yes/no, scored by polarity (MILE's ACC.py); Opened = the others, exact match.", "",
+                     "| Row | Opened | Closed | Global | Seeds |", "|---|---|---|---|---|"]
+        for row in rows {
+            let stored = row.runs.compactMap(\.storedScores)
+            guard !stored.isEmpty else { lines.append("| \(row.label) | \(row.pendingWord) | | | 0/\(row.cells.count) |"); continue }
+            let paths: [KeyPath<Scores, Double>] = [\.opened, \.closed, \.global]
+            let cells = paths.map { path in ReportRenderer.value(MeanStd(stored.map { $0[keyPath: path] }), digits: 2) }
+            lines.append("| \(row.label) | " + cells.joined(separator: " | ") + " | \(stored.count)/\(row.cells.count) |")
+        }
+        return lines
+    }
+
     /// The closing section of a table: each claim with its verdict, then the rank correlation.
     static func findings(_ verdicts: [FindingVerdict], correlation: RankCorrelation) -> [String] {
         var lines = ["", "## The paper's findings, judged", ""]

@@ -9,6 +9,50 @@ public struct ModuleSlot: Equatable, Sendable {
     public let path: String
     /// Whether prompt methods (prefix, P-tuning v2) apply: text modules only.
     public let takesPrompts: Bool
+
+    public init(key: String, header: String, path: String, takesPrompts: Bool) {
+        self.key = key; self.header = header; self.path = path; self.takesPrompts = takesPrompts
+    }
+}
+
+/// A family's resolved model config (MISS: `ModelConfig`): what the pipeline reads of it without knowing
+/// the family.
+public protocol FamilyConfig: Sendable {
+    /// Side of the square input images.
+    var imageSize: Int { get }
+    /// Text positions: the longest question or answer the model takes.
+    var maxPositions: Int { get }
+    var vocabSize: Int { get }
+    var padTokenId: Int32 { get }
+}
+
+/// The run vocabulary's size and special ids; each family writes them into its own config keys.
+public struct VocabularyIds: Equatable, Sendable {
+    public let size: Int
+    public let pad: Int32
+    /// The id a generated answer starts with (`[DEC]`).
+    public let begin: Int32
+    /// The id that ends a sequence (`[SEP]`).
+    public let end: Int32
+
+    public init(size: Int, pad: Int32, begin: Int32, end: Int32) {
+        self.size = size; self.pad = pad; self.begin = begin; self.end = end
+    }
+}
+
+/// The experiment files' `peft.*` settings, before a family maps them to its config keys (nil: the
+/// model's default).
+public struct PEFTSettings: Equatable, Sendable {
+    public var loraAlpha: Double?
+    public var loraDropout: Double?
+    /// `peft.ia3.vit_targets`: MISS's ViT only.
+    public var vitIA3Target: String?
+    public var virtualTokens: Int?
+
+    public init(loraAlpha: Double? = nil, loraDropout: Double? = nil, vitIA3Target: String? = nil, virtualTokens: Int? = nil) {
+        self.loraAlpha = loraAlpha; self.loraDropout = loraDropout; self.vitIA3Target = vitIA3Target
+        self.virtualTokens = virtualTokens
+    }
 }
 
 /// A model family the harness can count, build and fine-tune (lm-evaluation-harness's model registry).
@@ -19,16 +63,50 @@ public protocol ModelFamily: Sendable {
     var slots: [ModuleSlot] { get }
     /// `model.scale` values.
     var scales: [String] { get }
-    /// Parameter counts of a cell, from a shape-only build.
-    func count(config: ModelConfig, assignment: PEFTAssignment) throws -> ParameterCount
+    /// The base pretraining objectives the family's models can train.
+    var objectives: [PretrainObjective] { get }
+    /// The config of a scale with config-key overrides applied (unknown keys are errors naming the key).
+    func config(scale: String, overrides: [String: Any]) throws -> any FamilyConfig
+    /// The config keys that carry the experiment's peft settings.
+    func overrides(peft: PEFTSettings) -> [String: Any]
+    /// The config keys that carry the run vocabulary.
+    func overrides(vocabulary: VocabularyIds) -> [String: Any]
     /// Builds the wrapped model of a cell.
-    func build(config: ModelConfig, assignment: PEFTAssignment, rng: RNG) throws -> any VQAModel
+    func build(config: any FamilyConfig, assignment: PEFTAssignment, rng: RNG) throws -> any VQAModel
+}
+
+extension ModelFamily {
+    /// Parameter counts of a cell, from a shape-only build (the modules are the one description of the
+    /// parameters).
+    public func count(config: any FamilyConfig, assignment: PEFTAssignment) throws -> ParameterCount {
+        try withShapeOnly { ParameterCount(try build(config: config, assignment: assignment, rng: RNG(seed: 0))) }
+    }
+
+    /// An assignment of this family's slots, modes given by slot key (missing keys: frozen).
+    public func assignment(_ modes: [String: ModuleMode], rank: Int = 8) throws -> PEFTAssignment {
+        try PEFTAssignment(slots: slots, modes: slots.map { modes[$0.key] ?? .frozen }, rank: rank)
+    }
+
+    /// Every module trained: the base pretraining's assignment.
+    public func fullyTrained() throws -> PEFTAssignment {
+        try PEFTAssignment(slots: slots, modes: slots.map { _ in .trained })
+    }
+
+    /// The family's concrete config type, or an error naming both families.
+    func cast<C: FamilyConfig>(_ config: any FamilyConfig, to type: C.Type) throws -> C {
+        guard let typed = config as? C else {
+            throw ConfigError("the \(name) family needs a \(C.self), got a \(Swift.type(of: config))")
+        }
+        return typed
+    }
 }
 
 /// The families `model.family` can name.
 public enum ModelFamilies {
     public static let all: [any ModelFamily] = [MISSFamily()]
     public static var names: [String] { all.map(\.name) }
+    /// Every family's scales, once each.
+    public static var scales: [String] { all.flatMap(\.scales).reduce(into: []) { if !$0.contains($1) { $0.append($1) } } }
 
     public static func named(_ name: String) throws -> any ModelFamily {
         guard let family = all.first(where: { $0.name == name }) else {
@@ -37,6 +115,8 @@ public enum ModelFamilies {
         return family
     }
 }
+
+extension ModelConfig: FamilyConfig {}
 
 /// MISS (Tables 1-4): ViT, JTM, answer decoder.
 public struct MISSFamily: ModelFamily {
@@ -47,13 +127,28 @@ public struct MISSFamily: ModelFamily {
                               ModuleSlot(key: "jtm", header: "JTM", path: "text_encoder", takesPrompts: true),
                               ModuleSlot(key: "dec", header: "Dec", path: "text_decoder", takesPrompts: true)]
     public var scales: [String] { ModelConfig.presetNames }
+    public var objectives: [PretrainObjective] { PretrainObjective.allCases }
 
-    public func count(config: ModelConfig, assignment: PEFTAssignment) throws -> ParameterCount {
-        try ParameterAccounting.count(config: config, assignment: assignment)
+    public func config(scale: String, overrides: [String: Any]) throws -> any FamilyConfig {
+        try ModelConfig.preset(scale).applying(overrides)
     }
 
-    public func build(config: ModelConfig, assignment: PEFTAssignment, rng: RNG) throws -> any VQAModel {
-        try MISSModel(config: config, assignment: assignment, rng: rng)
+    public func overrides(peft: PEFTSettings) -> [String: Any] {
+        var out: [String: Any] = [:]
+        if let alpha = peft.loraAlpha { out["lora_alpha"] = alpha }
+        if let dropout = peft.loraDropout { out["lora_dropout"] = dropout }
+        if let target = peft.vitIA3Target { out["vit_ia3_target"] = target }
+        if let tokens = peft.virtualTokens { out["prefix_tokens"] = tokens }
+        return out
+    }
+
+    public func overrides(vocabulary: VocabularyIds) -> [String: Any] {
+        ["vocab_size": vocabulary.size, "pad_token_id": Int(vocabulary.pad), "dec_token_id": Int(vocabulary.begin),
+         "sep_token_id": Int(vocabulary.end)]
+    }
+
+    public func build(config: any FamilyConfig, assignment: PEFTAssignment, rng: RNG) throws -> any VQAModel {
+        try MISSModel(config: cast(config, to: ModelConfig.self), assignment: assignment, rng: rng)
     }
 }
 

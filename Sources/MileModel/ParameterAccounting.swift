@@ -30,8 +30,9 @@ public struct ParameterCount: Equatable, Codable, Sendable {
 /// Counts come from the model itself, built shape-only (no weights are allocated or drawn), so the modules
 /// are the one description of the parameters.
 public enum ParameterAccounting {
+    /// A MISS cell's counts (`ModelFamily.count` for any family).
     public static func count(config: ModelConfig, assignment: PEFTAssignment) throws -> ParameterCount {
-        try withShapeOnly { ParameterCount(try MISSModel(config: config, assignment: assignment, rng: RNG(seed: 0))) }
+        try MISSFamily().count(config: config, assignment: assignment)
     }
 
     /// Total parameters of each module slot (vit, jtm, dec), adapters included.

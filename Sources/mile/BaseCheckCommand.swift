@@ -14,6 +14,8 @@ struct BaseCheck: ParsableCommand {
 
     @Option(help: "The base file (<cache>/bases/<key>.safetensors); its <key>.vocab.txt must sit beside it.")
     var base: String
+    @Option(help: "Model family of the base: \(ModelFamilies.names.joined(separator: ", ")).")
+    var family = "miss"
     @Option(help: "Model scale the base was built at (paper, small, smoke).")
     var scale = "small"
     @Option(help: "Slake1.0 folder (default: $SLAKE_DIR).")
@@ -22,7 +24,7 @@ struct BaseCheck: ParsableCommand {
     var cache = ".mile"
     @Option(help: "A cell's fine-tune checkpoint (<cache>/cells/<key>/checkpoint.safetensors), loaded over the base.")
     var checkpoint: String?
-    @Option(help: "The cell's modes with --checkpoint: ViT,JTM,Dec[,rank], e.g. T,T,lora,4.")
+    @Option(help: "The cell's modes with --checkpoint, one per module of the family, then the rank: e.g. T,T,lora,4 (MISS: ViT,JTM,Dec).")
     var cell = "T,T,T"
 
     func run() throws {
@@ -35,10 +37,10 @@ struct BaseCheck: ParsableCommand {
             throw ValidationError("no vocabulary at \(vocabulary) (a base's vocabulary sits beside it as <key>.vocab.txt)")
         }
         let tokenizer = try Tokenizer(vocabFile: vocabulary)
-        let overrides: [String: Any] = ["vocab_size": tokenizer.vocabularySize, "pad_token_id": Int(tokenizer.padId),
-                                        "dec_token_id": Int(tokenizer.decId), "sep_token_id": Int(tokenizer.sepId)]
-        let config = try ModelConfig.preset(scale).applying(overrides)
-        let model = try MISSModel(config: config, assignment: try assignment(), rng: RNG(seed: 0))
+        let family = try ModelFamilies.named(self.family)
+        let ids = VocabularyIds(size: tokenizer.vocabularySize, pad: tokenizer.padId, begin: tokenizer.decId, end: tokenizer.sepId)
+        let config = try family.config(scale: scale, overrides: family.overrides(vocabulary: ids))
+        let model = try family.build(config: config, assignment: try assignment(family), rng: RNG(seed: 0))
         try model.load(from: URL(fileURLWithPath: base), strict: true)
         if let checkpoint {
             let tensors = try Safetensors.read(URL(fileURLWithPath: checkpoint)).tensors
@@ -56,12 +58,13 @@ struct BaseCheck: ParsableCommand {
         print("\(checkpoint ?? base): \(reliance.description)")
     }
 
-    private func assignment() throws -> PEFTAssignment {
+    private func assignment(_ family: any ModelFamily) throws -> PEFTAssignment {
         let parts = cell.split(separator: ",").map(String.init)
-        guard parts.count == 3 || parts.count == 4 else { throw ValidationError("--cell takes ViT,JTM,Dec[,rank], got '\(cell)'") }
-        let rank = parts.count == 4 ? Int(parts[3]) : 8
-        guard let rank, rank > 0 else { throw ValidationError("--cell: rank '\(parts[3])' is not a positive integer") }
-        return try PEFTAssignment(vit: ModuleMode(flag: parts[0]), jtm: ModuleMode(flag: parts[1]),
-                                  dec: ModuleMode(flag: parts[2]), rank: rank)
+        let n = family.slots.count
+        let names = family.slots.map(\.header).joined(separator: ",")
+        guard parts.count == n || parts.count == n + 1 else { throw ValidationError("--cell takes \(names)[,rank], got '\(cell)'") }
+        let rank = parts.count == n + 1 ? Int(parts[n]) : 8
+        guard let rank, rank > 0 else { throw ValidationError("--cell: rank '\(parts[n])' is not a positive integer") }
+        return try PEFTAssignment(slots: family.slots, modes: parts.prefix(n).map(ModuleMode.init(flag:)), rank: rank)
     }
 }

@@ -22,7 +22,7 @@ final class PretrainStageTests: XCTestCase {
         config.padTokenId = feed.tokenizer.padId; config.decTokenId = feed.tokenizer.decId; config.sepTokenId = feed.tokenizer.sepId
         return TrainingStage(name: "base", key: "k", config: config, assignment: .full, baseFile: nil, baseID: "init",
                              checkpointFile: URL(fileURLWithPath: dir + "/partial.safetensors"), epochs: epochs, lr: 1e-3,
-                             weightDecay: 0.05, seed: 9, objectives: [.itc, .itm, .lm])
+                             weightDecay: 0.05, seed: 9, family: MISSFamily(), objectives: [.itc, .itm, .lm])
     }
 
     /// The heads train with the stage and are checkpointed with it, but the trained model is MISS alone, so

@@ -121,10 +121,11 @@ public final class PipelineRunner {
         return failures
     }
 
-    func modelConfig(_ settings: RunSettings, _ data: RunData) throws -> ModelConfig {
+    func modelConfig(_ settings: RunSettings, _ data: RunData) throws -> any FamilyConfig {
         let tokenizer = data.tokenizer
-        return try settings.modelConfig(scale: settings.scale, vocabularySize: tokenizer.vocabularySize,
-                                        pad: tokenizer.padId, dec: tokenizer.decId, sep: tokenizer.sepId)
+        let vocabulary = VocabularyIds(size: tokenizer.vocabularySize, pad: tokenizer.padId, begin: tokenizer.decId,
+                                       end: tokenizer.sepId)
+        return try settings.modelConfig(scale: settings.scale, vocabulary: vocabulary)
     }
 
     private func baseEpochLine(_ settings: RunSettings) -> (EpochMetric) -> Void {
@@ -167,7 +168,7 @@ public final class PipelineRunner {
         let settings: RunSettings
         let data: RunData
         let runID: Int64
-        let config: ModelConfig
+        let config: any FamilyConfig
         let assignment: PEFTAssignment
         let beat: () throws -> Void
     }
@@ -233,7 +234,7 @@ public final class PipelineRunner {
         let stage = TrainingStage(name: "finetune", key: key, config: context.config, assignment: context.assignment,
                                   baseFile: base.file, baseID: base.id, checkpointFile: checkpoint,
                                   epochs: settings.recipe.epochs, lr: settings.recipe.lr,
-                                  weightDecay: settings.recipe.weightDecay, seed: settings.recipe.seed)
+                                  weightDecay: settings.recipe.weightDecay, seed: settings.recipe.seed, family: settings.family)
         let resumed = Trainer.resumePoint(stage)
         for metric in resumed.history { try store.recordEpoch(runID: runID, metric) }
         if resumed.epoch > 0 { progress.line("resuming fine-tuning after epoch \(resumed.epoch) of \(stage.epochs)") }
@@ -278,10 +279,10 @@ public final class PipelineRunner {
     func measurements(model: any VQAModel, settings: RunSettings, assignment: PEFTAssignment, peakEngine: Int,
                       scores: Scores) throws -> RunResults {
         let run = model.parameterCount
-        let paperConfig = try ModelConfig.paper.applying(settings.modelOverrides)
-        let paper = try ParameterAccounting.count(config: paperConfig, assignment: assignment)
-        let predicted = try MemoryPrediction.predict(config: paperConfig, assignment: assignment, batch: 20,
-                                                     questionLength: 35, answerLength: 6).peakBytes
+        let paperConfig = try settings.modelConfig(scale: "paper", vocabulary: nil)
+        let paper = try settings.family.count(config: paperConfig, assignment: assignment)
+        let predicted = try MemoryPrediction.predict(family: settings.family, config: paperConfig, assignment: assignment,
+                                                     batch: 20, questionLength: 35, answerLength: 6).peakBytes
         return RunResults(runScale: ParamCounts(trainable: run.trainable, total: run.total),
                           paperScale: ParamCounts(trainable: paper.trainable, total: paper.total),
                           peakEngineBytes: peakEngine, peakRSSBytes: ProvenanceCollector.peakRSSBytes(),

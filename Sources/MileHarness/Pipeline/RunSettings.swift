@@ -29,6 +29,8 @@ public struct RunSettings {
         public var seed: Int
     }
 
+    /// `model.family`: the model the cell builds.
+    public var family: any ModelFamily
     public var scale: String
     public var pretraining: Pretraining
     public var instructionSources: [String]  // slake-train, slake-validate, vqa-rad-train
@@ -38,7 +40,7 @@ public struct RunSettings {
     public var beams: Int
     public var maxLength: Int
     public var minLength: Int
-    /// peft.* settings as model config keys (lora alpha/dropout, ViT IA3 targets, virtual tokens).
+    /// peft.* settings as the family's model config keys (lora alpha/dropout, ViT IA3 targets, virtual tokens).
     public var modelOverrides: [String: Any]
 
     public static let knownSources = ["slake-train", "slake-validate", "vqa-rad-train"]
@@ -68,6 +70,9 @@ public struct RunSettings {
                 return s
             }
         }
+        do { family = try ModelFamilies.named(try string("model.family")) } catch let error as ConfigError {
+            throw HarnessError.input("cell \(cell): model.family: \(error)")
+        }
         scale = try string("model.scale")
         pretraining = Pretraining(source: try string("pretraining.source"), checkpoint: try string("pretraining.checkpoint"),
                                   corpus: try strings("pretraining.corpus"), epochs: try int("pretraining.epochs"),
@@ -82,18 +87,15 @@ public struct RunSettings {
         beams = try int("decoding.beams")
         maxLength = try int("decoding.max_length")
         minLength = try int("decoding.min_length")
-        modelOverrides = try Self.peftOverrides(config)
+        modelOverrides = family.overrides(peft: try Self.peftSettings(config))
         try validate(config, cell: cell, string: string, int: int, double: double)
     }
 
     private func validate(_ config: ConfigValue, cell: String, string: (String) throws -> String, int: (String) throws -> Int,
                           double: (String) throws -> Double) throws {
         func fail(_ text: String) -> HarnessError { HarnessError.input("cell \(cell): \(text)") }
-        guard ModelConfig.presetNames.contains(scale) else {
-            throw fail("model.scale '\(scale)' is not one of \(ModelConfig.presetNames.joined(separator: ", "))")
-        }
-        do { _ = try ModelFamilies.named(try string("model.family")) } catch let error as ConfigError {
-            throw fail("model.family: \(error)")
+        guard family.scales.contains(scale) else {
+            throw fail("model.scale '\(scale)' is not one of the \(family.name) family's \(family.scales.joined(separator: ", "))")
         }
         guard ["own", "checkpoint"].contains(pretraining.source) else {
             throw fail("pretraining.source '\(pretraining.source)' must be own or checkpoint")
@@ -110,6 +112,10 @@ public struct RunSettings {
             throw fail("pretraining.objectives: unknown objective '\(bad)' (known: \(objectiveNames.joined(separator: ", ")))")
         }
         if pretraining.objectives.isEmpty { throw fail("pretraining.objectives: name at least one of \(objectiveNames.joined(separator: ", "))") }
+        let supported = family.objectives.map(\.rawValue)
+        if pretraining.source == "own", let bad = pretraining.objectives.first(where: { !supported.contains($0) }) {
+            throw fail("pretraining.objectives: the \(family.name) family does not train '\(bad)' (it trains \(supported.joined(separator: ", ")))")
+        }
         if let bad = instructionSources.first(where: { !Self.knownSources.contains($0) }) {
             throw fail("data.instruction_sources: unknown source '\(bad)' (known: \(Self.knownSources.joined(separator: ", ")))")
         }
@@ -131,40 +137,34 @@ public struct RunSettings {
         guard minLength <= maxLength else {
             throw fail("decoding.min_length (\(minLength)) is above decoding.max_length (\(maxLength)): every answer would be cut off before it may end")
         }
-        let preset = try ModelConfig.preset(scale)
+        let preset = try family.config(scale: scale, overrides: [:])
         guard maxLength <= preset.maxPositions else {
             throw fail("decoding.max_length \(maxLength) exceeds the \(scale) model's \(preset.maxPositions) text positions")
         }
         do {
-            _ = try preset.applying(modelOverrides)
+            _ = try family.config(scale: scale, overrides: modelOverrides)
         } catch {
             throw fail("peft settings: \(error)")
         }
     }
 
-    /// peft.* keys of the experiment schema mapped to model config keys. Only the sections a cell uses
-    /// are in its config; the model's defaults (the same values) apply to the others.
-    static func peftOverrides(_ config: ConfigValue) throws -> [String: Any] {
-        var out: [String: Any] = [:]
-        if let alpha = config["peft.lora.alpha"]?.doubleValue { out["lora_alpha"] = alpha }
-        if let dropout = config["peft.lora.dropout"]?.doubleValue { out["lora_dropout"] = dropout }
-        if let target = config["peft.ia3.vit_targets"]?.stringValue { out["vit_ia3_target"] = target }
+    /// The peft.* keys of the experiment schema. Only the sections a cell uses are in its config; the model's
+    /// defaults (the same values) apply to the others.
+    static func peftSettings(_ config: ConfigValue) throws -> PEFTSettings {
         let prefix = config["peft.prefix.virtual_tokens"]?.intValue, ptv2 = config["peft.ptv2.virtual_tokens"]?.intValue
         if let prefix, let ptv2, prefix != ptv2 {
             throw HarnessError.input("peft.prefix.virtual_tokens (\(prefix)) and peft.ptv2.virtual_tokens (\(ptv2)) differ; the model has one prompt length, so give both the same value")
         }
-        if let tokens = prefix ?? ptv2 { out["prefix_tokens"] = tokens }
-        return out
+        return PEFTSettings(loraAlpha: config["peft.lora.alpha"]?.doubleValue, loraDropout: config["peft.lora.dropout"]?.doubleValue,
+                            vitIA3Target: config["peft.ia3.vit_targets"]?.stringValue, virtualTokens: prefix ?? ptv2)
     }
 
-    /// The model config of this cell at `scale`, with the run vocabulary's size and special ids.
-    public func modelConfig(scale: String, vocabularySize: Int, pad: Int32, dec: Int32, sep: Int32) throws -> ModelConfig {
+    /// The model config of this cell at `scale`, with the run vocabulary's size and special ids (nil: the
+    /// preset's own, as at paper scale).
+    public func modelConfig(scale: String, vocabulary: VocabularyIds?) throws -> any FamilyConfig {
         var overrides = modelOverrides
-        overrides["vocab_size"] = vocabularySize
-        overrides["pad_token_id"] = Int(pad)
-        overrides["dec_token_id"] = Int(dec)
-        overrides["sep_token_id"] = Int(sep)
-        return try ModelConfig.preset(scale).applying(overrides)
+        if let vocabulary { overrides.merge(family.overrides(vocabulary: vocabulary)) { $1 } }
+        return try family.config(scale: scale, overrides: overrides)
     }
 }
 

@@ -24,7 +24,7 @@ enum StageResult<T> {
 struct BaseStage {
     let key: String
     let settings: RunSettings
-    let config: ModelConfig
+    let config: any FamilyConfig
     let data: RunData
     let cacheDir: String
 
@@ -85,14 +85,15 @@ struct BaseStage {
     private func pretrain(progress: @escaping (StepProgress) throws -> Void,
                           epoch: @escaping (EpochMetric) -> Void) throws -> StageResult<BaseModel> {
         let partial = URL(fileURLWithPath: (cacheDir as NSString).appendingPathComponent("bases/\(key).partial.safetensors"))
-        let stage = TrainingStage(name: "base", key: key, config: config, assignment: .full, baseFile: nil, baseID: "init",
+        let stage = TrainingStage(name: "base", key: key, config: config, assignment: try settings.family.fullyTrained(),
+                                  baseFile: nil, baseID: "init",
                                   checkpointFile: partial, epochs: max(settings.pretraining.epochs, 1),
                                   lr: settings.pretraining.lr, weightDecay: 0.05, seed: settings.pretraining.seed,
-                                  objectives: settings.pretraining.objectiveSet)
+                                  family: settings.family, objectives: settings.pretraining.objectiveSet)
         let model: any VQAModel
         if settings.pretraining.epochs == 0 {
             // No pretraining asked: the base is the seeded initialisation (useful only for tests).
-            model = try stage.family.build(config: config, assignment: .full, rng: RNG(seed: UInt64(settings.pretraining.seed)))
+            model = try stage.family.build(config: config, assignment: stage.assignment, rng: RNG(seed: UInt64(settings.pretraining.seed)))
         } else {
             guard !data.pretrainSamples.isEmpty else { throw HarnessError.input("pretraining.corpus is empty but pretraining.epochs is \(settings.pretraining.epochs)") }
             let images = data.images(size: config.imageSize, doubleDivide255: settings.doubleDivide255)

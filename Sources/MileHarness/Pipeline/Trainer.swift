@@ -31,7 +31,7 @@ public enum StopRequest {
 public struct TrainingStage {
     public var name: String                 // "base" or "finetune", for progress lines
     public var key: String                  // stage key; a checkpoint of another key is never loaded
-    public var config: ModelConfig
+    public var config: any FamilyConfig
     public var assignment: PEFTAssignment
     public var baseFile: URL?               // nil: start from the model's own initialisation
     public var baseID: String               // identity of the base, stored in the checkpoint
@@ -40,10 +40,10 @@ public struct TrainingStage {
     public var lr: Double
     public var weightDecay: Double
     public var seed: Int
+    /// The family whose model the stage builds.
+    public var family: any ModelFamily
     /// The losses trained: LM alone is the VQA loss of fine-tuning; ITC/ITM add BLIP's heads (base only).
     public var objectives: Set<PretrainObjective> = [.lm]
-    /// The family whose model the stage builds.
-    public var family: any ModelFamily = MISSFamily()
 }
 
 public enum TrainingOutcome: Equatable {
