@@ -34,11 +34,13 @@ let package = Package(
         .target(name: "CImageCodec", path: "Sources/CImageCodec",
                 linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
         .target(name: "MileData", dependencies: ["CPNG", "CJPEG", "CImageCodec"], swiftSettings: optimized),
+        // The git commit the binary is built from, embedded by a prebuild command (Plugins/BuildInfo).
+        .plugin(name: "BuildInfo", capability: .buildTool()),
         .target(name: "MileHarness", dependencies: [
             "Engine", "MileModel", "MileData",
             .product(name: "Yams", package: "Yams"),
             .product(name: "GRDB", package: "GRDB.swift"),
-        ]),
+        ], plugins: ["BuildInfo"]),
         .executableTarget(name: "mile", dependencies: [
             "MileHarness", "MileModel", "MileData", "Engine",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -24,23 +24,15 @@ public enum HarnessVersion {
     }
 }
 
-/// Collects provenance from the machine: git state, CPU model, peak RSS, dataset hashes.
+/// Collects provenance: the build's git state, CPU model, peak RSS, dataset hashes.
 public enum ProvenanceCollector {
-    /// Builds a provenance record. BLAS facts come from the engine, so the caller passes them in.
-    public static func collect(blasLibrary: String?, blasThreads: Int?, datasetHashes: [String: String],
-                               repository: String = FileManager.default.currentDirectoryPath) -> Provenance {
-        let git = gitState(repository: repository)
-        return Provenance(gitCommit: git?.commit, gitDirty: git?.dirty, blasLibrary: blasLibrary, blasThreads: blasThreads,
+    /// Builds a provenance record. BLAS facts come from the engine, so the caller passes them in. The commit is
+    /// the one the binary was built from (`BuildInfo`, embedded at build time), never the one of the directory
+    /// the binary runs in: that may be another checkout, another repository, or a pull not yet rebuilt.
+    public static func collect(blasLibrary: String?, blasThreads: Int?, datasetHashes: [String: String]) -> Provenance {
+        Provenance(gitCommit: BuildInfo.commit, gitDirty: BuildInfo.dirty, blasLibrary: blasLibrary, blasThreads: blasThreads,
                           cpuModel: cpuModel(), host: ProcessInfo.processInfo.hostName, datasetHashes: datasetHashes,
                           slurm: SlurmTask.fromEnvironment())
-    }
-
-    /// HEAD commit and whether tracked or untracked files differ from it (nil outside a git checkout).
-    public static func gitState(repository: String) -> (commit: String, dirty: Bool)? {
-        guard let commit = run(["git", "-C", repository, "rev-parse", "HEAD"])?.trimmingCharacters(in: .whitespacesAndNewlines),
-              commit.count == 40,
-              let status = run(["git", "-C", repository, "status", "--porcelain", "--untracked-files=no"]) else { return nil }
-        return (commit, !status.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)
     }
 
     /// "model name" from /proc/cpuinfo (Linux); nil elsewhere.

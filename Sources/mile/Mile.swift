@@ -1,22 +1,34 @@
 import ArgumentParser
 import Engine
+import MileHarness
 
 @main
 struct Mile: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mile",
         abstract: "Reproduce the MILE (MICCAI 2024) PEFT grid on medical VQA, cell by cell.",
+        version: BuildDescription.line,
         subcommands: [Info.self, DataCommand.self, Params.self, Plan.self, Run.self, Submit.self, Merge.self, Status.self, Score.self, Report.self, Baselines.self,
                       BaseCheck.self, Export.self]
     )
 }
 
-/// Prints the build's engine facts (BLAS library, kernel set and threads).
+/// The build as `mile --version` and `mile info` print it.
+enum BuildDescription {
+    static var commit: String {
+        guard let commit = BuildInfo.commit else { return "unknown commit (not built from a git checkout)" }
+        return commit + (BuildInfo.dirty == true ? " (dirty: built with uncommitted changes)" : "")
+    }
+    static var line: String { "mile \(HarnessVersion.code), git \(commit), Swift \(HarnessVersion.swift)" }
+}
+
+/// Prints the build (commit, code version) and the engine facts (BLAS library, kernel set and threads).
 struct Info: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show the BLAS library and thread count.")
+    static let configuration = CommandConfiguration(abstract: "Show the build's commit and code version, the BLAS library and thread count.")
     func run() throws {
         BLAS.reexecWithFasterKernelsIfNeeded()
         Threads.configure()
+        print("build: git \(BuildDescription.commit); code version \(HarnessVersion.code) (runs recorded under another code version show stale); Swift \(HarnessVersion.swift)")
         print("BLAS: \(BLAS.configuration) (kernels: \(BLAS.coreName))")
         print("threads: \(Threads.count) (the engine splits products over its threads; each OpenBLAS call runs on one)")
     }

@@ -15,18 +15,46 @@ final class ProvenanceTests: XCTestCase {
         #endif
     }
 
-    func testGitStateOfAScratchRepository() throws {
+    /// A scratch repository with one commit; nil when git is unavailable.
+    func scratchRepository() throws -> String? {
         let dir = try TestSupport.temporaryDirectory(self)
-        guard ProvenanceCollector.run(["git", "-C", dir, "init", "-q"]) != nil else { throw XCTSkip("git unavailable") }
+        guard ProvenanceCollector.run(["git", "-C", dir, "init", "-q"]) != nil else { return nil }
         try TestSupport.write("a", to: dir, name: "f")
         _ = ProvenanceCollector.run(["git", "-C", dir, "add", "f"])
         _ = ProvenanceCollector.run(["git", "-C", dir, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"])
-        let clean = try XCTUnwrap(ProvenanceCollector.gitState(repository: dir))
-        XCTAssertEqual(clean.commit.count, 40)
-        XCTAssertFalse(clean.dirty)
-        try TestSupport.write("b", to: dir, name: "f")
-        XCTAssertEqual(ProvenanceCollector.gitState(repository: dir)?.dirty, true)
-        XCTAssertNil(ProvenanceCollector.gitState(repository: dir + "/missing"))
+        return dir
+    }
+
+    /// tools/buildinfo.sh (run by the BuildInfo plugin before each build) writes the checkout's commit and
+    /// dirty flag, and nil for both outside a checkout.
+    func testBuildInfoScript() throws {
+        guard let repo = try scratchRepository() else { throw XCTSkip("git unavailable") }
+        let commit = try XCTUnwrap(ProvenanceCollector.run(["git", "-C", repo, "rev-parse", "HEAD"])).trimmingCharacters(in: .whitespacesAndNewlines)
+        let out = try TestSupport.temporaryDirectory(self)
+        func generated(_ checkout: String) throws -> String {
+            XCTAssertNotNil(ProvenanceCollector.run(["sh", TestSupport.root + "/tools/buildinfo.sh", checkout, out]))
+            return try String(contentsOfFile: out + "/BuildInfo.swift", encoding: .utf8)
+        }
+        let clean = try generated(repo)
+        XCTAssertTrue(clean.contains("commit: String? = \"\(commit)\""), clean)
+        XCTAssertTrue(clean.contains("dirty: Bool? = false"), clean)
+        try TestSupport.write("b", to: repo, name: "f")
+        XCTAssertTrue(try generated(repo).contains("dirty: Bool? = true"))
+        let none = try generated(try TestSupport.temporaryDirectory(self))
+        XCTAssertTrue(none.contains("commit: String? = nil") && none.contains("dirty: Bool? = nil"), none)
+    }
+
+    /// The recorded commit is the build's, not the one of the repository the binary runs in.
+    func testProvenanceIsTheBuildsNotTheWorkingDirectorys() throws {
+        guard let repo = try scratchRepository() else { throw XCTSkip("git unavailable") }
+        let scratchCommit = ProvenanceCollector.run(["git", "-C", repo, "rev-parse", "HEAD"])?.trimmingCharacters(in: .whitespacesAndNewlines)
+        let previous = FileManager.default.currentDirectoryPath
+        XCTAssertTrue(FileManager.default.changeCurrentDirectoryPath(repo))
+        defer { FileManager.default.changeCurrentDirectoryPath(previous) }
+        let provenance = ProvenanceCollector.collect(blasLibrary: nil, blasThreads: nil, datasetHashes: [:])
+        XCTAssertEqual(provenance.gitCommit, BuildInfo.commit)
+        XCTAssertEqual(provenance.gitDirty, BuildInfo.dirty)
+        XCTAssertNotEqual(provenance.gitCommit, scratchCommit)
     }
 
     func testDatasetHashes() throws {
