@@ -111,17 +111,19 @@ extension OFAConfig {
         dropout: 0.1, attentionDropout: 0, activationDropout: 0, dropPathRate: 0.1,
         loraAlpha: 32, loraDropout: 0.1, prefixTokens: 10)
 
-    /// `small`: the CPU default for real runs (Table 5 at CPU scale). Images 96² (a 6×6 grid: 36 image
-    /// tokens, like MISS-small's 36 patches), a ResNet of one bottleneck per stage at base width 16 (256
-    /// output channels; the image path keeps all three stages and their BatchNorms), d 192 with 3 heads
-    /// (head dim 64 as in OFA-tiny), 4+4 layers, FFN 768, 128 text positions (the 35-token questions),
-    /// token buckets 64 (exact relative positions up to ±31, log-spaced beyond) and the image grid's own 6
-    /// buckets. The vocab is set from the tokenizer at run time. Sized for ~12 ms per sample forward and
-    /// backward on one core, so that Table 5 (pretraining plus five fine-tuning cells) fits 30 minutes.
+    /// `small`: the CPU default for real runs (Table 5 at CPU scale). Images 96² as MISS-small (a 6×6 grid:
+    /// 36 image tokens, like MISS-small's 36 patches); a ResNet of one bottleneck per stage at base width 8
+    /// (planes 8 / 16 / 32, 128 output channels; all three stages, their BatchNorms and the stem kept, so the
+    /// image path is OFA's at 1/8 of its width); d 128 with 2 heads (head dim 64 as OFA-tiny), 4+4 layers as
+    /// OFA-tiny, FFN 512; 128 text positions (the 35-token questions); token buckets 64 (exact relative
+    /// positions up to ±32, log-spaced beyond) and the grid's own 6 image buckets. The vocab (30,524) and
+    /// special ids are the project tokenizer's, set at run time. About 5.97 M parameters. Sized for ~12 ms
+    /// per sample (forward, backward and AdamW, batch 20, one thread; d 192 took ~24 ms), so that Table 5
+    /// (a pretraining plus five fine-tuning cells) fits 30 minutes on two cores.
     public static let small: OFAConfig = {
         var c = paper
-        c.imageSize = 96; c.resnetLayers = [1, 1, 1]; c.resnetWidth = 16
-        c.dModel = 192; c.attentionHeads = 3; c.ffnDim = 768
+        c.imageSize = 96; c.resnetLayers = [1, 1, 1]; c.resnetWidth = 8
+        c.dModel = 128; c.attentionHeads = 2; c.ffnDim = 512
         c.tokenBucketSize = 64; c.imageBucketSize = 6; c.maxPositions = 128
         c.vocabSize = 30524; c.padTokenId = 0; c.bosTokenId = 30522; c.eosTokenId = 102
         return c
