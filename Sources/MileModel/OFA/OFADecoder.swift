@@ -5,7 +5,8 @@ import Engine
 /// - self-attention bias = disentangled positions ((self_pos_q_linear(p) · scale)(self_pos_k_linear(p))ᵀ,
 ///   p = pos_ln(embed_positions(0 ..< T))) + `token_rel_pos_table_list.N` + the causal mask; a prompt prefix's
 ///   keys (prefix tuning, P-tuning v2) sit in front with no bias and no mask, as BiomedGPT's
-///   `unify_multihead_attention.py` (bias on the last src_len columns only); positions do not shift;
+///   `unify_multihead_attention.py` (bias on the last src_len columns only); positions do not shift; PAD
+///   inputs are masked as keys;
 /// - cross-attention bias = (cross_pos_q_linear(p) · scale)(cross_pos_k_linear(encoder positions))ᵀ + the
 ///   question padding mask, the same for every layer;
 /// - pre-LN NormFormer layers, final `layer_norm`, logits through the shared embedding (the tied
@@ -109,13 +110,22 @@ final class OFADecoder: Module {
                         prefixes: [OFAKeyValues]?) -> Tensor {
         let (selfBias, crossAbsolute) = positionBiases(length: t, encoderPositions: encoder.positions)
         let n = prefixes?.first?.key.shape[1] ?? 0
-        let causal = causalMask(t, prefix: n)                  // [1, 1, T, n + T]
+        var mask = causalMask(t, prefix: n)                    // [1, 1, T, n + T]
+        // PAD inputs are masked as keys too (fairseq's self_attn_padding_mask); only PAD positions, whose
+        // targets are ignored, can tell, since the causal mask hides every later PAD from a real position.
+        let pad = config.padTokenId
+        if ids.contains(pad) {
+            let keep = (0..<b).flatMap { row in
+                Array(repeating: Int32(1), count: n) + ids[(row * t)..<((row + 1) * t)].map { $0 == pad ? 0 : 1 }
+            }
+            mask = mask + paddingMask(keep, batch: b, length: n + t)
+        }
         let crossBias = encoder.keyMask.map { crossAbsolute + $0 } ?? crossAbsolute
         var x = embed(ids: ids, batch: b, length: t)
         for (i, layer) in layers.items.enumerated() {
             var bias = selfBias[i]
             if n > 0 { bias = concat([Tensor.zeros([1, config.attentionHeads, t, n]), bias], axis: 3) }
-            (x, _) = layer(x, earlier: prefixes?[i], selfBias: bias + causal,
+            (x, _) = layer(x, earlier: prefixes?[i], selfBias: bias + mask,
                            cross: layer.crossAttn.keysValues(encoder.states), crossBias: crossBias)
         }
         return layerNorm(x)
