@@ -58,4 +58,18 @@ final class OFAStateTests: XCTestCase {
             }
         }
     }
+
+    /// A paper-scale training step runs in shape-only mode (no weights allocated): what a memory prediction
+    /// for the family would build on.
+    func testPaperStepRunsShapeOnly() throws {
+        try withShapeOnly {
+            let model = try OFAModel(config: .paper, assignment: PEFTAssignment(enc: .trained, dec: .prefix), rng: RNG(seed: 0))
+            model.train(true)
+            let batch = try OFASmokeBatch(.paper, batch: 2, questionLength: 8, answerLength: 4)
+            let loss = try model.loss(images: batch.images, question: batch.question, answer: batch.answer)
+            XCTAssertTrue(loss.isMeta)
+            loss.backward()
+            XCTAssertNotNil(model.trainableParameters().first?.tensor.grad)
+        }
+    }
 }
