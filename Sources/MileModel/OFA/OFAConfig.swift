@@ -117,9 +117,10 @@ extension OFAConfig {
     /// image path is OFA's at 1/8 of its width); d 128 with 2 heads (head dim 64 as OFA-tiny), 4+4 layers as
     /// OFA-tiny, FFN 512; 128 text positions (the 35-token questions); token buckets 64 (exact relative
     /// positions up to ±32, log-spaced beyond) and the grid's own 6 image buckets. The vocab (30,524) and
-    /// special ids are the project tokenizer's, set at run time. About 5.97 M parameters. Sized for ~12 ms
-    /// per sample (forward, backward and AdamW, batch 20, one thread; d 192 took ~24 ms), so that Table 5
-    /// (a pretraining plus five fine-tuning cells) fits 30 minutes on two cores.
+    /// special ids are the project tokenizer's, set at run time. 5,967,824 parameters. Sized for ~12 ms per
+    /// sample (forward, backward and AdamW, batch 20, one thread: measured 12.9-15.6 ms on a loaded host,
+    /// where d 192 took ~24 ms and MISS-small 24-30 ms), so that Table 5 (a pretraining plus five
+    /// fine-tuning cells) fits 30 minutes on two cores.
     public static let small: OFAConfig = {
         var c = paper
         c.imageSize = 96; c.resnetLayers = [1, 1, 1]; c.resnetWidth = 8

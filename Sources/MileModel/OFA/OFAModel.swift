@@ -24,7 +24,9 @@ extension PEFTTargets {
 ///
 /// Token layout: questions as `MISSModel`'s (`[ENC] q [SEP]`, padding with mask 0; the whole row, first
 /// token included, is the encoder's text); answers `[DEC] a [SEP]` then PAD: `[DEC]` plays OFA's bos, `[SEP]`
-/// its eos, `[PAD]` its pad (the config's `bos_token_id`, `eos_token_id`, `pad_token_id`).
+/// its eos, `[PAD]` its pad (the config's `bos_token_id`, `eos_token_id`, `pad_token_id`). The decoder
+/// starts from bos and reads the answer only (BiomedGPT's `prompt_type prev_output` would put the question
+/// in front of it again); see docs/MODEL.md for what else is simplified relative to OFA.
 public final class OFAModel: Module, VQAModel {
     public static let moduleSlots = [ModuleSlot(key: "enc", header: "Encoder", path: "encoder", takesPrompts: false),
                                      ModuleSlot(key: "dec", header: "Decoder", path: "decoder", takesPrompts: true)]
