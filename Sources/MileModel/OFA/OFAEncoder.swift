@@ -111,8 +111,8 @@ final class OFAEncoder: Module {
         let l = n + t
 
         // Disentangled absolute positions -> one bias [1, H, L, L] for every layer.
-        var imageIds: [Int32] = []
-        for y in 0..<grid { for xx in 0..<features.shape[3] { imageIds.append(OFABuckets.imagePosition(y: y, x: xx, bucketSize: c.imageBucketSize)) } }
+        let width = features.shape[3]
+        let imageIds = (0..<n).map { OFABuckets.imagePosition(y: $0 / width, x: $0 % width, bucketSize: c.imageBucketSize) }
         let imagePos = imagePosLn(embedImagePositions(ids: imageIds, shape: [1, n]))
         let textPos = posLn(embedPositions(ids: (0..<t).map { Int32($0) }, shape: [1, t]))
         let positions = concat([imagePos, textPos], axis: 1)    // [1, L, d]
@@ -121,7 +121,7 @@ final class OFAEncoder: Module {
 
         let fullKeep = (0..<b).flatMap { row in Array(repeating: Int32(1), count: n) + keep[(row * t)..<((row + 1) * t)] }
         let keyMask = ofaKeyMask(fullKeep, batch: b, length: l)
-        let relIndex = relativeIndex(grid: grid, width: features.shape[3], textLength: t)
+        let relIndex = relativeIndex(grid: grid, width: width, textLength: t)
         var x = x0
         for (i, layer) in layers.items.enumerated() {
             var bias = absolute + relativeBias(layer: i, index: relIndex, length: l)

@@ -103,10 +103,12 @@ final class OFAResNet: Module {
         var inplanes = w, stages: [ModuleList<OFABottleneck>] = []
         for (i, blocks) in c.resnetLayers.enumerated() {
             let planes = w << i
-            stages.append(ModuleList((0..<blocks).map { b in
-                defer { inplanes = planes * 4 }
-                return OFABottleneck(inplanes: inplanes, planes: planes, stride: b == 0 && i > 0 ? 2 : 1, random: random)
-            }))
+            var stage: [OFABottleneck] = []
+            for b in 0..<blocks {
+                stage.append(OFABottleneck(inplanes: inplanes, planes: planes, stride: b == 0 && i > 0 ? 2 : 1, random: random))
+                inplanes = planes * 4
+            }
+            stages.append(ModuleList(stage))
         }
         self.stages = stages
         super.init()
