@@ -13,6 +13,7 @@ Subcommands:
   worker  one timed run of one mode on one side (used by `bench`)
   bench   alternate engine and PyTorch workers and print the speed/memory table
   conv    conv2d on ResNet-50 stage shapes: `EngineBench conv` against F.conv2d (`make bench-conv`)
+  ofa-golden  the OFA (BiomedGPT-Tiny) parity fixture from `PeerBench ofa-export` (float64 reference)
 """
 import argparse
 import json
@@ -1091,6 +1092,344 @@ def conv(args):
 # ---------------------------------------------------------------------------------------------------
 
 
+# ---------------------------------------------------------------------------------------------------
+# OFA / BiomedGPT-Tiny (Table 5): an independent peer of Sources/MileModel/OFA, written from OFA's fairseq
+# code (models/ofa/unify_transformer.py, unify_transformer_layer.py, unify_multihead_attention.py,
+# resnet.py) in its own terms: the full upstream bucket tables, (B, T, C) tensors with fairseq's head
+# split, -inf key padding and causal masks, BatchNorm2d in eval mode. Names are the HF port's (the
+# engine's `OFAModel.save`). `ofa-golden` writes Tests/MileModelTests/Fixtures/ofa_parity.json.
+
+OFA_SMOKE = dict(image_size=32, resnet_layers=[1, 1, 1], resnet_width=4, d_model=32, encoder_layers=2,
+                 decoder_layers=2, attention_heads=2, ffn_dim=64, layer_norm_eps=1e-5, attn_scale_factor=2.0,
+                 token_bucket_size=16, image_bucket_size=4, max_positions=64, vocab_size=100, pad_token_id=0,
+                 bos_token_id=98, eos_token_id=3, lora_alpha=32.0, lora_dropout=0.1, prefix_tokens=10)
+
+
+def ofa_token_rp_bucket(bucket_size, max_position=1024):
+    """make_token_bucket_position: relative position (query - key) -> table row, log-spaced past mid."""
+    rel = torch.arange(max_position)[:, None] - torch.arange(max_position)[None, :]
+    mid = bucket_size // 2
+    absolute = torch.where((rel < mid) & (rel > -mid), torch.full_like(rel, mid - 1), rel.abs())
+    logged = torch.ceil(torch.log(absolute / mid) / math.log((max_position - 1) / mid) * (mid - 1)) + mid
+    bucket = torch.where(absolute <= mid, rel, logged.int() * torch.sign(rel))
+    return bucket.long() + bucket_size - 1
+
+
+def ofa_image_rp_bucket(bucket_size):
+    """make_image_bucket_position: [(bs² + 1)², ] table of rows for image positions 1 + y·bs + x (row/col 0 the
+    CLS-like slot OFA's ResNet path never uses)."""
+    n_rel = (2 * bucket_size - 1) ** 2 + 3
+    ys, xs = torch.meshgrid(torch.arange(bucket_size), torch.arange(bucket_size), indexing="ij")
+    coords = torch.stack([ys.reshape(-1), xs.reshape(-1)])                       # [2, bs²]
+    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + bucket_size - 1
+    table = torch.zeros(bucket_size ** 2 + 1, bucket_size ** 2 + 1, dtype=torch.long)
+    table[1:, 1:] = rel[:, :, 0] * (2 * bucket_size - 1) + rel[:, :, 1]
+    table[0, :] = n_rel - 3
+    table[:, 0] = n_rel - 2
+    table[0, 0] = n_rel - 1
+    return table
+
+
+class TorchBottleneck(nn.Module):
+    def __init__(self, inplanes, planes, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * 4)
+        self.downsample = None
+        if stride != 1 or inplanes != planes * 4:
+            self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes * 4, 1, stride=stride, bias=False),
+                                            nn.BatchNorm2d(planes * 4))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return F.relu(identity + out)
+
+
+class TorchResNet(nn.Module):
+    def __init__(self, layers, width):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        inplanes = width
+        for i, blocks in enumerate(layers):
+            planes = width * 2 ** i
+            stage = []
+            for b in range(blocks):
+                stage.append(TorchBottleneck(inplanes, planes, 2 if b == 0 and i > 0 else 1))
+                inplanes = planes * 4
+            setattr(self, "layer%d" % (i + 1), nn.Sequential(*stage))
+        self.stages = len(layers)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)
+        for i in range(self.stages):
+            x = getattr(self, "layer%d" % (i + 1))(x)
+        return x
+
+
+class TorchOFAAttention(nn.Module):
+    """fairseq MultiheadAttention with OFA's scale_factor, attn_bias on the last src_len columns, prompt K/V
+    in front of the keys and the NormFormer head scale c_attn."""
+
+    def __init__(self, d, heads, factor):
+        super().__init__()
+        self.c_attn = nn.Parameter(torch.ones(heads))
+        self.k_proj, self.v_proj = AdaptedLinear(d, d, 0.0), AdaptedLinear(d, d, 0.0)
+        self.q_proj, self.out_proj = AdaptedLinear(d, d, 0.0), AdaptedLinear(d, d, 0.0)
+        self.heads, self.head_dim = heads, d // heads
+        self.scaling = float(self.head_dim * factor) ** -0.5
+
+    def forward(self, query, key, attn_bias=None, key_padding_mask=None, attn_mask=None, prompt_kv=None):
+        b, t, d = query.shape
+        s, h, dh = key.shape[1], self.heads, self.head_dim
+        q = (self.q_proj(query) * self.scaling).view(b, t, h, dh).transpose(1, 2)
+        k = self.k_proj(key).view(b, s, h, dh).transpose(1, 2)
+        v = self.v_proj(key).view(b, s, h, dh).transpose(1, 2)
+        if prompt_kv is not None:
+            k, v = torch.cat([prompt_kv[0], k], 2), torch.cat([prompt_kv[1], v], 2)
+        w = q @ k.transpose(2, 3)
+        if attn_bias is not None:
+            w = torch.cat([w[..., :w.shape[-1] - s], w[..., -s:] + attn_bias], -1)
+        if attn_mask is not None:
+            w = w + attn_mask
+        if key_padding_mask is not None:
+            w = w.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
+        a = torch.softmax(w, -1) @ v                                     # [B, H, T, dh]
+        a = a * self.c_attn.view(1, h, 1, 1)
+        return self.out_proj(a.transpose(1, 2).reshape(b, t, d))
+
+
+class TorchOFALayer(nn.Module):
+    def __init__(self, c, decoder):
+        super().__init__()
+        d, eps, h, f = c["d_model"], c["layer_norm_eps"], c["attention_heads"], c["attn_scale_factor"]
+        self.self_attn = TorchOFAAttention(d, h, f)
+        self.self_attn_layer_norm = nn.LayerNorm(d, eps=eps)
+        self.self_attn_mid_layer_norm = nn.LayerNorm(d, eps=eps)
+        if decoder:
+            self.cross_attn = TorchOFAAttention(d, h, f)
+            self.cross_attn_layer_norm = nn.LayerNorm(d, eps=eps)
+            self.cross_attn_mid_layer_norm = nn.LayerNorm(d, eps=eps)
+        self.fc1, self.fc2 = AdaptedLinear(d, c["ffn_dim"], 0.0), AdaptedLinear(c["ffn_dim"], d, 0.0)
+        self.ffn_layer_norm = nn.LayerNorm(c["ffn_dim"], eps=eps)
+        self.final_layer_norm = nn.LayerNorm(d, eps=eps)
+
+    def forward(self, x, self_bias, self_padding=None, self_mask=None, prompt_kv=None, enc=None, enc_padding=None,
+                cross_bias=None):
+        y = self.self_attn_layer_norm(x)
+        y = self.self_attn(y, y, attn_bias=self_bias, key_padding_mask=self_padding, attn_mask=self_mask,
+                           prompt_kv=prompt_kv)
+        x = x + self.self_attn_mid_layer_norm(y)
+        if enc is not None:
+            y = self.cross_attn(self.cross_attn_layer_norm(x), enc, attn_bias=cross_bias, key_padding_mask=enc_padding)
+            x = x + self.cross_attn_mid_layer_norm(y)
+        y = self.fc2(self.ffn_layer_norm(F.gelu(self.fc1(self.final_layer_norm(x)))))
+        return x + y
+
+
+def _pos_bias(q_linear, k_linear, q_pos, k_pos, heads, scaling):
+    b, t, d = q_pos.shape
+    q = q_linear(q_pos).view(b, t, heads, -1).transpose(1, 2) * scaling
+    k = k_linear(k_pos).view(b, k_pos.shape[1], heads, -1).transpose(1, 2)
+    return q @ k.transpose(2, 3)
+
+
+class TorchOFAEncoder(nn.Module):
+    def __init__(self, c, embed_tokens):
+        super().__init__()
+        d, eps, h, n = c["d_model"], c["layer_norm_eps"], c["attention_heads"], c["encoder_layers"]
+        self.c = c
+        self.layernorm_embedding = nn.LayerNorm(d, eps=eps)
+        self.embed_tokens = embed_tokens
+        self.type_embedding = nn.Embedding(2, d)
+        self.embed_images = TorchResNet(c["resnet_layers"], c["resnet_width"])
+        self.image_proj = AdaptedLinear(c["resnet_width"] * 16, d, 0.0)
+        self.patch_layernorm_embedding = nn.LayerNorm(d, eps=eps)
+        self.embed_positions = nn.Embedding(c["max_positions"] + 2, d)
+        self.embed_image_positions = nn.Embedding(c["image_bucket_size"] ** 2 + 1, d)
+        self.pos_ln, self.image_pos_ln = nn.LayerNorm(d, eps=eps), nn.LayerNorm(d, eps=eps)
+        self.pos_q_linear, self.pos_k_linear = nn.Linear(d, d), nn.Linear(d, d)
+        self.layers = nn.ModuleList([TorchOFALayer(c, False) for _ in range(n)])
+        self.layer_norm = nn.LayerNorm(d, eps=eps)
+        bs = c["token_bucket_size"]
+        self.token_rel_pos_table_list = nn.ModuleList([nn.Embedding(2 * bs - 1, h) for _ in range(n)])
+        ibs = c["image_bucket_size"]
+        self.image_rel_pos_table_list = nn.ModuleList([nn.Embedding((2 * ibs - 1) ** 2 + 3, h) for _ in range(n)])
+        self.token_rp_bucket = ofa_token_rp_bucket(bs)
+        self.image_rp_bucket = ofa_image_rp_bucket(ibs)
+        self.pos_scaling = float(d / h * c["attn_scale_factor"]) ** -0.5
+
+    def forward(self, images, src_tokens, src_padding):
+        c, h = self.c, self.c["attention_heads"]
+        feats = self.embed_images(images)
+        gh, gw = feats.shape[-2:]
+        image_embed = feats.flatten(2).transpose(1, 2)                               # [B, N, C]
+        image_ids = (torch.arange(gw)[None, :].expand(gh, gw) + torch.arange(gh)[:, None] * c["image_bucket_size"] + 1).reshape(-1)
+        b, t = src_tokens.shape
+        nimg = image_ids.numel()
+        x = self.layernorm_embedding(self.embed_tokens(src_tokens) + self.type_embedding(torch.zeros_like(src_tokens)))
+        ix = self.image_proj(image_embed) + self.type_embedding(torch.ones(b, nimg, dtype=torch.long))
+        x = torch.cat([self.patch_layernorm_embedding(ix), x], 1)
+        padding = torch.cat([torch.zeros(b, nimg, dtype=torch.bool), src_padding], 1)
+        x = x * (1 - padding.unsqueeze(-1).type_as(x))
+        pos = torch.cat([self.image_pos_ln(self.embed_image_positions(image_ids))[None],
+                         self.pos_ln(self.embed_positions(torch.arange(t)))[None]], 1)   # [1, L, d]
+        absolute = _pos_bias(self.pos_q_linear, self.pos_k_linear, pos, pos, h, self.pos_scaling)
+        img_rows = self.image_rp_bucket[image_ids][:, image_ids]
+        for idx, layer in enumerate(self.layers):
+            bias = absolute.expand(b, -1, -1, -1).clone()
+            bias[:, :, -t:, -t:] += self.token_rel_pos_table_list[idx](self.token_rp_bucket[:t, :t]).permute(2, 0, 1)
+            bias[:, :, :nimg, :nimg] += self.image_rel_pos_table_list[idx](img_rows).permute(2, 0, 1)
+            x = layer(x, bias, self_padding=padding if padding.any() else None)
+        return self.layer_norm(x), padding, pos
+
+
+class TorchOFADecoder(nn.Module):
+    def __init__(self, c, embed_tokens):
+        super().__init__()
+        d, eps, h, n = c["d_model"], c["layer_norm_eps"], c["attention_heads"], c["decoder_layers"]
+        self.c = c
+        self.embed_tokens = embed_tokens
+        self.layers = nn.ModuleList([TorchOFALayer(c, True) for _ in range(n)])
+        self.layernorm_embedding = nn.LayerNorm(d, eps=eps)
+        self.embed_positions = nn.Embedding(c["max_positions"] + 2, d)
+        self.embed_image_positions = nn.Embedding(c["image_bucket_size"] ** 2 + 1, d)
+        self.pos_ln, self.image_pos_ln = nn.LayerNorm(d, eps=eps), nn.LayerNorm(d, eps=eps)
+        self.self_pos_q_linear, self.self_pos_k_linear = nn.Linear(d, d), nn.Linear(d, d)
+        self.cross_pos_q_linear, self.cross_pos_k_linear = nn.Linear(d, d), nn.Linear(d, d)
+        self.code_layernorm_embedding = nn.LayerNorm(d, eps=eps)
+        self.layer_norm = nn.LayerNorm(d, eps=eps)
+        bs, ibs = c["token_bucket_size"], c["image_bucket_size"]
+        self.token_rel_pos_table_list = nn.ModuleList([nn.Embedding(2 * bs - 1, h) for _ in range(n)])
+        self.image_rel_pos_table_list = nn.ModuleList([nn.Embedding((2 * ibs - 1) ** 2 + 3, h) for _ in range(n)])
+        self.token_rp_bucket = ofa_token_rp_bucket(bs)
+        self.pos_scaling = float(d / h * c["attn_scale_factor"]) ** -0.5
+        self.prompt_encoder = None
+
+    def forward(self, prev, enc, enc_padding, enc_pos):
+        c, h = self.c, self.c["attention_heads"]
+        b, t = prev.shape
+        tgt_pos = self.pos_ln(self.embed_positions(torch.arange(t)))[None]
+        self_abs = _pos_bias(self.self_pos_q_linear, self.self_pos_k_linear, tgt_pos, tgt_pos, h, self.pos_scaling)
+        cross_abs = _pos_bias(self.cross_pos_q_linear, self.cross_pos_k_linear, tgt_pos, enc_pos, h, self.pos_scaling)
+        x = self.layernorm_embedding(self.embed_tokens(prev))
+        prompts = self.prompt_encoder.prefixes(b) if self.prompt_encoder is not None else None
+        n = prompts[0][0].shape[2] if prompts else 0
+        padding = prev.eq(c["pad_token_id"])
+        padding = torch.cat([torch.zeros(b, n, dtype=torch.bool), padding], 1) if padding.any() else None
+        causal = torch.triu(torch.full((t, t), float("-inf"), dtype=x.dtype), 1)
+        causal = torch.cat([torch.zeros(t, n, dtype=x.dtype), causal], 1)
+        for idx, layer in enumerate(self.layers):
+            bias = self_abs + self.token_rel_pos_table_list[idx](self.token_rp_bucket[:t, :t]).permute(2, 0, 1)
+            x = layer(x, bias, self_padding=padding, self_mask=causal, prompt_kv=prompts[idx] if prompts else None,
+                      enc=enc, enc_padding=enc_padding if enc_padding.any() else None, cross_bias=cross_abs)
+        return self.layer_norm(x) @ self.embed_tokens.weight.t()
+
+
+class TorchOFA(nn.Module):
+    def __init__(self, c, enc="T", dec="T", rank=8):
+        super().__init__()
+        self.c = c
+        shared = nn.Embedding(c["vocab_size"], c["d_model"])
+        self.encoder = TorchOFAEncoder(c, shared)
+        self.decoder = TorchOFADecoder(c, shared)
+        self.modes = (enc, dec)
+        for mode, module in ((enc, self.encoder), (dec, self.decoder)):
+            for name, m in module.named_modules():
+                if not isinstance(m, AdaptedLinear):
+                    continue
+                leaf = name.split(".")[-1]
+                if mode == "lora" and leaf in ("q_proj", "v_proj"):
+                    m.add_lora(rank, c["lora_alpha"], c["lora_dropout"])
+                if mode == "ia3" and leaf in ("k_proj", "v_proj", "fc2"):
+                    m.add_ia3(leaf == "fc2")
+        if dec in ("prefix", "ptv2"):
+            p = dict(text_hidden=c["d_model"], text_heads=c["attention_heads"], prefix_tokens=c["prefix_tokens"])
+            self.decoder.prompt_encoder = PromptEncoder(p, c["decoder_layers"], dec == "prefix")
+        for mode, module in ((enc, self.encoder), (dec, self.decoder)):
+            for name, prm in module.named_parameters():
+                adapter = "lora_" in name or "ia3_l" in name or "prompt_encoder" in name
+                prm.requires_grad_(mode == "T" or (mode not in ("T", "F") and adapter))
+        shared.weight.requires_grad_(enc == "T" and dec == "T")
+
+    def load_engine(self, tensors):
+        own = dict(self.named_parameters())
+        own.update(dict(self.named_buffers()))
+        names = [n for n in own if not n.endswith("num_batches_tracked") and "rp_bucket" not in n]
+        missing = [n for n in names if n not in tensors]
+        extra = [n for n in tensors if n not in own]
+        if missing or extra:
+            raise SystemExit(f"weights do not match the OFA peer: missing {missing[:5]}, extra {extra[:5]}")
+        with torch.no_grad():
+            for n, t in tensors.items():
+                if own[n].shape != t.shape:
+                    raise SystemExit(f"{n}: shape {list(t.shape)} vs peer {list(own[n].shape)}")
+                own[n].copy_(torch.from_numpy(t))
+
+    def loss(self, images, qids, qmask, aids, amask):
+        enc, enc_padding, enc_pos = self.encoder(images, qids, qmask.eq(0))
+        logits = self.decoder(aids[:, :-1], enc, enc_padding, enc_pos)
+        targets = aids[:, 1:].clone()
+        targets[(targets == self.c["pad_token_id"]) | amask[:, 1:].eq(0)] = -100
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100,
+                               label_smoothing=0.1)
+        return loss, logits
+
+
+def ofa_golden(args):
+    cases = json.load(open(os.path.join(args.dir, "ofa_cases.json")))
+    out = {"reference": "torch %s float64 (bench/torch_peer.py ofa-golden)" % torch.__version__, "cases": []}
+    for case in cases:
+        results = {}
+        for dtype in (torch.float64, torch.float32):
+            c = dict(OFA_SMOKE, **case["overrides"])
+            model = TorchOFA(c, case["cell"][0], case["cell"][1], case["rank"])
+            model.load_engine(read_safetensors(os.path.join(args.dir, "ofa_%s.weights.safetensors" % case["name"])))
+            model = model.to(dtype).eval()
+            inputs = read_safetensors(os.path.join(args.dir, "ofa_%s.inputs.safetensors" % case["name"]))
+            images = torch.from_numpy(inputs["images"]).to(dtype)
+            q, a = case["question"], case["answer"]
+            qids, qmask = torch.tensor(q["ids"]).reshape(q["batch"], -1), torch.tensor(q["mask"]).reshape(q["batch"], -1)
+            aids, amask = torch.tensor(a["ids"]).reshape(a["batch"], -1), torch.tensor(a["mask"]).reshape(a["batch"], -1)
+            loss, logits = model.loss(images, qids, qmask, aids, amask)
+            loss.backward()
+            results[dtype] = (model, loss, logits, images)
+        model, loss, logits, images = results[torch.float64]
+        named = dict(model.named_parameters())
+        grads = {}
+        for i, name in enumerate(case["grad_tensors"]):
+            if not named[name].requires_grad or named[name].grad is None:
+                raise SystemExit(f"case {case['name']}: {name} has no gradient in the peer")
+            flat = named[name].grad.reshape(-1)
+            idx = sample_indices(flat, 16, 2000 + i)
+            grads[name] = {"indices": idx, "values": [float("%.12g" % float(flat[j])) for j in idx],
+                           "max_abs": float(flat.abs().max()), "l2": float(flat.norm())}
+        out["cases"].append({
+            "case": case,
+            "images_sum": float(images.sum()),
+            "weights": {n: {"sum": float(p.detach().sum()), "abs_sum": float(p.detach().abs().sum())}
+                        for n, p in model.named_parameters()},
+            "trainable": sorted(n for n, p in model.named_parameters() if p.requires_grad),
+            "loss": float(loss.detach()),
+            "loss_torch_fp32": float(results[torch.float32][1].detach()),
+            "logits_shape": list(logits.shape),
+            "logits": [float("%.9g" % float(x)) for x in logits.detach().reshape(-1)],
+            "grads": grads,
+        })
+        l64, l32 = float(loss.detach()), float(results[torch.float32][1].detach())
+        print("ofa %s: loss %.6f, fp32 peer rel %.2e" % (case["name"], l64, abs(l32 - l64) / abs(l64)))
+    with open(args.out, "w") as f:
+        json.dump(out, f, separators=(",", ":"))
+    print("wrote %s" % args.out)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -1098,6 +1437,9 @@ def main():
     g.add_argument("--cases", required=True)
     g.add_argument("--dir", required=True, help="directory written by `PeerBench export`")
     g.add_argument("--out-dir", required=True)
+    o = sub.add_parser("ofa-golden", help="OFA parity fixture from `PeerBench ofa-export` (float64 reference)")
+    o.add_argument("--dir", required=True)
+    o.add_argument("--out", default="Tests/MileModelTests/Fixtures/ofa_parity.json")
     w = sub.add_parser("worker", help="one timed run (internal, used by bench)")
     w.add_argument("--mode", choices=list(BENCH_MODES), required=True)
     w.add_argument("--dir", required=True)
@@ -1132,7 +1474,8 @@ def main():
     c.add_argument("--reps", type=int, default=5)
     args = ap.parse_args()
     torch.manual_seed(0)
-    {"golden": golden, "worker": worker, "bench": bench, "cache-check": cache_check, "conv": conv}[args.cmd](args)
+    {"golden": golden, "worker": worker, "bench": bench, "cache-check": cache_check, "conv": conv,
+     "ofa-golden": ofa_golden}[args.cmd](args)
 
 
 if __name__ == "__main__":

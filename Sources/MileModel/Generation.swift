@@ -169,7 +169,7 @@ func repeatInterleave(_ cache: [LayerPrefix], times: Int) -> [LayerPrefix] {
 
 /// x[sources[0]], x[sources[1]], ... along axis 0: an embedding lookup (one copy per row) in x viewed
 /// as a [rows, rest] table, instead of a concatenation of one-row slices.
-private func gatherRows(_ x: Tensor, _ sources: [Int]) -> Tensor {
+func gatherRows(_ x: Tensor, _ sources: [Int]) -> Tensor {
     let rest = Array(x.shape.dropFirst())
     let table = reshape(x, [x.shape[0], rest.reduce(1, *)])
     let rows = embedding(ids: sources.map { Int32($0) }, shape: [sources.count], table: table)

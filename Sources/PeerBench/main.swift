@@ -3,6 +3,8 @@
 //   PeerBench export --cases bench/parity_cases.json --dir DIR    weights + inputs of each parity case
 //   PeerBench prepare --dir DIR [--scale small --batch 32 --question 35 --answer 6]   weights and a batch
 //   PeerBench worker --mode full|lora|dec|infer --dir DIR [--steps 3 --warmup 1]   one timed run (JSON line)
+//   PeerBench ofa-time [--scale small --batch 20 --cell T,T]   OFA training-step timing (OFATiming.swift)
+//   PeerBench ofa-export --dir DIR    weights + inputs of the OFA parity cases (OFAParity.swift)
 //
 // Threads come from MILE_THREADS. Not a test: prints figures.
 import Engine
@@ -202,7 +204,9 @@ do {
     case "export": try export(o)
     case "prepare": try prepare(o)
     case "worker": try worker(o)
-    default: throw UsageError(description: "unknown command '\(args[1])' (export, prepare, worker)")
+    case "ofa-time": try ofaTime(o)
+    case "ofa-export": try ofaExport(o)
+    default: throw UsageError(description: "unknown command '\(args[1])' (export, prepare, worker, ofa-time, ofa-export)")
     }
 } catch {
     FileHandle.standardError.write(Data("PeerBench: \(error)\n".utf8))
