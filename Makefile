@@ -23,7 +23,7 @@ RELEASE_FLAGS ?= -Xswiftc -target-cpu -Xswiftc haswell
 endif
 RELEASE_BIN := .build/release/mile
 
-REPRODUCE := reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4
+REPRODUCE := reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 reproduce-table5
 .PHONY: deps build release test slurm-test bench-engine bench-conv bench-peer peer-venv parity-golden demo clean check-data mlflow-venv mlflow-export mlflow-check \
         instruction-data reproduce-all rerun $(REPRODUCE)
 
@@ -110,7 +110,7 @@ parity-golden: deps peer-venv
 # ---- run pipeline (docs/PIPELINE.md) ----
 DB ?= results/mile.db
 DEMO_DATA ?= demo-data/synth
-TABLES := experiments/table1.yaml experiments/table2.yaml experiments/table3.yaml experiments/table4.yaml
+TABLES := experiments/table1.yaml experiments/table2.yaml experiments/table3.yaml experiments/table4.yaml experiments/table5.yaml
 RUN_ARGS ?=
 # Worker processes per run (`mile run --jobs`): on 2 cores two single-threaded workers finish a table
 # about twice as fast as one two-threaded process (docs/PIPELINE.md). JOBS=1 runs in one process.

@@ -103,7 +103,7 @@ extension ModelFamily {
 
 /// The families `model.family` can name.
 public enum ModelFamilies {
-    public static let all: [any ModelFamily] = [MISSFamily()]
+    public static let all: [any ModelFamily] = [MISSFamily(), BiomedGPTFamily()]
     public static var names: [String] { all.map(\.name) }
     /// Every family's scales, once each.
     public static var scales: [String] { all.flatMap(\.scales).reduce(into: []) { if !$0.contains($1) { $0.append($1) } } }
