@@ -167,4 +167,30 @@ public protocol VQAModel: Module {
     func load(from url: URL, strict: Bool) throws -> (missing: [String], unexpected: [String])
 }
 
+extension VQAModel {
+    public func trainableParameters() -> [(name: String, tensor: Tensor)] {
+        namedParameters().filter { $0.tensor.isTrainable }
+    }
+
+    public var parameterCount: ParameterCount { ParameterCount(self) }
+
+    /// Writes the parameters (and buffers) by upstream name; `onlyTrainable` for fine-tune checkpoints
+    /// (trainable parameters and every buffer).
+    public func save(to url: URL, onlyTrainable: Bool = false, metadata: [String: String] = [:]) throws {
+        try saveState(to: url, onlyTrainable: onlyTrainable, metadata: metadata)
+    }
+
+    /// Loads tensors by name. Shape mismatches are errors. Returns the names of this model's tensors absent
+    /// from the file (e.g. fresh adapters when loading a base checkpoint) and the names in the file this model
+    /// does not have. With `strict`, any base (non-adapter) tensor missing from the file is an error.
+    @discardableResult
+    public func load(from url: URL, strict: Bool = true) throws -> (missing: [String], unexpected: [String]) {
+        let (missing, unexpected) = try loadState(from: url)
+        if strict, let base = missing.first(where: { $0.role != .adapter }) {
+            throw ConfigError("\(url.path): base tensor '\(base.name)' is missing (\(missing.count) missing in total)")
+        }
+        return (missing.map(\.name), unexpected)
+    }
+}
+
 extension MISSModel: VQAModel {}

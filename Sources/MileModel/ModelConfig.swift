@@ -89,6 +89,28 @@ public enum ViTIA3Target: String, Codable, CaseIterable, Sendable {
     case attn
 }
 
+/// Overrides by JSON key, shared by every family's config type.
+enum ConfigKeys {
+    /// `base` with `overrides` (flat snake_case keys) replaced; unknown keys and wrongly typed values are
+    /// errors that name the key.
+    static func applying<C: Codable>(_ overrides: [String: Any], to base: C, known keys: [String], label: String) throws -> C {
+        let known = Set(keys)
+        if let bad = overrides.keys.sorted().first(where: { !known.contains($0) }) {
+            throw ConfigError("unknown \(label) key '\(bad)' (known keys: \(known.sorted().joined(separator: ", ")))")
+        }
+        var merged = try JSONSerialization.jsonObject(with: JSONEncoder().encode(base)) as? [String: Any] ?? [:]
+        for (key, value) in overrides { merged[key] = value }
+        let data = try JSONSerialization.data(withJSONObject: merged)
+        do {
+            return try JSONDecoder().decode(C.self, from: data)
+        } catch let DecodingError.typeMismatch(_, context) {
+            throw ConfigError("\(label) key '\(context.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type: \(context.debugDescription)")
+        } catch let DecodingError.dataCorrupted(context) {
+            throw ConfigError("\(label) key '\(context.codingPath.map(\.stringValue).joined(separator: "."))' is invalid: \(context.debugDescription)")
+        }
+    }
+}
+
 public struct ConfigError: Error, CustomStringConvertible, Equatable {
     public let description: String
     public init(_ description: String) { self.description = description }
@@ -142,22 +164,7 @@ extension ModelConfig {
     /// Returns a copy with the given keys replaced. Unknown keys and wrongly typed values are errors
     /// that name the key; the result is validated.
     public func applying(_ overrides: [String: Any]) throws -> ModelConfig {
-        let known = Set(CodingKeys.allCases.map(\.rawValue))
-        if let bad = overrides.keys.sorted().first(where: { !known.contains($0) }) {
-            throw ConfigError("unknown model config key '\(bad)' (known keys: \(known.sorted().joined(separator: ", ")))")
-        }
-        let base = try JSONSerialization.jsonObject(with: JSONEncoder().encode(self)) as? [String: Any] ?? [:]
-        var merged = base
-        for (key, value) in overrides { merged[key] = value }
-        let data = try JSONSerialization.data(withJSONObject: merged)
-        let decoded: ModelConfig
-        do {
-            decoded = try JSONDecoder().decode(ModelConfig.self, from: data)
-        } catch let DecodingError.typeMismatch(_, context) {
-            throw ConfigError("model config key '\(context.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type: \(context.debugDescription)")
-        } catch let DecodingError.dataCorrupted(context) {
-            throw ConfigError("model config key '\(context.codingPath.map(\.stringValue).joined(separator: "."))' is invalid: \(context.debugDescription)")
-        }
+        let decoded = try ConfigKeys.applying(overrides, to: self, known: CodingKeys.allCases.map(\.rawValue), label: "model config")
         try decoded.validate()
         return decoded
     }

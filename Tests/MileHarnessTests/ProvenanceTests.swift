@@ -50,7 +50,7 @@ final class ProvenanceTests: XCTestCase {
         let scratchCommit = ProvenanceCollector.run(["git", "-C", repo, "rev-parse", "HEAD"])?.trimmingCharacters(in: .whitespacesAndNewlines)
         let previous = FileManager.default.currentDirectoryPath
         XCTAssertTrue(FileManager.default.changeCurrentDirectoryPath(repo))
-        defer { FileManager.default.changeCurrentDirectoryPath(previous) }
+        defer { _ = FileManager.default.changeCurrentDirectoryPath(previous) }
         let provenance = ProvenanceCollector.collect(blasLibrary: nil, blasThreads: nil, datasetHashes: [:])
         XCTAssertEqual(provenance.gitCommit, BuildInfo.commit)
         XCTAssertEqual(provenance.gitDirty, BuildInfo.dirty)

@@ -154,21 +154,7 @@ extension OFAConfig {
     /// Returns a copy with the given keys replaced. Unknown keys and wrongly typed values are errors
     /// that name the key; the result is validated.
     public func applying(_ overrides: [String: Any]) throws -> OFAConfig {
-        let known = Set(CodingKeys.allCases.map(\.rawValue))
-        if let bad = overrides.keys.sorted().first(where: { !known.contains($0) }) {
-            throw ConfigError("unknown OFA model config key '\(bad)' (known keys: \(known.sorted().joined(separator: ", ")))")
-        }
-        var merged = try JSONSerialization.jsonObject(with: JSONEncoder().encode(self)) as? [String: Any] ?? [:]
-        for (key, value) in overrides { merged[key] = value }
-        let data = try JSONSerialization.data(withJSONObject: merged)
-        let decoded: OFAConfig
-        do {
-            decoded = try JSONDecoder().decode(OFAConfig.self, from: data)
-        } catch let DecodingError.typeMismatch(_, context) {
-            throw ConfigError("OFA model config key '\(context.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type: \(context.debugDescription)")
-        } catch let DecodingError.dataCorrupted(context) {
-            throw ConfigError("OFA model config key '\(context.codingPath.map(\.stringValue).joined(separator: "."))' is invalid: \(context.debugDescription)")
-        }
+        let decoded = try ConfigKeys.applying(overrides, to: self, known: CodingKeys.allCases.map(\.rawValue), label: "OFA model config")
         try decoded.validate()
         return decoded
     }

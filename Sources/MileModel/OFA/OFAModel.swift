@@ -160,32 +160,12 @@ public final class OFAModel: Module, VQAModel {
     /// Every parameter by HF name (the tied table once), registration order.
     public func parameters() -> [(name: String, tensor: Tensor)] { namedParameters() }
 
-    public func trainableParameters() -> [(name: String, tensor: Tensor)] {
-        namedParameters().filter { $0.tensor.isTrainable }
-    }
-
-    public var parameterCount: ParameterCount { ParameterCount(self) }
     public var imageSize: Int { config.imageSize }
     public var maxPositions: Int { config.maxPositions }
 
-    /// Writes the parameters (and buffers: BatchNorm running statistics) by name; `onlyTrainable` for
-    /// fine-tune checkpoints (trainable parameters and every buffer).
-    public func save(to url: URL, onlyTrainable: Bool = false, metadata: [String: String] = [:]) throws {
-        try saveState(to: url, onlyTrainable: onlyTrainable, metadata: metadata)
-    }
-
-    /// Loads tensors by name; shape mismatches are errors. Returns this model's tensors absent from the file
-    /// and the file's names this model does not have (a converted HF checkpoint's `decoder.embed_tokens.weight`
-    /// and `decoder.output_projection.weight` are the shared table again, and its `num_batches_tracked` are not
-    /// kept: both come back as unexpected). With `strict`, a missing base (non-adapter) tensor is an error.
-    @discardableResult
-    public func load(from url: URL, strict: Bool = true) throws -> (missing: [String], unexpected: [String]) {
-        let (missing, unexpected) = try loadState(from: url)
-        if strict, let base = missing.first(where: { $0.role != .adapter }) {
-            throw ConfigError("\(url.path): base tensor '\(base.name)' is missing (\(missing.count) missing in total)")
-        }
-        return (missing.map(\.name), unexpected)
-    }
+    // save(to:), load(from:strict:) and the counts are VQAModel's. A converted HF checkpoint's
+    // `decoder.embed_tokens.weight` and `decoder.output_projection.weight` are the shared table again, and its
+    // `num_batches_tracked` are not kept: `load` returns them as unexpected.
 
     /// Counts of a cell from a shape-only build (no weights allocated).
     public static func count(config: OFAConfig, assignment: PEFTAssignment) throws -> ParameterCount {
