@@ -149,6 +149,7 @@ public enum ExperimentSchema {
             ("beams", .bounded(1...Limits.beams, reason: Limits.beamsReason)),
             ("max_length", .bounded(2...Limits.answerLength, reason: Limits.answerLengthReason)),
             ("min_length", .bounded(1...Limits.answerLength, reason: Limits.answerLengthReason)),
+            ("candidates", .string(allowed: RunSettings.knownCandidates)),
         ])),
         // Reference rows, image shuffle and bootstrap settings: not part of a cell id (Planner.resolvedConfig).
         ("baselines", .map([

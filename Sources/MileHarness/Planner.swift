@@ -146,6 +146,8 @@ public enum Planner {
             config = config.removing(["peft", method.rawValue])
         }
         if used.isEmpty { config = config.removing(["peft"]) }
+        // Added after results existed: at its neutral value it stays out of the id, so those cells stay done.
+        if config["decoding.candidates"] == .string("none") { config = config.removing(["decoding", "candidates"]) }
         return config.setting(["cell"], to: assignment.configValue)
     }
 

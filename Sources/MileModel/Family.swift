@@ -65,6 +65,8 @@ public protocol ModelFamily: Sendable {
     var scales: [String] { get }
     /// The base pretraining objectives the family's models can train.
     var objectives: [PretrainObjective] { get }
+    /// Whether generation can be restricted to candidate answers (`VQAModel.constrainAnswers`).
+    var takesAnswerCandidates: Bool { get }
     /// The config of a scale with config-key overrides applied (unknown keys are errors naming the key).
     func config(scale: String, overrides: [String: Any]) throws -> any FamilyConfig
     /// The config keys that carry the experiment's peft settings.
@@ -128,6 +130,7 @@ public struct MISSFamily: ModelFamily {
                               ModuleSlot(key: "dec", header: "Dec", path: "text_decoder", takesPrompts: true)]
     public var scales: [String] { ModelConfig.presetNames }
     public var objectives: [PretrainObjective] { PretrainObjective.allCases }
+    public var takesAnswerCandidates: Bool { false }
 
     public func config(scale: String, overrides: [String: Any]) throws -> any FamilyConfig {
         try ModelConfig.preset(scale).applying(overrides)
@@ -162,12 +165,19 @@ public protocol VQAModel: Module {
     func loss(images: Tensor, question: TokenBatch, answer: TokenBatch) throws -> Tensor
     func generate(images: Tensor, question: TokenBatch, beams: Int, maxLength: Int, minLength: Int) throws -> [[Int32]]
     func mergeLoRA(_ on: Bool)
+    /// Restricts generation to these answers (token ids without the begin and end ids), OFA's VQA trie; nil
+    /// lifts the restriction. Families whose generation takes no constraint throw.
+    func constrainAnswers(to candidates: [[Int32]]?) throws
     func save(to url: URL, onlyTrainable: Bool, metadata: [String: String]) throws
     @discardableResult
     func load(from url: URL, strict: Bool) throws -> (missing: [String], unexpected: [String])
 }
 
 extension VQAModel {
+    public func constrainAnswers(to candidates: [[Int32]]?) throws {
+        guard candidates == nil else { throw ConfigError("\(Self.self) generation takes no answer constraint (decoding.candidates)") }
+    }
+
     public func trainableParameters() -> [(name: String, tensor: Tensor)] {
         namedParameters().filter { $0.tensor.isTrainable }
     }

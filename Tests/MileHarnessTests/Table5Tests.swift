@@ -43,3 +43,22 @@ final class Table5Tests: XCTestCase {
         }
     }
 }
+
+/// `decoding.candidates`: OFA's answer trie, refused by MISS, out of the cell id at `none`.
+final class AnswerCandidatesTests: XCTestCase {
+    func testNoneStaysOutOfTheCellIdAndATrieEntersIt() throws {
+        let table = try ExperimentLoader.load(path: TestSupport.experiment("table5.yaml"))
+        let plain = try Planner.expand(table)[1]
+        XCTAssertNil(plain.config["decoding.candidates"])
+        let constrained = try Planner.expand(table, overrides: [ConfigOverride("decoding.candidates=slake-train-validate")])[1]
+        XCTAssertNotEqual(constrained.id, plain.id)
+        XCTAssertEqual(constrained.stage(.finetune).key, plain.stage(.finetune).key, "a decoding change re-evaluates without retraining")
+    }
+
+    func testMISSRefusesCandidates() throws {
+        let table = try ExperimentLoader.load(path: TestSupport.experiment("table1.yaml"))
+        XCTAssertThrowsError(try Planner.expand(table, overrides: [ConfigOverride("decoding.candidates=slake-train-validate")])) { error in
+            XCTAssertTrue("\(error)".contains("cannot be restricted to candidate answers"), "\(error)")
+        }
+    }
+}

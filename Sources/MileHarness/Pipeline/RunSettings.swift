@@ -40,11 +40,15 @@ public struct RunSettings {
     public var beams: Int
     public var maxLength: Int
     public var minLength: Int
+    /// `decoding.candidates`: none, or `slake-train-validate` (generation restricted to the answers of SLAKE's
+    /// English train and validate questions, OFA's VQA trie; BiomedGPT's recipe).
+    public var candidates: String
     /// peft.* settings as the family's model config keys (lora alpha/dropout, ViT IA3 targets, virtual tokens).
     public var modelOverrides: [String: Any]
 
     public static let knownSources = ["slake-train", "slake-validate", "vqa-rad-train"]
     public static let knownPrompts = ["mile", "plain"]
+    public static let knownCandidates = ["none", "slake-train-validate"]
 
     public init(_ config: ConfigValue, cell: String) throws {
         func value(_ path: String) throws -> ConfigValue {
@@ -87,6 +91,7 @@ public struct RunSettings {
         beams = try int("decoding.beams")
         maxLength = try int("decoding.max_length")
         minLength = try int("decoding.min_length")
+        candidates = config["decoding.candidates"]?.stringValue ?? "none"
         modelOverrides = family.overrides(peft: try Self.peftSettings(config))
         try validate(config, cell: cell, string: string, int: int, double: double)
     }
@@ -134,6 +139,9 @@ public struct RunSettings {
         }
         guard recipe.lr > 0, pretraining.lr > 0 else { throw fail("recipe.lr and pretraining.lr must be positive") }
         guard beams >= 1, maxLength >= 2, minLength >= 0 else { throw fail("decoding: beams >= 1, max_length >= 2") }
+        if candidates != "none" && !family.takesAnswerCandidates {
+            throw fail("decoding.candidates: the \(family.name) family's generation cannot be restricted to candidate answers; use none")
+        }
         guard minLength <= maxLength else {
             throw fail("decoding.min_length (\(minLength)) is above decoding.max_length (\(maxLength)): every answer would be cut off before it may end")
         }

@@ -132,6 +132,8 @@ struct Evaluation {
     func predictions(model: any VQAModel, samples: [VQASample]? = nil,
                      progress: (Int, Int) throws -> Void) throws -> StageResult<[Prediction]> {
         let images = data.images(size: model.imageSize, doubleDivide255: settings.doubleDivide255)
+        try model.constrainAnswers(to: try candidates())
+        defer { try? model.constrainAnswers(to: nil) }
         let testSamples = samples ?? data.testSamples
         let feed = try EvaluationFeed(samples: testSamples, tokenizer: data.tokenizer, images: images, batchSize: 100)
         try feed.preload()
@@ -147,6 +149,15 @@ struct Evaluation {
             if StopRequest.isSet { return .stopped("\(StopRequest.cause) during evaluation (\(out.count) of \(testSamples.count) questions)") }
         }
         return .done(out)
+    }
+
+    /// The answers generation may choose from (`decoding.candidates`), as token ids, once each; nil: any.
+    func candidates() throws -> [[Int32]]? {
+        guard settings.candidates == "slake-train-validate" else { return nil }
+        let root = data.locations.slakeDir
+        let answers = try Slake.load(root: root, split: .train) + Slake.load(root: root, split: .validate)
+        var seen = Set<[Int32]>()
+        return answers.map { data.tokenizer.ids($0.answer) }.filter { !$0.isEmpty && seen.insert($0).inserted }
     }
 
     var questions: [TestQuestion] {

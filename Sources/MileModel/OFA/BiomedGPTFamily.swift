@@ -13,6 +13,7 @@ public struct BiomedGPTFamily: ModelFamily {
     /// OFA's seq2seq loss on image-conditioned text (captions, train questions): BLIP's contrastive and
     /// matching heads belong to MISS.
     public var objectives: [PretrainObjective] { [.lm] }
+    public var takesAnswerCandidates: Bool { true }
 
     public func config(scale: String, overrides: [String: Any]) throws -> any FamilyConfig {
         try OFAConfig.preset(scale).applying(overrides)

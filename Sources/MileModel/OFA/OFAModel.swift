@@ -47,6 +47,8 @@ public final class OFAModel: Module, VQAModel {
     }
     private(set) var answerTrie: AnswerTrie?
 
+    public func constrainAnswers(to candidates: [[Int32]]?) throws { allowedAnswers = candidates }
+
     public init(config: OFAConfig, assignment: PEFTAssignment, rng: RNG) throws {
         try config.validate()
         guard assignment.slots == Self.moduleSlots else {
