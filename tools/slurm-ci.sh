@@ -155,7 +155,7 @@ scancel "$ARRAY4"
 while squeue -h -j "$MERGE4" 2>/dev/null | grep -q .; do sleep 1; done
 "$MILE" status "$RUN4" | tee status4.txt
 grep -q 'interrupted' status4.txt
-"$MILE" submit "$GRID" --slurm --resubmit "$RUN4" --wait | tee resubmit4.txt
+"$MILE" submit --slurm --resubmit "$RUN4" --wait | tee resubmit4.txt
 grep -q '^resubmitting' resubmit4.txt
 "$MILE" status "$RUN4" | tee status4b.txt
 tail -1 status4b.txt | grep -qx '  2 done'

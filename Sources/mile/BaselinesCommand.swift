@@ -9,6 +9,8 @@ struct Baselines: ParsableCommand {
 
     @OptionGroup var experiments: ExperimentOptions
 
+    func validate() throws { try experiments.requireFiles() }
+
     @Option(name: .long, help: "Cache folder (image cache for the thumbnails).")
     var cache: String = ".mile"
 

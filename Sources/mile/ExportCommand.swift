@@ -19,6 +19,8 @@ struct Export: ParsableCommand {
 
     @OptionGroup var experiments: ExperimentOptions
 
+    func validate() throws { try experiments.requireFiles() }
+
     @Option(name: .long, help: "json, csv or jsonl.")
     var format: Format = .json
 

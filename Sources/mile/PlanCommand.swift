@@ -6,7 +6,12 @@ import MileHarness
 /// files, the database, overrides, scale and seeds.
 struct ExperimentOptions: ParsableArguments {
     @Argument(help: "Table files (e.g. experiments/table1.yaml).")
-    var files: [String]
+    var files: [String] = []
+
+    /// Every command but `submit --resubmit` (which reads a run's frozen files) needs at least one file.
+    func requireFiles() throws {
+        guard !files.isEmpty else { throw ValidationError("give at least one table file (e.g. experiments/table1.yaml)") }
+    }
 
     @Option(name: .long, help: "Results database (created by `mile run`).")
     var db: String = "results/mile.db"
@@ -120,6 +125,8 @@ struct Plan: ParsableCommand {
         discussion: "Statuses come from the results database: done, pending, running, failed, interrupted, or stale (with the config key, code or data version that changed).")
 
     @OptionGroup var experiments: ExperimentOptions
+
+    func validate() throws { try experiments.requireFiles() }
 
     @Flag(name: .long, help: "Print JSON (cells with resolved configs and stage keys).")
     var json = false

@@ -8,6 +8,8 @@ struct Report: ParsableCommand {
 
     @OptionGroup var experiments: ExperimentOptions
 
+    func validate() throws { try experiments.requireFiles() }
+
     @Option(name: .long, help: "Output directory.")
     var out: String = "results"
 

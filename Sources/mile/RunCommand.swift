@@ -14,6 +14,8 @@ struct Run: ParsableCommand {
 
     @OptionGroup var experiments: ExperimentOptions
 
+    func validate() throws { try experiments.requireFiles() }
+
     @Flag(name: .long, help: "Rerun cells that are already done (their fine-tune checkpoints are discarded).")
     var force = false
 

@@ -46,6 +46,11 @@ struct Submit: ParsableCommand {
 
     func validate() throws {
         guard slurm else { throw ValidationError("pass --slurm (the only scheduler `mile submit` supports)") }
+        if resubmit == nil {
+            try experiments.requireFiles()
+        } else if !experiments.files.isEmpty {
+            throw ValidationError("--resubmit reads the run's frozen experiment files; give no FILE arguments")
+        }
         guard (1...256).contains(cpus) else { throw ValidationError("--cpus \(cpus): expected 1 to 256") }
         if let maxParallel, maxParallel < 1 { throw ValidationError("--max-parallel \(maxParallel): expected 1 or more") }
     }
