@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Layers: C shims -> Engine -> MileModel (MISS + PEFT) -> MileData -> MileHarness -> mile (CLI).
+// Layers: C shims -> Engine -> MileModel (MISS, OFA, PEFT) and MileData (both on Engine: TokenBatch) -> MileHarness -> mile (CLI).
 // Tests depend only on the layer they exercise.
 let optimized: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"])]
 
@@ -33,7 +33,7 @@ let package = Package(
         // libjpeg/libpng report errors by longjmp, which Swift cannot catch: this C target wraps them.
         .target(name: "CImageCodec", path: "Sources/CImageCodec",
                 linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
-        .target(name: "MileData", dependencies: ["CPNG", "CJPEG", "CImageCodec"], swiftSettings: optimized),
+        .target(name: "MileData", dependencies: ["Engine", "CPNG", "CJPEG", "CImageCodec"], swiftSettings: optimized),
         // The git commit the binary is built from, embedded by a prebuild command (Plugins/BuildInfo).
         .plugin(name: "BuildInfo", capability: .buildTool()),
         .target(name: "MileHarness", dependencies: [
@@ -50,7 +50,7 @@ let package = Package(
 
         .testTarget(name: "EngineTests", dependencies: ["Engine"]),
         .testTarget(name: "MileModelTests", dependencies: ["MileModel", "Engine"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "MileDataTests", dependencies: ["MileData"]),
+        .testTarget(name: "MileDataTests", dependencies: ["MileData", "Engine"]),
         .testTarget(name: "MileHarnessTests", dependencies: ["MileHarness", "MileData", .product(name: "GRDB", package: "GRDB.swift")]),
     ],
     swiftLanguageModes: [.v5]

@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 
 /// A BERT-style uncased WordPiece tokenizer (what `BertTokenizer` for bert-base-uncased does): clean the
@@ -152,7 +153,7 @@ public struct Tokenizer: Sendable {
 
     /// Pads sequences to the longest with `[PAD]` (0).
     public func batch(_ sequences: [[Int32]]) -> TokenBatch {
-        TokenBatch(sequences, pad: padId)
+        TokenBatch(padding: sequences, pad: padId)
     }
 
     /// How many of `questions` exceed `maxLength` after adding `[ENC]`/`[SEP]`.
@@ -260,35 +261,6 @@ public struct Tokenizer: Sendable {
             start = end
         }
         return pieces
-    }
-}
-
-/// Sequences padded to a common length: `ids` and `mask` are row-major `count x length`; mask is 1 for a
-/// real token and 0 for padding.
-public struct TokenBatch: Equatable, Sendable {
-    public let count: Int
-    public let length: Int
-    public let ids: [Int32]
-    public let mask: [Int32]
-
-    public init(_ sequences: [[Int32]], pad: Int32 = 0) {
-        count = sequences.count
-        length = sequences.map(\.count).max() ?? 0
-        var ids = [Int32](repeating: pad, count: count * length)
-        var mask = [Int32](repeating: 0, count: count * length)
-        for (row, sequence) in sequences.enumerated() {
-            for (column, id) in sequence.enumerated() {
-                ids[row * length + column] = id
-                mask[row * length + column] = 1
-            }
-        }
-        self.ids = ids
-        self.mask = mask
-    }
-
-    /// Row `i` as its own array (padding included).
-    public func row(_ i: Int) -> [Int32] {
-        Array(ids[i * length..<(i + 1) * length])
     }
 }
 

@@ -27,8 +27,8 @@ public struct ImageReliance: Sendable {
         var trueSum = 0.0, shuffledSum = 0.0
         for start in stride(from: 0, to: samples.count, by: batchSize) {
             let rows = Array(samples[start..<min(samples.count, start + batchSize)])
-            let question = try tokens(tokenizer.batch(rows.map { tokenizer.encodeQuestion($0.question) }))
-            let answer = try tokens(tokenizer.batch(rows.map { tokenizer.encodeAnswer($0.answer) }))
+            let question = tokenizer.batch(rows.map { tokenizer.encodeQuestion($0.question) })
+            let answer = tokenizer.batch(rows.map { tokenizer.encodeAnswer($0.answer) })
             func loss(_ paths: [String]) throws -> Double {
                 let s = images.imageSize
                 let pixels = Tensor(shape: [rows.count, 3, s, s], scalars: try images.floats(paths))
@@ -39,9 +39,5 @@ public struct ImageReliance: Sendable {
         }
         let n = Double(max(samples.count, 1))
         return ImageReliance(questions: samples.count, trueLoss: trueSum / n, shuffledLoss: shuffledSum / n)
-    }
-
-    private static func tokens(_ batch: MileData.TokenBatch) throws -> MileModel.TokenBatch {
-        try MileModel.TokenBatch(ids: batch.ids, mask: batch.mask, batch: batch.count, length: batch.length)
     }
 }

@@ -1,22 +1,6 @@
 import Engine
 import Foundation
 
-/// A batch of token ids, row-major [batch, length], with its attention mask (1 keep, 0 pad).
-public struct TokenBatch {
-    public let ids: [Int32]
-    public let mask: [Int32]
-    public let batch: Int
-    public let length: Int
-
-    public init(ids: [Int32], mask: [Int32], batch: Int, length: Int) throws {
-        guard batch > 0, length > 0 else { throw ConfigError("token batch must be non-empty, got [\(batch), \(length)]") }
-        guard ids.count == batch * length, mask.count == ids.count else {
-            throw ConfigError("token batch [\(batch), \(length)] needs \(batch * length) ids and mask values, got \(ids.count) and \(mask.count)")
-        }
-        self.ids = ids; self.mask = mask; self.batch = batch; self.length = length
-    }
-}
-
 /// MISS as fine-tuned by MILE: `visual_encoder` (ViT) -> `text_encoder` (JTM, cross-attends to all
 /// image tokens) -> `text_decoder` (causal BERT, cross-attends to the JTM output) with PEFT applied
 /// per module by `PEFTAssignment`. Parameter names are upstream's module paths.

@@ -1,4 +1,5 @@
 import Foundation
+import Engine
 import XCTest
 @testable import MileData
 
@@ -99,8 +100,8 @@ final class TokenizerTests: XCTestCase {
     }
 
     func testBatchPadsToLongestWithMask() {
-        let batch = TokenBatch([[5, 6, 7], [5], []])
-        XCTAssertEqual(batch.count, 3)
+        let batch = TokenBatch(padding: [[5, 6, 7], [5], []])
+        XCTAssertEqual(batch.batch, 3)
         XCTAssertEqual(batch.length, 3)
         XCTAssertEqual(batch.ids, [5, 6, 7, 5, 0, 0, 0, 0, 0])
         XCTAssertEqual(batch.mask, [1, 1, 1, 1, 0, 0, 0, 0, 0])

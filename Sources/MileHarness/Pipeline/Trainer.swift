@@ -223,7 +223,7 @@ struct StageModel {
     static func pairs(_ batch: TrainingBatch, tokenizer: Tokenizer) throws -> PretrainPairs {
         let texts = zip(batch.questions, batch.answers).map { "\($0) \($1)".lowercased() }
         let tokens = tokenizer.batch(zip(batch.questions, batch.answers).map { tokenizer.encodePair(question: $0, answer: $1) })
-        return try PretrainPairs(text: TokenBatch(ids: tokens.ids, mask: tokens.mask, batch: tokens.count, length: tokens.length),
+        return try PretrainPairs(text: tokens,
                                  positive: PretrainPairs.positives(imageKeys: batch.imagePaths, texts: texts),
                                  encTokenId: tokenizer.encId)
     }
