@@ -11,6 +11,9 @@ struct ExperimentOptions: ParsableArguments {
     /// Every command but `submit --resubmit` (which reads a run's frozen files) needs at least one file.
     func requireFiles() throws {
         guard !files.isEmpty else { throw ValidationError("give at least one table file (e.g. experiments/table1.yaml)") }
+        if let setting = files.first(where: { $0.contains("=") && !FileManager.default.fileExists(atPath: $0) }) {
+            throw ValidationError("'\(setting)' is not a file; to override a setting write --set \(setting)")
+        }
     }
 
     @Option(name: .long, help: "Results database (created by `mile run`).")

@@ -203,3 +203,15 @@ final class BadInputTests: XCTestCase {
         try assertRefused(["plan", file, "--set", "model.family=blip"], naming: ["model.family", "blip", "miss"])
     }
 }
+
+extension BadInputTests {
+    /// Issue 18 (10): a positional `key=value` suggests --set; no file, or FILE arguments with --resubmit, are
+    /// usage errors; a module the family does not have is named.
+    func testCommandLineConventions() throws {
+        let file = try table()
+        try assertRefused(["plan", file, "recipe.lr=1e-4"], naming: ["--set recipe.lr=1e-4"])
+        try assertRefused(["report"], naming: ["at least one table file"])
+        try assertRefused(["submit", file, "--slurm", "--resubmit", dir], naming: ["--resubmit", "no FILE arguments"])
+        try assertRefused(["params", "--family", "biomedgpt", "--vit", "T"], naming: ["--vit", "biomedgpt", "--enc"])
+    }
+}
