@@ -1,12 +1,15 @@
 #!/bin/sh
 # Writes <out>/BuildInfo.swift with the git commit and dirty flag of the checkout <repo> (the BuildInfo plugin
-# runs this before every build). Outside a git checkout both are nil. The file is replaced only when its
+# runs this before every build). Dirty means the compiled source (Sources/, the package manifest and lock,
+# the plugin) differs from the commit; a re-rendered results/ file or an edited doc is not the binary's
+# business. Outside a git checkout both are nil. The file is replaced only when its
 # content changes, so an unchanged checkout triggers no recompilation.
 repo="$1"; out="$2"
 mkdir -p "$out"
 commit=$(git -C "$repo" rev-parse HEAD 2>/dev/null)
 if [ ${#commit} -eq 40 ]; then
-  if [ -z "$(git -C "$repo" status --porcelain --untracked-files=no 2>/dev/null)" ]; then dirty=false; else dirty=true; fi
+  changed=$(git -C "$repo" status --porcelain --untracked-files=no -- Sources Package.swift Package.resolved Plugins tools/buildinfo.sh 2>/dev/null)
+  if [ -z "$changed" ]; then dirty=false; else dirty=true; fi
   commit_literal="\"$commit\""
 else
   commit_literal=nil; dirty=nil
@@ -18,7 +21,7 @@ cat > "$tmp" <<SWIFT
 public enum BuildInfo {
     /// HEAD when the binary was built (nil: not built from a git checkout).
     public static let commit: String? = $commit_literal
-    /// Whether tracked files differed from HEAD when the binary was built.
+    /// Whether the compiled source (Sources/, Package.swift/.resolved, Plugins/) differed from HEAD at build time.
     public static let dirty: Bool? = $dirty
 }
 SWIFT

@@ -8,7 +8,7 @@ struct Mile: ParsableCommand {
         commandName: "mile",
         abstract: "Reproduce the MILE (MICCAI 2024) PEFT grid on medical VQA, cell by cell.",
         version: BuildDescription.line,
-        subcommands: [Info.self, DataCommand.self, Params.self, Plan.self, Run.self, Submit.self, Merge.self, Status.self, Score.self, Report.self, Baselines.self,
+        subcommands: [Info.self, DataCommand.self, Params.self, Plan.self, Run.self, Runs.self, Show.self, Diff.self, Submit.self, Merge.self, Status.self, Score.self, Report.self, Baselines.self,
                       BaseCheck.self, Export.self]
     )
 }

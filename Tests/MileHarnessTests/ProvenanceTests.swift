@@ -26,7 +26,7 @@ final class ProvenanceTests: XCTestCase {
     }
 
     /// tools/buildinfo.sh (run by the BuildInfo plugin before each build) writes the checkout's commit and
-    /// dirty flag, and nil for both outside a checkout.
+    /// whether the compiled source differs from it, and nil for both outside a checkout.
     func testBuildInfoScript() throws {
         guard let repo = try scratchRepository() else { throw XCTSkip("git unavailable") }
         let commit = try XCTUnwrap(ProvenanceCollector.run(["git", "-C", repo, "rev-parse", "HEAD"])).trimmingCharacters(in: .whitespacesAndNewlines)
@@ -39,7 +39,14 @@ final class ProvenanceTests: XCTestCase {
         XCTAssertTrue(clean.contains("commit: String? = \"\(commit)\""), clean)
         XCTAssertTrue(clean.contains("dirty: Bool? = false"), clean)
         try TestSupport.write("b", to: repo, name: "f")
-        XCTAssertTrue(try generated(repo).contains("dirty: Bool? = true"))
+        XCTAssertTrue(try generated(repo).contains("dirty: Bool? = false"), "a file outside the compiled source")
+        try FileManager.default.createDirectory(atPath: repo + "/Sources", withIntermediateDirectories: true)
+        try TestSupport.write("let x = 1", to: repo + "/Sources", name: "a.swift")
+        _ = ProvenanceCollector.run(["git", "-C", repo, "add", "Sources/a.swift"])
+        _ = ProvenanceCollector.run(["git", "-C", repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "y"])
+        XCTAssertTrue(try generated(repo).contains("dirty: Bool? = false"))
+        try TestSupport.write("let x = 2", to: repo + "/Sources", name: "a.swift")
+        XCTAssertTrue(try generated(repo).contains("dirty: Bool? = true"), "the compiled source changed")
         let none = try generated(try TestSupport.temporaryDirectory(self))
         XCTAssertTrue(none.contains("commit: String? = nil") && none.contains("dirty: Bool? = nil"), none)
     }
