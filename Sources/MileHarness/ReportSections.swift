@@ -152,6 +152,24 @@ enum ReportSections {
     }
 
     /// results/README.md additions: the reference rows, the verdict counts per table and ρ over all rows.
+    /// ρ over the rows of all tables of one model family and split: Tables 1-4 (MISS, yes/no) and Table 5
+    /// (BiomedGPT, answer_type) rank different models on different splits, so they are never pooled.
+    static func rankCorrelationByModel(_ reports: [TableReport]) -> [String] {
+        var order: [String] = []
+        var groups: [String: [TableReport]] = [:]
+        for report in reports {
+            let key = "\(report.table.config["model.family"]?.stringValue ?? "?") (\(report.table.split.rawValue) split)"
+            if groups[key] == nil { order.append(key) }
+            groups[key, default: []].append(report)
+        }
+        return order.flatMap { key in
+            let tables = groups[key]!
+            let names = tables.map(\.table.name).joined(separator: ", ")
+            let scope = order.count == 1 ? "All tables" : "All \(key) tables (\(names))"
+            return ["", scope + ": " + RankCorrelation.of(tables.flatMap(\.rows)).text + "."]
+        }
+    }
+
     static func summary(_ reports: [TableReport]) -> [String] {
         var lines: [String] = []
         if let references = reports.first(where: { !$0.references.isEmpty })?.references {
@@ -166,7 +184,7 @@ enum ReportSections {
             let rho = report.correlation.global.map { String(format: "%.2f (%d rows)", $0, report.correlation.rows) } ?? "n/a"
             lines.append("| [\(report.table.name)](\(report.table.name).md) | \(count(.reproduced)) | \(count(.contradicted)) | \(count(.inconclusive)) | \(rho) |")
         }
-        lines += ["", "All tables: " + RankCorrelation.of(reports.flatMap(\.rows)).text + "."]
+        lines += rankCorrelationByModel(reports)
         return lines
     }
 }
