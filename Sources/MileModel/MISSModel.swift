@@ -19,10 +19,10 @@ public final class MISSModel: Module {
         self.config = config
         self.assignment = assignment
         random = RandomSource(rng)
-        visualEncoder = VisionTransformer(config, random: random)
-        textEncoder = BertModel(config, layers: config.textLayers, crossWidth: config.visionWidth,
+        visualEncoder = VisionTransformer(config.vision, random: random)
+        textEncoder = BertModel(config.text, layers: config.textLayers, crossWidth: config.visionWidth,
                                 causal: false, random: random)
-        textDecoder = BertLMHeadModel(config, random: random)
+        textDecoder = BertLMHeadModel(config.text, layers: config.decoderLayers, random: random)
         encoderPrompt = Self.promptEncoder(config, layers: config.textLayers, mode: assignment.jtm, random: random)
         decoderPrompt = Self.promptEncoder(config, layers: config.decoderLayers, mode: assignment.dec, random: random)
         super.init()

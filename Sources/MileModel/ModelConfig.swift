@@ -75,6 +75,20 @@ public struct ModelConfig: Codable, Equatable, Sendable {
 
     /// Number of image tokens the JTM cross-attends to: patches plus CLS.
     public var imageTokens: Int { (imageSize / patchSize) * (imageSize / patchSize) + 1 }
+
+    /// What the JTM's and the decoder's BERT modules read.
+    var text: BertConfig {
+        BertConfig(hidden: textHidden, heads: textHeads, intermediate: textIntermediate, hiddenDropout: hiddenDropout,
+                   attentionDropout: attentionDropout, layerNormEps: textLayerNormEps, initializerRange: initializerRange,
+                   vocabSize: vocabSize, maxPositions: maxPositions)
+    }
+
+    /// What the ViT's modules read.
+    var vision: ViTConfig {
+        ViTConfig(width: visionWidth, heads: visionHeads, mlp: visionMLP, depth: visionDepth, patchSize: patchSize,
+                  imageTokens: imageTokens, layerNormEps: visionLayerNormEps, initializerRange: initializerRange,
+                  dropPathRate: dropPathRate)
+    }
 }
 
 /// The IA3 target set on the ViT. The paper's 0.061 % (IA3 IA3 IA3) needs 36,864 extra parameters at

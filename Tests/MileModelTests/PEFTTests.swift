@@ -60,7 +60,7 @@ final class PEFTTests: XCTestCase {
         var rng = RNG(seed: 4)
         let c = ModelConfig.smoke
         let random = RandomSource(RNG(seed: 5))
-        let layer = BertLayer(c, crossWidth: c.visionWidth, random: random)
+        let layer = BertLayer(c.text, crossWidth: c.visionWidth, random: random)
         layer.train(false)
         let x = Tensor.randn([2, 5, c.textHidden], std: 1, rng: &rng)
         let memory = Tensor.randn([2, 7, c.visionWidth], std: 1, rng: &rng)

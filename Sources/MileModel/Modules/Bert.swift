@@ -1,5 +1,19 @@
 import Engine
 
+/// The dims a BERT module reads (upstream's `med_config.json`), not the whole MISS config: the JTM and the
+/// answer decoder are built from `ModelConfig.text`.
+struct BertConfig {
+    let hidden: Int
+    let heads: Int
+    let intermediate: Int
+    let hiddenDropout: Float
+    let attentionDropout: Float
+    let layerNormEps: Float
+    let initializerRange: Float
+    let vocabSize: Int
+    let maxPositions: Int
+}
+
 /// Keys and values split into heads ([B, heads, n, head dim] each): a layer's prompt-tuning prefix for
 /// self-attention, or a cached cross-attention projection of the encoder states (generation).
 struct LayerPrefix {
@@ -15,10 +29,10 @@ final class BertEmbeddings: Module {
     let dropoutP: Float
     let random: RandomSource
 
-    init(_ c: ModelConfig, random: RandomSource) {
-        wordEmbeddings = Embedding(c.vocabSize, c.textHidden, rng: &random.rng)
-        positionEmbeddings = Embedding(c.maxPositions, c.textHidden, rng: &random.rng)
-        layerNorm = LayerNorm(c.textHidden, eps: c.textLayerNormEps)
+    init(_ c: BertConfig, random: RandomSource) {
+        wordEmbeddings = Embedding(c.vocabSize, c.hidden, rng: &random.rng)
+        positionEmbeddings = Embedding(c.maxPositions, c.hidden, rng: &random.rng)
+        layerNorm = LayerNorm(c.hidden, eps: c.layerNormEps)
         dropoutP = c.hiddenDropout
         self.random = random
         super.init()
@@ -53,12 +67,12 @@ final class BertSelfAttention: Module {
     let dropoutP: Float
     let random: RandomSource
 
-    init(_ c: ModelConfig, kvWidth: Int, random: RandomSource) {
-        let h = c.textHidden, std = c.initializerRange
+    init(_ c: BertConfig, kvWidth: Int, random: RandomSource) {
+        let h = c.hidden, std = c.initializerRange
         query = AdaptedLinear(h, h, std: std, random: random)
         key = AdaptedLinear(kvWidth, h, std: std, random: random)
         value = AdaptedLinear(kvWidth, h, std: std, random: random)
-        heads = c.textHeads
+        heads = c.heads
         dropoutP = c.attentionDropout
         self.random = random
         super.init()
@@ -154,9 +168,9 @@ final class BertResidualOutput: Module {
     let dropoutP: Float
     let random: RandomSource
 
-    init(_ c: ModelConfig, inFeatures: Int, random: RandomSource) {
-        dense = AdaptedLinear(inFeatures, c.textHidden, std: c.initializerRange, random: random)
-        layerNorm = LayerNorm(c.textHidden, eps: c.textLayerNormEps)
+    init(_ c: BertConfig, inFeatures: Int, random: RandomSource) {
+        dense = AdaptedLinear(inFeatures, c.hidden, std: c.initializerRange, random: random)
+        layerNorm = LayerNorm(c.hidden, eps: c.layerNormEps)
         dropoutP = c.hiddenDropout
         self.random = random
         super.init()
@@ -183,9 +197,9 @@ final class BertResidualOutput: Module {
 final class BertAttention: Module {
     let selfAttention: BertSelfAttention
     let output: BertResidualOutput
-    init(_ c: ModelConfig, kvWidth: Int, random: RandomSource) {
+    init(_ c: BertConfig, kvWidth: Int, random: RandomSource) {
         selfAttention = BertSelfAttention(c, kvWidth: kvWidth, random: random)
-        output = BertResidualOutput(c, inFeatures: c.textHidden, random: random)
+        output = BertResidualOutput(c, inFeatures: c.hidden, random: random)
         super.init()
         register("self", selfAttention)
         register("output", output)
@@ -201,8 +215,8 @@ final class BertAttention: Module {
 
 final class BertIntermediate: Module {
     let dense: AdaptedLinear
-    init(_ c: ModelConfig, random: RandomSource) {
-        dense = AdaptedLinear(c.textHidden, c.textIntermediate, std: c.initializerRange, random: random)
+    init(_ c: BertConfig, random: RandomSource) {
+        dense = AdaptedLinear(c.hidden, c.intermediate, std: c.initializerRange, random: random)
         super.init()
         register("dense", dense)
     }
@@ -218,11 +232,11 @@ final class BertLayer: Module {
     let intermediate: BertIntermediate
     let output: BertResidualOutput
 
-    init(_ c: ModelConfig, crossWidth: Int, random: RandomSource) {
-        attention = BertAttention(c, kvWidth: c.textHidden, random: random)
+    init(_ c: BertConfig, crossWidth: Int, random: RandomSource) {
+        attention = BertAttention(c, kvWidth: c.hidden, random: random)
         crossAttention = BertAttention(c, kvWidth: crossWidth, random: random)
         intermediate = BertIntermediate(c, random: random)
-        output = BertResidualOutput(c, inFeatures: c.textIntermediate, random: random)
+        output = BertResidualOutput(c, inFeatures: c.intermediate, random: random)
         super.init()
         register("attention", attention)
         register("crossattention", crossAttention)
@@ -265,7 +279,7 @@ extension BertLayer {
 
 final class BertEncoder: Module {
     let layers: ModuleList<BertLayer>
-    init(_ c: ModelConfig, layers count: Int, crossWidth: Int, random: RandomSource) {
+    init(_ c: BertConfig, layers count: Int, crossWidth: Int, random: RandomSource) {
         layers = ModuleList((0..<count).map { _ in BertLayer(c, crossWidth: crossWidth, random: random) })
         super.init()
         register("layer", layers)
@@ -279,7 +293,7 @@ final class BertModel: Module {
     let encoder: BertEncoder
     let causal: Bool
 
-    init(_ c: ModelConfig, layers: Int, crossWidth: Int, causal: Bool, random: RandomSource) {
+    init(_ c: BertConfig, layers: Int, crossWidth: Int, causal: Bool, random: RandomSource) {
         embeddings = BertEmbeddings(c, random: random)
         encoder = BertEncoder(c, layers: layers, crossWidth: crossWidth, random: random)
         self.causal = causal
@@ -345,7 +359,7 @@ extension BertModel {
 final class BertLMPredictionHead: Module {
     let bias: Tensor
     let transform: PredictionTransform
-    init(_ c: ModelConfig, random: RandomSource) {
+    init(_ c: BertConfig, random: RandomSource) {
         bias = Tensor.zeros([c.vocabSize])
         transform = PredictionTransform(c, random: random)
         super.init()
@@ -357,9 +371,9 @@ final class BertLMPredictionHead: Module {
 final class PredictionTransform: Module {
     let dense: AdaptedLinear
     let layerNorm: LayerNorm
-    init(_ c: ModelConfig, random: RandomSource) {
-        dense = AdaptedLinear(c.textHidden, c.textHidden, std: c.initializerRange, random: random)
-        layerNorm = LayerNorm(c.textHidden, eps: c.textLayerNormEps)
+    init(_ c: BertConfig, random: RandomSource) {
+        dense = AdaptedLinear(c.hidden, c.hidden, std: c.initializerRange, random: random)
+        layerNorm = LayerNorm(c.hidden, eps: c.layerNormEps)
         super.init()
         register("dense", dense)
         register("LayerNorm", layerNorm)
@@ -369,7 +383,7 @@ final class PredictionTransform: Module {
 
 final class BertOnlyMLMHead: Module {
     let predictions: BertLMPredictionHead
-    init(_ c: ModelConfig, random: RandomSource) {
+    init(_ c: BertConfig, random: RandomSource) {
         predictions = BertLMPredictionHead(c, random: random)
         super.init()
         register("predictions", predictions)
@@ -381,8 +395,8 @@ final class BertOnlyMLMHead: Module {
 final class BertLMHeadModel: Module {
     let bert: BertModel
     let cls: BertOnlyMLMHead
-    init(_ c: ModelConfig, random: RandomSource) {
-        bert = BertModel(c, layers: c.decoderLayers, crossWidth: c.textHidden, causal: true, random: random)
+    init(_ c: BertConfig, layers: Int, random: RandomSource) {
+        bert = BertModel(c, layers: layers, crossWidth: c.hidden, causal: true, random: random)
         cls = BertOnlyMLMHead(c, random: random)
         super.init()
         register("bert", bert)

@@ -1,5 +1,18 @@
 import Engine
 
+/// The dims BLIP's ViT reads, not the whole MISS config (`ModelConfig.vision`).
+struct ViTConfig {
+    let width: Int
+    let heads: Int
+    let mlp: Int
+    let depth: Int
+    let patchSize: Int
+    let imageTokens: Int
+    let layerNormEps: Float
+    let initializerRange: Float
+    let dropPathRate: Float
+}
+
 /// `patch_embed.proj`: Conv2d(3, w, p, stride p), optionally with peft's LoRA for Conv2d:
 /// A = Conv2d(3, r, p, stride p) (kaiming-uniform), B = Conv2d(r, w, 1x1) (zero), no biases.
 final class PatchProjection: Module, AdaptableLayer {
@@ -40,8 +53,8 @@ final class PatchProjection: Module, AdaptableLayer {
 
 final class PatchEmbed: Module {
     let proj: PatchProjection
-    init(_ c: ModelConfig, random: RandomSource) {
-        proj = PatchProjection(width: c.visionWidth, patch: c.patchSize, std: c.initializerRange, random: random)
+    init(_ c: ViTConfig, random: RandomSource) {
+        proj = PatchProjection(width: c.width, patch: c.patchSize, std: c.initializerRange, random: random)
         super.init()
         register("proj", proj)
     }
@@ -51,9 +64,9 @@ final class ViTAttention: Module {
     let qkv: AdaptedLinear
     let proj: AdaptedLinear
     let heads: Int
-    init(_ c: ModelConfig, random: RandomSource) {
-        let w = c.visionWidth
-        heads = c.visionHeads
+    init(_ c: ViTConfig, random: RandomSource) {
+        let w = c.width
+        heads = c.heads
         qkv = AdaptedLinear(w, 3 * w, std: c.initializerRange, random: random)
         proj = AdaptedLinear(w, w, std: c.initializerRange, random: random)
         super.init()
@@ -75,9 +88,9 @@ final class ViTAttention: Module {
 final class ViTMLP: Module {
     let fc1: AdaptedLinear
     let fc2: AdaptedLinear
-    init(_ c: ModelConfig, random: RandomSource) {
-        fc1 = AdaptedLinear(c.visionWidth, c.visionMLP, std: c.initializerRange, random: random)
-        fc2 = AdaptedLinear(c.visionMLP, c.visionWidth, std: c.initializerRange, random: random)
+    init(_ c: ViTConfig, random: RandomSource) {
+        fc1 = AdaptedLinear(c.width, c.mlp, std: c.initializerRange, random: random)
+        fc2 = AdaptedLinear(c.mlp, c.width, std: c.initializerRange, random: random)
         super.init()
         register("fc1", fc1)
         register("fc2", fc2)
@@ -94,10 +107,10 @@ final class ViTBlock: Module {
     let dropPath: Float
     let random: RandomSource
 
-    init(_ c: ModelConfig, dropPath: Float, random: RandomSource) {
-        norm1 = LayerNorm(c.visionWidth, eps: c.visionLayerNormEps)
+    init(_ c: ViTConfig, dropPath: Float, random: RandomSource) {
+        norm1 = LayerNorm(c.width, eps: c.layerNormEps)
         attn = ViTAttention(c, random: random)
-        norm2 = LayerNorm(c.visionWidth, eps: c.visionLayerNormEps)
+        norm2 = LayerNorm(c.width, eps: c.layerNormEps)
         mlp = ViTMLP(c, random: random)
         self.dropPath = dropPath
         self.random = random
@@ -131,17 +144,17 @@ final class VisionTransformer: Module {
     let blocks: ModuleList<ViTBlock>
     let norm: LayerNorm
 
-    init(_ c: ModelConfig, random: RandomSource) {
-        let w = c.visionWidth
+    init(_ c: ViTConfig, random: RandomSource) {
+        let w = c.width
         clsToken = Tensor.randn([1, 1, w], std: c.initializerRange, rng: &random.rng)
         posEmbed = Tensor.randn([1, c.imageTokens, w], std: c.initializerRange, rng: &random.rng)
         patchEmbed = PatchEmbed(c, random: random)
         // Stochastic depth rises linearly 0 ... rate over the blocks (torch.linspace).
-        let depth = c.visionDepth
+        let depth = c.depth
         blocks = ModuleList((0..<depth).map { i in
             ViTBlock(c, dropPath: depth > 1 ? c.dropPathRate * Float(i) / Float(depth - 1) : 0, random: random)
         })
-        norm = LayerNorm(w, eps: c.visionLayerNormEps)
+        norm = LayerNorm(w, eps: c.layerNormEps)
         super.init()
         register(parameter: "cls_token", clsToken)
         register(parameter: "pos_embed", posEmbed)
