@@ -473,6 +473,14 @@ public final class ResultsStore: @unchecked Sendable {
     }
 
     /// The latest done run of a row label and seed in a table, whatever its config (for stale reasons).
+    /// The done runs of one table row (every seed), oldest first.
+    public func doneRuns(table: String, label: String) throws -> [RunRecord] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM runs WHERE table_name = ? AND row_label = ? AND status = 'done' ORDER BY id",
+                             arguments: [table, label]).map(ResultsStore.record)
+        }
+    }
+
     public func latestDoneRun(table: String, label: String, seed: Int) throws -> RunRecord? {
         try read { db in
             try Row.fetchOne(db, sql: """

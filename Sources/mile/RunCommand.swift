@@ -34,6 +34,9 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: "Worker processes running cells in parallel on one database, each with MILE_THREADS = cores / jobs (default 1: this process runs the cells).")
     var jobs: Int = 1
 
+    @Flag(name: .long, help: "Print what would run (cells, bases to pretrain, time from recorded seeds of the same rows) and exit.")
+    var dryRun = false
+
     @Flag(name: .long, help: .hidden)
     var worker = false
 
@@ -58,6 +61,11 @@ struct Run: ParsableCommand {
             let overrides = try experiments.parsedOverrides()
             let plans = try TablePlan.make(files: experiments.files, overrides: overrides, store: nil)
             let cells = try selectedCells(plans.flatMap(\.cells))
+            if dryRun {
+                let lines = try DryRun.describe(cells, store: try experiments.existingStore(readOnly: true), versions: try experiments.currentVersions(),
+                                                cacheDir: cache, force: force, jobs: jobs)
+                return lines.forEach { print($0) }
+            }
             let environment = ProcessInfo.processInfo.environment
             guard let slakeDir = experiments.slake ?? environment["SLAKE_DIR"] else {
                 throw HarnessError.input("no SLAKE folder: pass --slake DIR or set SLAKE_DIR (SLAKE 1.0 from https://www.med-vqa.com/slake/; `mile data synth --out demo-data/synth` makes a synthetic one)")

@@ -46,3 +46,30 @@ final class RunInspectionTests: XCTestCase {
         XCTAssertTrue(diff.contains("1 / 1, p = 1"), "McNemar on Global: one discordant pair each way\n\(diff)")
     }
 }
+
+/// `mile run --dry-run` (issue 18, item 8): pending cells, missing bases, and the fine-tuning time another seed of
+/// the same config recorded.
+final class DryRunTests: XCTestCase {
+    func testPendingCellsBasesAndRecordedTime() throws {
+        let dir = try TestSupport.temporaryDirectory(self)
+        let table = try ExperimentLoader.load(path: TestSupport.experiment("table1.yaml"))
+        let cells = try Planner.expand(table, overrides: [ConfigOverride("recipe.seeds=[42, 43]")]).filter { $0.label == "T T LoRA r4" }
+        let store = try ResultsStore(path: dir + "/mile.db")
+        let done = cells[0]
+        let request = ClaimRequest(cellID: done.id, table: done.table, label: done.label, seed: done.seed,
+                                   configJSON: done.canonicalJSON, provenance: Provenance())
+        guard case let .claimed(id) = try store.claim(request) else { return XCTFail("no claim") }
+        try store.recordEpoch(runID: id, EpochMetric(epoch: 0, loss: 5, lr: 3e-4, seconds: 100))
+        try store.recordEpoch(runID: id, EpochMetric(epoch: 1, loss: 4, lr: 1.5e-4, seconds: 80))
+        let (results, predictions) = try SampleScores.results(["yes", "no", "liver", "lung"])
+        try store.complete(runID: id, results: results, predictions: predictions)
+
+        let lines = try DryRun.describe(cells, store: store, versions: CurrentVersions(), cacheDir: dir, force: false, jobs: 2)
+        XCTAssertEqual(lines[0], "1 of 2 selected cells would run")
+        XCTAssertTrue(lines[1].contains("1 needed, 1 to pretrain first"), lines[1])
+        XCTAssertTrue(lines[2].contains("seed 43") && lines[2].contains("~3m00s of fine-tuning"), lines[2])
+        XCTAssertTrue(lines[3].contains("plus the base pretraining"), lines[3])
+        let forced = try DryRun.describe(cells, store: store, versions: CurrentVersions(), cacheDir: dir, force: true, jobs: 1)
+        XCTAssertEqual(forced[0], "2 of 2 selected cells would run (--force)")
+    }
+}
