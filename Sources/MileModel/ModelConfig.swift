@@ -103,6 +103,31 @@ public enum ViTIA3Target: String, Codable, CaseIterable, Sendable {
     case attn
 }
 
+/// A family's config type: named presets, overrides by key, JSON in and out.
+public protocol PresetConfig: Codable {
+    static func preset(_ name: String) throws -> Self
+    func applying(_ overrides: [String: Any]) throws -> Self
+}
+
+extension PresetConfig {
+    /// Loads a config from JSON: either a complete config, or `{"scale": "small", ...overrides}`.
+    public static func load(json data: Data) throws -> Self {
+        guard var object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw ConfigError("model config JSON must be an object")
+        }
+        let scale = object.removeValue(forKey: "scale") as? String ?? "paper"
+        return try preset(scale).applying(object)
+    }
+
+    public func jsonData() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        return try encoder.encode(self)
+    }
+}
+
+extension ModelConfig: PresetConfig {}
+
 /// Overrides by JSON key, shared by every family's config type.
 enum ConfigKeys {
     /// `base` with `overrides` (flat snake_case keys) replaced; unknown keys and wrongly typed values are
@@ -181,21 +206,6 @@ extension ModelConfig {
         let decoded = try ConfigKeys.applying(overrides, to: self, known: CodingKeys.allCases.map(\.rawValue), label: "model config")
         try decoded.validate()
         return decoded
-    }
-
-    /// Loads a config from JSON: either a complete config, or `{"scale": "small", ...overrides}`.
-    public static func load(json data: Data) throws -> ModelConfig {
-        guard var object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw ConfigError("model config JSON must be an object")
-        }
-        let scale = object.removeValue(forKey: "scale") as? String ?? "paper"
-        return try preset(scale).applying(object)
-    }
-
-    public func jsonData() throws -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-        return try encoder.encode(self)
     }
 
     public func validate() throws {

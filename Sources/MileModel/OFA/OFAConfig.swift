@@ -9,7 +9,7 @@ import Foundation
 /// `c_attn`), the type embedding, `layernorm_embedding` / `patch_layernorm_embedding` /
 /// `code_layernorm_embedding`, disentangled positions and the tied embedding are always on, as in every
 /// published OFA checkpoint and BiomedGPT's VQA flags.
-public struct OFAConfig: Codable, Equatable, Sendable {
+public struct OFAConfig: PresetConfig, Equatable, Sendable {
     /// Side of the square input image.
     public var imageSize: Int
     /// Bottleneck blocks of the three ResNet stages (`[3, 4, 6]`: ResNet-50 stages 1-3, as OFA's `resnet50`).
@@ -157,21 +157,6 @@ extension OFAConfig {
         let decoded = try ConfigKeys.applying(overrides, to: self, known: CodingKeys.allCases.map(\.rawValue), label: "OFA model config")
         try decoded.validate()
         return decoded
-    }
-
-    /// Loads a config from JSON: either a complete config, or `{"scale": "small", ...overrides}`.
-    public static func load(json data: Data) throws -> OFAConfig {
-        guard var object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw ConfigError("OFA model config JSON must be an object")
-        }
-        let scale = object.removeValue(forKey: "scale") as? String ?? "paper"
-        return try preset(scale).applying(object)
-    }
-
-    public func jsonData() throws -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-        return try encoder.encode(self)
     }
 
     public func validate() throws {
