@@ -84,3 +84,8 @@ func drop(_ x: Tensor, _ p: Float, _ random: RandomSource, training: Bool, padde
     guard p > 0, training else { return x }
     return dropout(x, p: p, rng: &random.rng, training: true, paddedRows: paddedRows)
 }
+
+/// Stochastic-depth rates rising linearly from 0 (first layer) to `rate` (last layer), as timm and fairseq.
+func stochasticDepthRates(_ rate: Float, layers n: Int) -> [Float] {
+    (0..<n).map { i in n > 1 ? rate * Float(i) / Float(n - 1) : 0 }
+}

@@ -151,8 +151,8 @@ final class VisionTransformer: Module {
         patchEmbed = PatchEmbed(c, random: random)
         // Stochastic depth rises linearly 0 ... rate over the blocks (torch.linspace).
         let depth = c.depth
-        blocks = ModuleList((0..<depth).map { i in
-            ViTBlock(c, dropPath: depth > 1 ? c.dropPathRate * Float(i) / Float(depth - 1) : 0, random: random)
+        blocks = ModuleList(stochasticDepthRates(c.dropPathRate, layers: depth).map { rate in
+            ViTBlock(c, dropPath: rate, random: random)
         })
         norm = LayerNorm(w, eps: c.layerNormEps)
         super.init()

@@ -38,8 +38,8 @@ final class OFADecoder: Module {
         config = c
         self.random = random
         self.embedTokens = embedTokens
-        layers = ModuleList((0..<n).map { i in
-            OFADecoderLayer(c, dropPath: n > 1 ? c.dropPathRate * Float(i) / Float(n - 1) : 0, random: random)
+        layers = ModuleList(stochasticDepthRates(c.dropPathRate, layers: n).map { rate in
+            OFADecoderLayer(c, dropPath: rate, random: random)
         })
         layernormEmbedding = LayerNorm(d, eps: eps)
         embedPositions = fairseqEmbedding(c.maxPositions + 2, d, random: random)
@@ -52,12 +52,7 @@ final class OFADecoder: Module {
         crossPosKLinear = Linear(d, d, rng: &random.rng)
         codeLayernormEmbedding = LayerNorm(d, eps: eps)
         layerNorm = LayerNorm(d, eps: eps)
-        tokenRelPosTables = ModuleList((0..<n).map { _ in
-            fairseqEmbedding(OFABuckets.tokenRows(c.tokenBucketSize), c.attentionHeads, zeroInit: true, random: random)
-        })
-        imageRelPosTables = ModuleList((0..<n).map { _ in
-            fairseqEmbedding(OFABuckets.imageRows(c.imageBucketSize), c.attentionHeads, zeroInit: true, random: random)
-        })
+        (tokenRelPosTables, imageRelPosTables) = relativePositionTables(c, layers: n, random: random)
         super.init()
         register("embed_tokens", embedTokens)
         register("layers", layers)

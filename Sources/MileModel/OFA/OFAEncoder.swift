@@ -63,16 +63,11 @@ final class OFAEncoder: Module {
         posQLinear = Linear(d, d, rng: &random.rng)
         posKLinear = Linear(d, d, rng: &random.rng)
         let n = c.encoderLayers
-        layers = ModuleList((0..<n).map { i in
-            OFAEncoderLayer(c, dropPath: n > 1 ? c.dropPathRate * Float(i) / Float(n - 1) : 0, random: random)
+        layers = ModuleList(stochasticDepthRates(c.dropPathRate, layers: n).map { rate in
+            OFAEncoderLayer(c, dropPath: rate, random: random)
         })
         layerNorm = LayerNorm(d, eps: eps)
-        tokenRelPosTables = ModuleList((0..<n).map { _ in
-            fairseqEmbedding(OFABuckets.tokenRows(c.tokenBucketSize), c.attentionHeads, zeroInit: true, random: random)
-        })
-        imageRelPosTables = ModuleList((0..<n).map { _ in
-            fairseqEmbedding(OFABuckets.imageRows(c.imageBucketSize), c.attentionHeads, zeroInit: true, random: random)
-        })
+        (tokenRelPosTables, imageRelPosTables) = relativePositionTables(c, layers: n, random: random)
         super.init()
         register("layernorm_embedding", layernormEmbedding)
         register("embed_tokens", embedTokens)

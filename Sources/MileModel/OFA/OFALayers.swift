@@ -98,6 +98,25 @@ final class OFAAttention: Module {
     }
 }
 
+/// Per layer, the zero-initialised relative-position bias tables (`token_rel_pos_table_list.N`,
+/// `image_rel_pos_table_list.N`), one bias per head: the encoder and the decoder have the same.
+func relativePositionTables(_ c: OFAConfig, layers n: Int, random: RandomSource) -> (token: ModuleList<Embedding>, image: ModuleList<Embedding>) {
+    let token = ModuleList((0..<n).map { _ in
+        fairseqEmbedding(OFABuckets.tokenRows(c.tokenBucketSize), c.attentionHeads, zeroInit: true, random: random)
+    })
+    let image = ModuleList((0..<n).map { _ in
+        fairseqEmbedding(OFABuckets.imageRows(c.imageBucketSize), c.attentionHeads, zeroInit: true, random: random)
+    })
+    return (token, image)
+}
+
+/// An attention half of a NormFormer layer added to the residual: x + DropPath(dropout(mid_ln(branch))).
+private func attentionResidual(_ x: Tensor, _ branch: Tensor, midNorm: LayerNorm,
+                               _ c: (dropout: Float, activation: Float, dropPath: Float), _ random: RandomSource,
+                               training: Bool) -> Tensor {
+    x + dropPath(drop(midNorm(branch), c.dropout, random, training: training), c.dropPath, random, training: training)
+}
+
 /// The FFN half of a NormFormer layer: final_layer_norm -> fc1 -> GELU -> activation dropout ->
 /// ffn_layer_norm -> fc2 -> dropout, added to the residual through drop path.
 private func feedForward(_ x: Tensor, norm: LayerNorm, fc1: AdaptedLinear, ffnNorm: LayerNorm, fc2: AdaptedLinear,
@@ -143,9 +162,8 @@ final class OFAEncoderLayer: Module {
 
     func callAsFunction(_ x: Tensor, bias: Tensor?) -> Tensor {
         let h = selfAttnLayerNorm(x)
-        let attended = drop(selfAttnMidLayerNorm(selfAttn(h, selfAttn.keysValues(h), bias: bias)), rates.dropout,
-                            random, training: training)
-        let s = x + dropPath(attended, rates.dropPath, random, training: training)
+        let s = attentionResidual(x, selfAttn(h, selfAttn.keysValues(h), bias: bias), midNorm: selfAttnMidLayerNorm,
+                                  rates, random, training: training)
         return feedForward(s, norm: finalLayerNorm, fc1: fc1, ffnNorm: ffnLayerNorm, fc2: fc2, rates, random,
                            training: training)
     }
@@ -201,12 +219,10 @@ final class OFADecoderLayer: Module {
                         crossBias: Tensor?) -> (Tensor, OFAKeyValues) {
         let h = selfAttnLayerNorm(x)
         let present = selfAttn.keysValues(h).after(earlier)
-        let attended = drop(selfAttnMidLayerNorm(selfAttn(h, present, bias: selfBias)), rates.dropout, random,
-                            training: training)
-        let s = x + dropPath(attended, rates.dropPath, random, training: training)
-        let crossed = drop(crossAttnMidLayerNorm(crossAttn(crossAttnLayerNorm(s), cross, bias: crossBias)),
-                           rates.dropout, random, training: training)
-        let r = s + dropPath(crossed, rates.dropPath, random, training: training)
+        let s = attentionResidual(x, selfAttn(h, present, bias: selfBias), midNorm: selfAttnMidLayerNorm, rates, random,
+                                  training: training)
+        let r = attentionResidual(s, crossAttn(crossAttnLayerNorm(s), cross, bias: crossBias), midNorm: crossAttnMidLayerNorm,
+                                  rates, random, training: training)
         return (feedForward(r, norm: finalLayerNorm, fc1: fc1, ffnNorm: ffnLayerNorm, fc2: fc2, rates, random,
                             training: training), present)
     }
