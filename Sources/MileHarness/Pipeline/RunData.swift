@@ -45,6 +45,19 @@ public final class RunData {
     public let tokenizer: Tokenizer
     public let locations: DataLocations
     private var stores: [String: ImageStore] = [:]
+    private var answerIds: [[Int32]]?
+
+    /// The answers of SLAKE's English train and validate questions as token ids, once each (read once per run
+    /// data: every evaluation of its cells, real and image-shuffled, restricts decoding to them).
+    func trainValidateAnswers() throws -> [[Int32]] {
+        if let answerIds { return answerIds }
+        let root = locations.slakeDir
+        var seen = Set<[Int32]>()
+        let ids = try (Slake.load(root: root, split: .train) + Slake.load(root: root, split: .validate))
+            .map { tokenizer.ids($0.answer) }.filter { !$0.isEmpty && seen.insert($0).inserted }
+        answerIds = ids
+        return ids
+    }
 
     /// The seed of `mile data instructions`: prompts and options are built exactly as in the file it writes.
     static let instructionBuildSeed: UInt64 = 42

@@ -154,10 +154,7 @@ struct Evaluation {
     /// The answers generation may choose from (`decoding.candidates`), as token ids, once each; nil: any.
     func candidates() throws -> [[Int32]]? {
         guard settings.candidates == "slake-train-validate" else { return nil }
-        let root = data.locations.slakeDir
-        let answers = try Slake.load(root: root, split: .train) + Slake.load(root: root, split: .validate)
-        var seen = Set<[Int32]>()
-        return answers.map { data.tokenizer.ids($0.answer) }.filter { !$0.isEmpty && seen.insert($0).inserted }
+        return try data.trainValidateAnswers()
     }
 
     var questions: [TestQuestion] {
