@@ -13,10 +13,14 @@ public final class AdamW {
     private let params: [(name: String, tensor: Tensor)]
     private var expAvg: [ObjectIdentifier: Tensor] = [:]
     private var expAvgSq: [ObjectIdentifier: Tensor] = [:]
+    /// Per-parameter multipliers of `lr` (torch's parameter groups with their own lr); absent: 1.
+    private var lrScales: [ObjectIdentifier: Float] = [:]
 
+    /// `lrScale` gives each parameter's multiplier of `lr` by name (e.g. a higher lr for the image encoder).
     public init(parameters: [(name: String, tensor: Tensor)], lr: Float, betas: (Float, Float) = (0.9, 0.999),
-                eps: Float = 1e-8, weightDecay: Float = 0.05) {
+                eps: Float = 1e-8, weightDecay: Float = 0.05, lrScale: (String) -> Float = { _ in 1 }) {
         params = parameters.filter { $0.tensor.isTrainable }
+        for (name, p) in params where lrScale(name) != 1 { lrScales[ObjectIdentifier(p)] = lrScale(name) }
         self.lr = lr
         (beta1, beta2) = betas
         self.eps = eps
@@ -56,12 +60,12 @@ public final class AdamW {
         let m = expAvg[id] ?? Tensor.zeros(p.shape), v = expAvgSq[id] ?? Tensor.zeros(p.shape)
         expAvg[id] = m; expAvgSq[id] = v
         guard let pp = p.data, let gp = g.data, let mp = m.data, let vp = v.data else { return }   // meta: shapes only
-        update(pp, gp, mp, vp, p.count, bc1: bc1, bc2: bc2)
+        update(pp, gp, mp, vp, p.count, lr: lr * (lrScales[id] ?? 1), bc1: bc1, bc2: bc2)
     }
 
     // p *= 1 - lr wd; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= lr (m / bc1) / (sqrt(v / bc2) + eps)
     private func update(_ p: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, _ m: UnsafeMutablePointer<Float>,
-                        _ v: UnsafeMutablePointer<Float>, _ n: Int, bc1: Float, bc2: Float) {
+                        _ v: UnsafeMutablePointer<Float>, _ n: Int, lr: Float, bc1: Float, bc2: Float) {
         let decay = 1 - lr * weightDecay, stepSize = lr / bc1, sqrtBc2 = bc2.squareRoot()
         let (b1, b2, e) = (beta1, beta2, eps)
         let (c1, c2) = (1 - b1, 1 - b2)

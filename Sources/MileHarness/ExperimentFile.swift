@@ -110,6 +110,7 @@ public enum ExperimentSchema {
         ("model", .map([
             ("family", .string(allowed: ModelFamilies.names)),
             ("scale", .string(allowed: ModelFamilies.scales)),
+            ("image_size", .int(min: 0)),
         ])),
         ("pretraining", .map([
             ("source", .string(allowed: ["own", "checkpoint"])),
@@ -121,6 +122,7 @@ public enum ExperimentSchema {
             ("seed", .int(min: 0)),
             ("objectives", .list(.string(allowed: PretrainObjective.allCases.map(\.rawValue)))),
             ("augment", .bool),
+            ("vision_lr_scale", .double(min: 0)),
         ])),
         ("data", .map([
             ("instruction_sources", .list(.string(allowed: RunSettings.knownSources))),
@@ -143,6 +145,7 @@ public enum ExperimentSchema {
             ("schedule", .string(allowed: ["cosine"])),
             ("warmup_epochs", .int(min: 0)),
             ("label_smoothing", .double(min: 0)),
+            ("vision_lr_scale", .double(min: 0)),
             ("seeds", .list(.int(min: 0))),
         ])),
         ("decoding", .map([

@@ -148,6 +148,10 @@ public enum Planner {
         if used.isEmpty { config = config.removing(["peft"]) }
         // Added after results existed: at its neutral value it stays out of the id, so those cells stay done.
         if config["decoding.candidates"] == .string("none") { config = config.removing(["decoding", "candidates"]) }
+        for (path, neutral) in [(["model", "image_size"], 0.0), (["pretraining", "vision_lr_scale"], 1.0),
+                                (["recipe", "vision_lr_scale"], 1.0)] where config[path.joined(separator: ".")]?.doubleValue == neutral {
+            config = config.removing(path)
+        }
         return config.setting(["cell"], to: assignment.configValue)
     }
 

@@ -67,6 +67,8 @@ public protocol ModelFamily: Sendable {
     var objectives: [PretrainObjective] { get }
     /// Whether generation can be restricted to candidate answers (`VQAModel.constrainAnswers`).
     var takesAnswerCandidates: Bool { get }
+    /// The checkpoint prefix of the image encoder's parameters, which `vision_lr_scale` applies to.
+    var imageEncoderPrefix: String { get }
     /// The config of a scale with config-key overrides applied (unknown keys are errors naming the key).
     func config(scale: String, overrides: [String: Any]) throws -> any FamilyConfig
     /// The config keys that carry the experiment's peft settings.
@@ -131,6 +133,7 @@ public struct MISSFamily: ModelFamily {
     public var scales: [String] { ModelConfig.presetNames }
     public var objectives: [PretrainObjective] { PretrainObjective.allCases }
     public var takesAnswerCandidates: Bool { false }
+    public var imageEncoderPrefix: String { "visual_encoder." }
 
     public func config(scale: String, overrides: [String: Any]) throws -> any FamilyConfig {
         try ModelConfig.preset(scale).applying(overrides)

@@ -28,6 +28,28 @@ final class OptimizerTests: XCTestCase {
         XCTAssertNil(p.grad)
     }
 
+    /// A parameter with lr scale s moves as AdamW at lr·s (decay included), the others as at lr, bit for bit,
+    /// through both update paths.
+    func testLRScaleIsAnOwnLearningRate() {
+        func run(lr: Float, scale: Float, fused: Bool) -> [[Float]] {
+            let a = Tensor(shape: [9], scalars: (0..<9).map { Float($0) * 0.3 - 1 }), b = Tensor(shape: [2], scalars: [0.4, -0.7])
+            a.isTrainable = true; b.isTrainable = true
+            let opt = AdamW(parameters: [("visual_encoder.w", a), ("text.w", b)], lr: lr, weightDecay: 0.1,
+                            lrScale: { $0.hasPrefix("visual_encoder.") ? scale : 1 })
+            for _ in 0..<3 {
+                let loss = sum(a * a) + sum(b * b * b)
+                if fused { opt.backwardAndStep(loss) } else { loss.backward(); opt.step(); opt.zeroGrad() }
+            }
+            return [a.scalars, b.scalars]
+        }
+        for fused in [false, true] {
+            let scaled = run(lr: 0.01, scale: 4, fused: fused)
+            XCTAssertEqual(scaled[0], run(lr: 0.04, scale: 1, fused: fused)[0])
+            XCTAssertEqual(scaled[1], run(lr: 0.01, scale: 1, fused: fused)[1])
+            XCTAssertNotEqual(scaled[0], run(lr: 0.01, scale: 1, fused: fused)[0])
+        }
+    }
+
     /// backwardAndStep == backward + step + zeroGrad, bit for bit, over three steps: with a weight used
     /// by two ops (embedding lookup and a penalty), a frozen parameter, a trainable parameter with no
     /// path to the loss, and a trainable leaf the optimizer does not own (its gradient must be kept).

@@ -114,3 +114,19 @@ final class ModelStructureTests: XCTestCase {
         }
     }
 }
+
+/// `vision_lr_scale` finds the image encoder by its checkpoint prefix: the prefix must name a proper,
+/// non-empty part of each family's parameters, or the setting would silently do nothing (or everything).
+final class ImageEncoderPrefixTests: XCTestCase {
+    func testPrefixNamesAProperPartOfEveryFamily() throws {
+        for family in ModelFamilies.all {
+            let config = try family.config(scale: "smoke", overrides: [:])
+            let names = try withShapeOnly {
+                try family.build(config: config, assignment: try family.fullyTrained(), rng: RNG(seed: 0)).trainableParameters().map(\.name)
+            }
+            let image = names.filter { $0.hasPrefix(family.imageEncoderPrefix) }
+            XCTAssertFalse(image.isEmpty, family.name)
+            XCTAssertLessThan(image.count, names.count, family.name)
+        }
+    }
+}

@@ -234,7 +234,8 @@ public final class PipelineRunner {
         let stage = TrainingStage(name: "finetune", key: key, config: context.config, assignment: context.assignment,
                                   baseFile: base.file, baseID: base.id, checkpointFile: checkpoint,
                                   epochs: settings.recipe.epochs, lr: settings.recipe.lr,
-                                  weightDecay: settings.recipe.weightDecay, seed: settings.recipe.seed, family: settings.family)
+                                  weightDecay: settings.recipe.weightDecay, seed: settings.recipe.seed, family: settings.family,
+                                  visionLRScale: settings.recipe.visionLRScale)
         let resumed = Trainer.resumePoint(stage)
         for metric in resumed.history { try store.recordEpoch(runID: runID, metric) }
         if resumed.epoch > 0 { progress.line("resuming fine-tuning after epoch \(resumed.epoch) of \(stage.epochs)") }

@@ -16,6 +16,7 @@ public struct RunSettings {
         public var seed: Int
         public var objectives: [String]    // lm, itc, itm (PretrainObjective)
         public var augment: Bool           // random resized crop of the base's training images
+        public var visionLRScale: Double   // multiplier of lr for the image encoder
 
         /// The objectives as the model names them.
         public var objectiveSet: Set<PretrainObjective> { Set(objectives.compactMap(PretrainObjective.init(rawValue:))) }
@@ -27,11 +28,14 @@ public struct RunSettings {
         public var batch: Int
         public var weightDecay: Double
         public var seed: Int
+        public var visionLRScale: Double   // multiplier of lr for the image encoder
     }
 
     /// `model.family`: the model the cell builds.
     public var family: any ModelFamily
     public var scale: String
+    /// `model.image_size`: the image side at the run's scale; 0 keeps the scale preset's.
+    public var imageSize: Int
     public var pretraining: Pretraining
     public var instructionSources: [String]  // slake-train, slake-validate, vqa-rad-train
     public var prompts: [String]             // mile (the six templates), plain (the test's question form)
@@ -78,16 +82,20 @@ public struct RunSettings {
             throw HarnessError.input("cell \(cell): model.family: \(error)")
         }
         scale = try string("model.scale")
+        // Keys added after results existed are absent from those cells' ids at their neutral values.
+        imageSize = config["model.image_size"]?.intValue ?? 0
         pretraining = Pretraining(source: try string("pretraining.source"), checkpoint: try string("pretraining.checkpoint"),
                                   corpus: try strings("pretraining.corpus"), epochs: try int("pretraining.epochs"),
                                   lr: try double("pretraining.lr"), batch: try int("pretraining.batch"),
                                   seed: try int("pretraining.seed"), objectives: try strings("pretraining.objectives"),
-                                  augment: try value("pretraining.augment").boolValue ?? false)
+                                  augment: try value("pretraining.augment").boolValue ?? false,
+                                  visionLRScale: config["pretraining.vision_lr_scale"]?.doubleValue ?? 1)
         instructionSources = try strings("data.instruction_sources")
         prompts = try strings("data.prompts")
         doubleDivide255 = try value("data.double_divide_255").boolValue ?? false
         recipe = Recipe(epochs: try int("recipe.epochs"), lr: try double("recipe.lr"), batch: try int("recipe.batch"),
-                        weightDecay: try double("recipe.weight_decay"), seed: try int("recipe.seed"))
+                        weightDecay: try double("recipe.weight_decay"), seed: try int("recipe.seed"),
+                        visionLRScale: config["recipe.vision_lr_scale"]?.doubleValue ?? 1)
         beams = try int("decoding.beams")
         maxLength = try int("decoding.max_length")
         minLength = try int("decoding.min_length")
@@ -138,6 +146,10 @@ public struct RunSettings {
             throw fail("recipe/pretraining epochs and batch must be positive")
         }
         guard recipe.lr > 0, pretraining.lr > 0 else { throw fail("recipe.lr and pretraining.lr must be positive") }
+        guard recipe.visionLRScale > 0, pretraining.visionLRScale > 0 else {
+            throw fail("recipe.vision_lr_scale and pretraining.vision_lr_scale must be positive (1 = the lr of the other modules; freeze a module with its mode F)")
+        }
+        guard imageSize >= 0 else { throw fail("model.image_size must be 0 (the scale's preset) or a positive side in pixels") }
         guard beams >= 1, maxLength >= 2, minLength >= 0 else { throw fail("decoding: beams >= 1, max_length >= 2") }
         if candidates != "none" && !family.takesAnswerCandidates {
             throw fail("decoding.candidates: the \(family.name) family's generation cannot be restricted to candidate answers; use none")
@@ -153,6 +165,11 @@ public struct RunSettings {
             _ = try family.config(scale: scale, overrides: modelOverrides)
         } catch {
             throw fail("peft settings: \(error)")
+        }
+        do {
+            _ = try modelConfig(scale: scale, vocabulary: nil)
+        } catch {
+            throw fail("model.image_size \(imageSize): \(error)")
         }
     }
 
@@ -172,6 +189,8 @@ public struct RunSettings {
     public func modelConfig(scale: String, vocabulary: VocabularyIds?) throws -> any FamilyConfig {
         var overrides = modelOverrides
         if let vocabulary { overrides.merge(family.overrides(vocabulary: vocabulary)) { $1 } }
+        // The image size is a run-scale setting; the paper-scale counts and memory keep the paper's 480².
+        if imageSize > 0 && scale == self.scale { overrides["image_size"] = imageSize }
         return try family.config(scale: scale, overrides: overrides)
     }
 }

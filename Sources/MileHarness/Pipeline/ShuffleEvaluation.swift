@@ -60,7 +60,8 @@ extension PipelineRunner {
                                   checkpointFile: Self.checkpointFile(cacheDir: options.locations.cacheDir,
                                                                       finetuneKey: cell.stage(.finetune).key),
                                   epochs: settings.recipe.epochs, lr: settings.recipe.lr,
-                                  weightDecay: settings.recipe.weightDecay, seed: settings.recipe.seed, family: settings.family)
+                                  weightDecay: settings.recipe.weightDecay, seed: settings.recipe.seed, family: settings.family,
+                                  visionLRScale: settings.recipe.visionLRScale)
         guard Trainer.resumePoint(stage).epoch >= stage.epochs else {
             return "no image-shuffle evaluation (no finished fine-tune checkpoint of this base)"
         }

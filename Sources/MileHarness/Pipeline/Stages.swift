@@ -89,7 +89,8 @@ struct BaseStage {
                                   baseFile: nil, baseID: "init",
                                   checkpointFile: partial, epochs: max(settings.pretraining.epochs, 1),
                                   lr: settings.pretraining.lr, weightDecay: 0.05, seed: settings.pretraining.seed,
-                                  family: settings.family, objectives: settings.pretraining.objectiveSet)
+                                  family: settings.family, objectives: settings.pretraining.objectiveSet,
+                                  visionLRScale: settings.pretraining.visionLRScale)
         let model: any VQAModel
         if settings.pretraining.epochs == 0 {
             // No pretraining asked: the base is the seeded initialisation (useful only for tests).

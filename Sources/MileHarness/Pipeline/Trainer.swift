@@ -44,6 +44,8 @@ public struct TrainingStage {
     public var family: any ModelFamily
     /// The losses trained: LM alone is the VQA loss of fine-tuning; ITC/ITM add BLIP's heads (base only).
     public var objectives: Set<PretrainObjective> = [.lm]
+    /// Multiplier of `lr` for the family's image encoder (`vision_lr_scale`).
+    public var visionLRScale: Double = 1
 }
 
 public enum TrainingOutcome: Equatable {
@@ -136,7 +138,9 @@ public final class Trainer {
         let vqa = try stage.family.build(config: stage.config, assignment: stage.assignment, rng: rng)
         if let base = stage.baseFile { try vqa.load(from: base, strict: true) }
         let model = try StageModel(model: vqa, objectives: stage.objectives, rng: rng)
-        let optimizer = AdamW(parameters: model.trainableParameters(), lr: Float(stage.lr), weightDecay: Float(stage.weightDecay))
+        let prefix = stage.family.imageEncoderPrefix, scale = Float(stage.visionLRScale)
+        let optimizer = AdamW(parameters: model.trainableParameters(), lr: Float(stage.lr), weightDecay: Float(stage.weightDecay),
+                              lrScale: { $0.hasPrefix(prefix) ? scale : 1 })
         if loadCheckpoint {
             let (tensors, meta) = try Safetensors.read(stage.checkpointFile)
             var weights: [String: Tensor] = [:], state: [String: Tensor] = [:]

@@ -14,6 +14,8 @@ public struct BiomedGPTFamily: ModelFamily {
     /// matching heads belong to MISS.
     public var objectives: [PretrainObjective] { [.lm] }
     public var takesAnswerCandidates: Bool { true }
+    /// The ResNet trunk (OFA's image encoder sits inside the encoder slot).
+    public var imageEncoderPrefix: String { "encoder.embed_images." }
 
     public func config(scale: String, overrides: [String: Any]) throws -> any FamilyConfig {
         try OFAConfig.preset(scale).applying(overrides)
