@@ -20,7 +20,7 @@ public final class AdamW {
     public init(parameters: [(name: String, tensor: Tensor)], lr: Float, betas: (Float, Float) = (0.9, 0.999),
                 eps: Float = 1e-8, weightDecay: Float = 0.05, lrScale: (String) -> Float = { _ in 1 }) {
         params = parameters.filter { $0.tensor.isTrainable }
-        for (name, p) in params where lrScale(name) != 1 { lrScales[ObjectIdentifier(p)] = lrScale(name) }
+        for (name, p) in params { let s = lrScale(name); if s != 1 { lrScales[ObjectIdentifier(p)] = s } }
         self.lr = lr
         (beta1, beta2) = betas
         self.eps = eps

@@ -61,6 +61,11 @@ public indirect enum ConfigValue: Equatable, Sendable {
         default: return nil
         }
     }
+    /// Equal, with an integer and a double of the same number the same (`1` and `1.0`).
+    public func sameValue(as other: ConfigValue) -> Bool {
+        if let a = doubleValue, let b = other.doubleValue { return a == b }
+        return self == other
+    }
     public var boolValue: Bool? { if case let .bool(v) = self { return v }; return nil }
     public var listValue: [ConfigValue]? { if case let .list(v) = self { return v }; return nil }
     public var mapValue: [String: ConfigValue]? { if case let .map(v) = self { return v }; return nil }

@@ -146,14 +146,18 @@ public enum Planner {
             config = config.removing(["peft", method.rawValue])
         }
         if used.isEmpty { config = config.removing(["peft"]) }
-        // Added after results existed: at its neutral value it stays out of the id, so those cells stay done.
-        if config["decoding.candidates"] == .string("none") { config = config.removing(["decoding", "candidates"]) }
-        for (path, neutral) in [(["model", "image_size"], 0.0), (["pretraining", "vision_lr_scale"], 1.0),
-                                (["recipe", "vision_lr_scale"], 1.0)] where config[path.joined(separator: ".")]?.doubleValue == neutral {
+        for (path, neutral) in laterKeys where config[path.joined(separator: ".")]?.sameValue(as: neutral) == true {
             config = config.removing(path)
         }
         return config.setting(["cell"], to: assignment.configValue)
     }
+
+    /// Keys added after results existed, with their neutral values: at those they stay out of the id, so the
+    /// earlier cells stay done.
+    static let laterKeys: [([String], ConfigValue)] = [
+        (["decoding", "candidates"], .string("none")), (["model", "image_size"], .int(0)),
+        (["pretraining", "vision_lr_scale"], .double(1)), (["recipe", "vision_lr_scale"], .double(1)),
+    ]
 
     /// Stage keys: data <- base <- finetune <- evaluate. The base key covers only what pretraining depends on,
     /// so every cell of a scale shares one base; the fine-tune key leaves out decoding, so a decoding change

@@ -149,7 +149,6 @@ public struct RunSettings {
         guard recipe.visionLRScale > 0, pretraining.visionLRScale > 0 else {
             throw fail("recipe.vision_lr_scale and pretraining.vision_lr_scale must be positive (1 = the lr of the other modules; freeze a module with its mode F)")
         }
-        guard imageSize >= 0 else { throw fail("model.image_size must be 0 (the scale's preset) or a positive side in pixels") }
         guard beams >= 1, maxLength >= 2, minLength >= 0 else { throw fail("decoding: beams >= 1, max_length >= 2") }
         if candidates != "none" && !family.takesAnswerCandidates {
             throw fail("decoding.candidates: the \(family.name) family's generation cannot be restricted to candidate answers; use none")
