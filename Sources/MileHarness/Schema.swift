@@ -193,8 +193,20 @@ enum StrictYAML {
             let second = secondOccurrence(of: key, after: first, in: text)
             let position = SourcePosition(file: file, line: second?.line ?? first.line, column: second?.column ?? first.column)
             return .invalid(position, "duplicate key '\(key)' (first defined at line \(first.line), column \(first.column)); each key may appear once")
-        case let .scanner(_, problem, mark, _), let .parser(_, problem, mark, _), let .composer(_, problem, mark, _):
-            return .invalid(SourcePosition(file: file, line: mark.line, column: mark.column), "YAML syntax: \(problem)")
+        case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _), let .composer(context, problem, mark, _):
+            guard let context else {
+                return .invalid(SourcePosition(file: file, line: mark.line, column: mark.column), "YAML syntax: \(problem)")
+            }
+            // An unfinished construct (an unclosed quote or bracket) is reported where libyaml gave up, often the
+            // end of the file; the mistake is where it began, which libyaml gives as the context.
+            let construct = context.text.replacingOccurrences(of: "while scanning ", with: "")
+                .replacingOccurrences(of: "while parsing ", with: "")
+            let begin = SourcePosition(file: file, line: context.mark.line, column: context.mark.column)
+            if problem.contains("end of stream") {
+                return .invalid(begin, "YAML syntax: \(construct) starts here and is never closed (libyaml: \(problem))")
+            }
+            return .invalid(SourcePosition(file: file, line: mark.line, column: mark.column),
+                            "YAML syntax: \(problem) (in \(construct) that starts at line \(begin.line), column \(begin.column))")
         default:
             return .invalid(SourcePosition(file: file, line: 1, column: 1), "YAML: \(error)")
         }

@@ -98,7 +98,7 @@ final class BadInputTests: XCTestCase {
         try original.write(to: URL(fileURLWithPath: testFile))
         let image = data + "/imgs/" + (try XCTUnwrap(records[0]["img_name"] as? String))
         try FileManager.default.removeItem(atPath: image)
-        try assertRefused(run, naming: ["images the run needs do not exist", image])
+        try assertRefused(run, naming: ["1 image the run needs does not exist", image])
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/cache/bases"), "no base was pretrained")
     }
 
@@ -188,6 +188,40 @@ final class BadInputTests: XCTestCase {
         let chained = try TestSupport.write("table: c\nextends: t.yaml\nrows:\n  - {vit: F, jtm: T, dec: ia3}\n", to: dir, name: "c.yaml")
         _ = try table()
         try assertRefused(["plan", chained], naming: ["c.yaml:2:10", "t.yaml is a table file"])
+    }
+
+    func testYAMLMistakesPointWhereTheyBegin() throws {
+        let quote = try TestSupport.write("table: q\nextends: defaults.yaml\ntitle: \"abc\nrows:\n  - {vit: F, jtm: T, dec: ia3}\n",
+                                          to: dir, name: "q.yaml")
+        try assertRefused(["plan", quote], naming: ["q.yaml:3:8", "a quoted scalar starts here and is never closed"])
+        let bracket = try TestSupport.write("table: b\nextends: defaults.yaml\nrows:\n  - {vit: F, jtm: T, dec: ia3\n",
+                                            to: dir, name: "b.yaml")
+        try assertRefused(["plan", bracket], naming: ["b.yaml:5:1", "in a flow mapping that starts at line 4, column 5"])
+    }
+
+    func testNumbersOutOfRangeAreNamedByTheirLimit() throws {
+        let huge = try table(set: "set: {recipe: {epochs: 99999999999999999999}}\n", name: "h.yaml")
+        try assertRefused(["plan", huge], naming: ["h.yaml:3:24", "'recipe.epochs'", "too large"])
+        let infinite = try table(set: "set: {recipe: {lr: .inf}}\n", name: "i.yaml")
+        try assertRefused(["plan", infinite], naming: ["i.yaml:3:20", "'recipe.lr'", "expected a finite number, found .inf"])
+    }
+
+    /// The training records reach their images through the cache's symlinked folders: the message names the
+    /// dataset's file, once.
+    func testAMissingTrainingImageIsNamedOnceByItsDatasetPath() throws {
+        let data = dir + "/data"
+        try FileManager.default.copyItem(atPath: PipelineFixture.synthetic, toPath: data)
+        let file = try PipelineFixture.table(in: dir, rows: [PipelineFixture.rowFLoRALoRA])
+        let train = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: data + "/train.json"))) as? [[String: Any]])
+        let test = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: data + "/test.json"))) as? [[String: Any]])
+        let testImages = Set(test.compactMap { $0["img_name"] as? String })
+        let name = try XCTUnwrap(train.compactMap { $0["img_name"] as? String }.first { !testImages.contains($0) })
+        try FileManager.default.removeItem(atPath: data + "/imgs/" + name)
+        let result = try mile(["run", file, "--slake", "data", "--db", dir + "/r.db", "--cache", dir + "/cache", "--quiet"])
+        XCTAssertTrue((1..<128).contains(result.status), result.output)
+        let expected = URL(fileURLWithPath: data + "/imgs/" + name).standardizedFileURL.path
+        XCTAssertTrue(result.output.contains("1 image the run needs does not exist: \(expected)"), result.output)
+        XCTAssertFalse(result.output.contains("instruction-images"), "named by the cache's symlink:\n\(result.output)")
     }
 
     // MARK: issue 16: the schema's allowed values are the model's own

@@ -152,15 +152,21 @@ public final class RunData {
         if !duplicated.isEmpty {
             throw HarnessError.input("\(testFile): \(duplicated.count) qids appear more than once (\(list(duplicated.map { "qid \($0.qid) × \($0.count)" }))); every test question needs its own qid")
         }
+        // Keyed by the dataset path: the test records name an image by the data folder, the training records
+        // by the cache's symlinked folder, and one missing file must be named once.
         var firstUser: [String: Int] = [:]
-        for sample in test + training where firstUser[sample.imagePath] == nil { firstUser[sample.imagePath] = sample.qid }
+        for sample in test + training {
+            let path = realPath(sample.imagePath)
+            if firstUser[path] == nil { firstUser[path] = sample.qid }
+        }
         let missing = firstUser.keys.filter { !FileManager.default.fileExists(atPath: $0) }.sorted()
         if !missing.isEmpty {
-            throw HarnessError.input("\(missing.count) images the run needs do not exist: \(list(missing.map { "\(realPath($0)) (qid \(firstUser[$0]!))" }))")
+            let count = missing.count == 1 ? "1 image the run needs does not exist" : "\(missing.count) images the run needs do not exist"
+            throw HarnessError.input("\(count): \(list(missing.map { "\($0) (qid \(firstUser[$0]!))" }))")
         }
-        for path in Set(test.map(\.imagePath)).sorted() {
+        for path in Set(test.map { realPath($0.imagePath) }).sorted() {
             do { _ = try ImageCodec.decodeFile(path) } catch {
-                throw HarnessError.input("test image \(realPath(path)) (qid \(firstUser[path]!)) cannot be decoded: \(error)")
+                throw HarnessError.input("test image \(path) (qid \(firstUser[path]!)) cannot be decoded: \(error)")
             }
         }
     }
@@ -169,10 +175,12 @@ public final class RunData {
         items.prefix(5).joined(separator: ", ") + (items.count > 5 ? ", …" : "")
     }
 
-    /// The dataset path behind the instruction images' symlinked folders (the link itself means nothing to a user).
+    /// The absolute dataset path behind the instruction images' symlinked folders (the link itself means
+    /// nothing to a user).
     private static func realPath(_ path: String) -> String {
-        let folder = ((path as NSString).deletingLastPathComponent as NSString).resolvingSymlinksInPath
-        return (folder as NSString).appendingPathComponent((path as NSString).lastPathComponent)
+        let folder = URL(fileURLWithPath: (path as NSString).deletingLastPathComponent).standardizedFileURL.path
+        let resolved = (folder as NSString).resolvingSymlinksInPath
+        return (resolved as NSString).appendingPathComponent((path as NSString).lastPathComponent)
     }
 
     /// Decoded images at one size, shared by every feed of that size.
