@@ -24,7 +24,7 @@ endif
 RELEASE_BIN := .build/release/mile
 
 REPRODUCE := reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 reproduce-table5
-.PHONY: deps build release test slurm-test bench-engine bench-conv bench-peer peer-venv parity-golden demo clean check-data mlflow-venv mlflow-export mlflow-check \
+.PHONY: deps build release test slurm-test kill-test bench-engine bench-conv bench-peer peer-venv parity-golden demo clean check-data mlflow-venv mlflow-export mlflow-check \
         instruction-data reproduce-all rerun $(REPRODUCE)
 
 # Install the Debian packages the build needs, only when one is missing.
@@ -50,6 +50,13 @@ test: deps
 # running smoke grids through `mile submit --slurm` (docs/SLURM.md); about 3 minutes on 2 cores.
 slurm-test: build
 	tools/slurm-ci.sh .build/debug/mile
+
+# Randomized kill test (issue 20): a smoke grid SIGKILLed at random moments and restarted must end with the
+# uninterrupted grid's scores, losses, predictions and base (tools/kill-test.sh; about a minute on 2 cores).
+# KILL_SEED=N repeats the moments of an earlier run; KILLS=N sets how many kills must land.
+KILLS ?= 5
+kill-test: build
+	tools/kill-test.sh .build/debug/mile $(KILLS)
 
 bench-engine: deps
 	$(SWIFT) build -c release $(RELEASE_FLAGS) --product EngineBench
