@@ -10,7 +10,7 @@ enum JSONFile {
         do {
             value = try JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])
         } catch {
-            throw DataError.badJSON(path: path, reason: "not valid JSON (\(describe(error)))")
+            throw DataError.badJSON(path: path, reason: "not valid JSON (\(jsonErrorText(error, data: Data(bytes))))")
         }
         guard let list = value as? [Any] else {
             throw DataError.badJSON(path: path, reason: "the top level must be a list of records")
@@ -23,11 +23,19 @@ enum JSONFile {
         }
     }
 
-    private static func describe(_ error: Error) -> String {
-        let ns = error as NSError
-        if let detail = ns.userInfo["NSDebugDescription"] as? String { return detail }
-        return ns.localizedDescription
-    }
+}
+
+/// A JSON parse error in plain words, with the line and column where Foundation reports "character N".
+public func jsonErrorText(_ error: Error, data: Data) -> String {
+    let ns = error as NSError
+    guard let detail = ns.userInfo["NSDebugDescription"] as? String else { return ns.localizedDescription }
+    guard let range = detail.range(of: #"character \d+"#, options: .regularExpression),
+          let offset = Int(detail[range].dropFirst("character ".count)) else { return detail }
+    let prefix = data.prefix(offset)
+    let line = prefix.filter { $0 == UInt8(ascii: "\n") }.count + 1
+    let column = offset - (prefix.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? 0) + 1
+    let what = detail.replacingOccurrences(of: " around " + detail[range], with: "").trimmingCharacters(in: CharacterSet(charactersIn: "."))
+    return "\(what) at line \(line), column \(column)"
 }
 
 /// One JSON object being read: typed field access with errors naming file, record index and qid.

@@ -240,7 +240,7 @@ public enum ExperimentLoader {
 
     static func readText(_ path: String) throws -> String {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw HarnessError.io("cannot read experiment file \(path)")
+            throw HarnessError.io("cannot read experiment file \(path): \(unreadableReason(path))")
         }
         guard let text = String(data: data, encoding: .utf8) else {
             throw HarnessError.invalid(SourcePosition(file: path, line: 1, column: 1), "the file is not UTF-8 text")

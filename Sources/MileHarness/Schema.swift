@@ -194,9 +194,9 @@ enum StrictYAML {
             let position = SourcePosition(file: file, line: second?.line ?? first.line, column: second?.column ?? first.column)
             return .invalid(position, "duplicate key '\(key)' (first defined at line \(first.line), column \(first.column)); each key may appear once")
         case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _), let .composer(context, problem, mark, _):
-            guard let context else {
-                return .invalid(SourcePosition(file: file, line: mark.line, column: mark.column), "YAML syntax: \(problem)")
-            }
+            let at = SourcePosition(file: file, line: mark.line, column: mark.column)
+            if character(at: mark, in: text) == "\t" { return .invalid(at, "YAML syntax: a tab character; YAML indents with spaces only") }
+            guard let context, !context.text.contains("for the next token") else { return .invalid(at, "YAML syntax: \(problem)") }
             // An unfinished construct (an unclosed quote or bracket) is reported where libyaml gave up, often the
             // end of the file; the mistake is where it began, which libyaml gives as the context.
             let construct = context.text.replacingOccurrences(of: "while scanning ", with: "")
@@ -205,11 +205,18 @@ enum StrictYAML {
             if problem.contains("end of stream") {
                 return .invalid(begin, "YAML syntax: \(construct) starts here and is never closed (libyaml: \(problem))")
             }
-            return .invalid(SourcePosition(file: file, line: mark.line, column: mark.column),
-                            "YAML syntax: \(problem) (in \(construct) that starts at line \(begin.line), column \(begin.column))")
+            return .invalid(at, "YAML syntax: \(problem) (in \(construct) that starts at line \(begin.line), column \(begin.column))")
         default:
             return .invalid(SourcePosition(file: file, line: 1, column: 1), "YAML: \(error)")
         }
+    }
+
+    /// The character at a 1-based line and column, if there is one.
+    static func character(at mark: Mark, in text: String) -> Character? {
+        let lines = text.components(separatedBy: "\n")
+        guard mark.line >= 1, mark.line <= lines.count else { return nil }
+        let line = Array(lines[mark.line - 1])
+        return mark.column >= 1 && mark.column <= line.count ? line[mark.column - 1] : nil
     }
 
     /// Yams reports the first of two duplicate keys; the second one is where the mistake usually is. Look

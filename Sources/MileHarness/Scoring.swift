@@ -240,12 +240,12 @@ public enum ScoringFiles {
     }
 
     static func jsonList(_ path: String) throws -> [[String: Any]] {
-        guard let data = FileManager.default.contents(atPath: path) else { throw HarnessError.io("cannot read \(path)") }
+        guard let data = FileManager.default.contents(atPath: path) else { throw HarnessError.io("cannot read \(path): \(unreadableReason(path))") }
         let object: Any
         do {
             object = try JSONSerialization.jsonObject(with: data)
         } catch {
-            throw HarnessError.input("\(path): not valid JSON (\(error.localizedDescription))")
+            throw HarnessError.input("\(path): not valid JSON (\(jsonErrorText(error, data: data)))")
         }
         guard let list = object as? [Any] else { throw HarnessError.input("\(path): expected a JSON list of records") }
         return try list.enumerated().map { index, item in

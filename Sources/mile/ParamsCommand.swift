@@ -28,10 +28,13 @@ struct Params: ParsableCommand {
     @Flag(help: "Print {\"trainable\", \"total\", \"percent\"} as JSON.")
     var json = false
 
-    func run() throws {
+    func validate() throws {
         guard (1...Limits.rank).contains(rank) else {
             throw ValidationError("--rank \(rank): expected 1 to \(Limits.rank) (\(Limits.rankReason))")
         }
+    }
+
+    func run() throws {
         let family = try ModelFamilies.named(self.family)
         let model = try loadConfig(family)
         let count = try family.count(config: model, assignment: try assignment(family))

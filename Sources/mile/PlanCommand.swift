@@ -114,12 +114,25 @@ func reportingErrors(_ body: () throws -> Void) throws {
 func fileErrorText(_ error: CocoaError) -> String {
     let path = error.filePath ?? error.url?.path ?? "a file"
     let underlying = (error.userInfo[NSUnderlyingErrorKey] as? NSError).map { String(cString: strerror(Int32($0.code))) }
+    if let file = fileInTheWay(of: path) { return "\(file) exists and is not a folder: pass a folder path" }
     switch error.code {
     case .fileWriteFileExists: return "\(path) exists and is not a folder: pass a folder path"
     case .fileWriteNoPermission, .fileReadNoPermission: return "\(path): permission denied"
     case .fileNoSuchFile, .fileReadNoSuchFile: return "\(path): no such file or folder"
     default: return "\(path): " + (underlying ?? error.localizedDescription)
     }
+}
+
+/// The nearest existing ancestor of `path` (or the path itself) when it is a file, not a folder: why a folder
+/// could not be made there.
+func fileInTheWay(of path: String) -> String? {
+    var candidate = path
+    while !candidate.isEmpty && candidate != "/" && candidate != "." {
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: candidate, isDirectory: &isFolder) { return isFolder.boolValue ? nil : candidate }
+        candidate = (candidate as NSString).deletingLastPathComponent
+    }
+    return nil
 }
 
 struct Plan: ParsableCommand {

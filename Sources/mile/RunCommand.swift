@@ -14,7 +14,12 @@ struct Run: ParsableCommand {
 
     @OptionGroup var experiments: ExperimentOptions
 
-    func validate() throws { try experiments.requireFiles() }
+    func validate() throws {
+        try experiments.requireFiles()
+        guard (1...Limits.jobs).contains(jobs) else {
+            throw ValidationError("--jobs \(jobs): expected 1 to \(Limits.jobs) (\(Limits.jobsReason))")
+        }
+    }
 
     @Flag(name: .long, help: "Rerun cells that are already done (their fine-tune checkpoints are discarded).")
     var force = false
@@ -54,9 +59,6 @@ struct Run: ParsableCommand {
         BLAS.reexecWithFasterKernelsIfNeeded()
         Threads.configure()
         installStopHandler()
-        guard (1...Limits.jobs).contains(jobs) else {
-            throw ValidationError("--jobs \(jobs): expected 1 to \(Limits.jobs) (\(Limits.jobsReason))")
-        }
         try reportingErrors {
             let overrides = try experiments.parsedOverrides()
             let plans = try TablePlan.make(files: experiments.files, overrides: overrides, store: nil)
