@@ -2,7 +2,8 @@
 # `make slurm-test`: a real single-node SLURM (munged, slurmctld, slurmd started here as background
 # processes, no systemd), then `mile submit --slurm` on a smoke grid of synthetic data: every cell done,
 # merged and reported; a requeue mid-training resumed to the same predictions; `scancel` leaving cells
-# interrupted and `--resubmit` finishing them. The daemons are stopped by PID on exit.
+# interrupted and `--resubmit` finishing them; a NaN cell and a failing base recorded FAILED, the base's
+# array cancelled, `--resubmit` taking only the failed cells. The daemons are stopped by PID on exit.
 # Usage: tools/slurm-ci.sh MILE_BINARY   (docs/SLURM.md)
 set -euo pipefail
 MILE=$(realpath "$1")
@@ -160,5 +161,38 @@ grep -q '^resubmitting' resubmit4.txt
 "$MILE" status "$RUN4" | tee status4b.txt
 tail -1 status4b.txt | grep -qx '  2 done'
 say "3. ok: cancelled cells recorded interrupted, the resubmission finished them"
+
+# Two bases: one pretrains and serves a good row and a row whose fine-tuning diverges (lr 1e30); the other's
+# pretraining diverges. The diverging cell is FAILED with its reason, the failed base job cancels its array
+# (no task of it runs) and records its cells failed, the merge and report still run, and a resubmission
+# would submit exactly the two failed cells.
+say "4. a NaN cell, a failing base, --resubmit of the failed cells"
+mkdir -p "$W/grid" && cp "$ROOT/experiments/defaults.yaml" "$W/grid/"
+cat > "$W/grid/slurm-fail.yaml" <<'YAML'
+table: slurm-fail
+extends: defaults.yaml
+set:
+  model: {scale: smoke}
+  pretraining: {corpus: [slake-train-captions], epochs: 1, batch: 16, lr: 1.0e-3}
+  data: {instruction_sources: [slake-train]}
+  recipe: {epochs: 1, batch: 16, lr: 1.0e-3}
+rows:
+  - {vit: F, jtm: lora, dec: lora, rank: 4}
+  - {name: nan-cell, vit: F, jtm: T, dec: lora, rank: 4, set: {recipe: {lr: 1.0e30}}}
+  - {name: nan-base, vit: F, jtm: T, dec: ia3, set: {pretraining: {lr: 1.0e30}}}
+YAML
+"$MILE" submit "$W/grid/slurm-fail.yaml" "${COMMON[@]}" --seeds 1 --cache "$W/cache5" --wait | tee submit5.txt
+RUN5=$(run_folder)
+"$MILE" status "$RUN5" | tee status5.txt
+grep -q 'nan-cell .*failed.*loss nan at epoch 0' status5.txt
+grep -q 'nan-base .*failed.*base pretraining failed' status5.txt
+grep -Eq 'F LoRA LoRA r4 .*done' status5.txt
+grep -q 'failed: base' "$RUN5"/logs/base-2-*.out
+if ls "$RUN5"/logs/cells-2-* >/dev/null 2>&1; then echo "a task of the failed base's array ran"; exit 1; fi
+grep -q '1/3 cells done' "$RUN5"/logs/merge-*.out
+"$MILE" submit --slurm --resubmit "$RUN5" --dry-run | tee resubmit5.txt
+grep -q '^resubmitting 2 of 3 cells' resubmit5.txt
+grep -q 'nan-cell seed 42 .*(failed)' resubmit5.txt && grep -q 'nan-base seed 42 .*(failed)' resubmit5.txt
+say "4. ok: NaN cell and failed base recorded FAILED with reasons, the base's array cancelled, merge ran, resubmission takes only them"
 
 say "all SLURM tests passed in $(( $(date +%s) - started )) s"

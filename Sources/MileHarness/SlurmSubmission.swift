@@ -1,38 +1,51 @@
 import Foundation
 
 /// `sbatch` settings of `mile submit --slurm`; nil leaves a setting to the cluster's defaults.
-public struct SlurmOptions: Sendable {
+public struct SlurmOptions: Sendable, Equatable {
     public var partition: String?
     public var account: String?
     public var qos: String?
     /// Wall-clock limit of each job (`--time`, e.g. `4:00:00`).
     public var time: String?
+    /// Seconds of one epoch (`--time-per-epoch`): each job's limit then follows its epochs (SlurmResources).
+    public var timePerEpoch: Int?
     /// CPUs per task; each task runs with MILE_THREADS = this.
     public var cpus: Int
-    /// Memory per task (`--mem`, e.g. `4G`).
+    /// Memory per task (`--mem`, e.g. `4G`), or `auto`: each job's request from its predicted peak.
     public var memory: String?
     /// At most this many array tasks of one base run at once (`--array=...%K`).
     public var maxParallel: Int?
     /// Further `#SBATCH` lines, verbatim (`--sbatch-arg=--constraint=avx2`).
     public var extra: [String]
 
-    public init(partition: String? = nil, account: String? = nil, qos: String? = nil, time: String? = nil, cpus: Int = 1,
-                memory: String? = nil, maxParallel: Int? = nil, extra: [String] = []) {
+    public static let autoMemory = "auto"
+
+    public init(partition: String? = nil, account: String? = nil, qos: String? = nil, time: String? = nil, timePerEpoch: Int? = nil,
+                cpus: Int = 1, memory: String? = nil, maxParallel: Int? = nil, extra: [String] = []) {
         self.partition = partition
         self.account = account
         self.qos = qos
         self.time = time
+        self.timePerEpoch = timePerEpoch
         self.cpus = cpus
         self.memory = memory
         self.maxParallel = maxParallel
         self.extra = extra
     }
 
-    /// The `#SBATCH` lines every job shares.
-    var commonLines: [String] {
+    /// The `#SBATCH` lines of a job that needs `needs`.
+    func lines(_ needs: JobNeeds) -> [String] {
         var lines = ["--cpus-per-task=\(cpus)"]
-        if let memory { lines.append("--mem=\(memory)") }
-        if let time { lines.append("--time=\(time)") }
+        if memory == Self.autoMemory {
+            if let peak = needs.peakBytes { lines.append("--mem=\(SlurmResources.memoryRequest(peakBytes: peak))") }
+        } else if let memory {
+            lines.append("--mem=\(memory)")
+        }
+        if let time {
+            lines.append("--time=\(time)")
+        } else if let timePerEpoch {
+            lines.append("--time=\(SlurmResources.timeLimit(epochs: needs.epochs, perEpoch: timePerEpoch))")
+        }
         if let partition { lines.append("--partition=\(partition)") }
         if let account { lines.append("--account=\(account)") }
         if let qos { lines.append("--qos=\(qos)") }
@@ -49,6 +62,10 @@ public struct SlurmGroup: Sendable {
     /// Seed-major: every cell of the first seed, then the second seed, ...
     public let cells: [PlannedCell]
     public let needsBase: Bool
+    /// The base job's pretraining epochs and the cell array's most fine-tuning epochs; the peaks are set by
+    /// `mile submit` for `--mem auto`.
+    public var baseNeeds: JobNeeds
+    public var cellNeeds: JobNeeds
 
     /// Groups cells by base key in first-use order, each group seed-major (a partial grid then has whole
     /// seeds); `baseExists` says whether a base is already pretrained (no base job then).
@@ -62,7 +79,10 @@ public struct SlurmGroup: Sendable {
         }
         return order.enumerated().map { index, key in
             let list = byKey[key]!.enumerated().sorted { ($0.element.seed, $0.offset) < ($1.element.seed, $1.offset) }.map(\.element)
-            return SlurmGroup(index: prefix + String(index + 1), baseKey: key, cells: list, needsBase: !baseExists(key))
+            let baseEpochs = list[0].config["pretraining.epochs"]?.intValue ?? 0
+            let cellEpochs = list.compactMap { $0.config["recipe.epochs"]?.intValue }.max() ?? 0
+            return SlurmGroup(index: prefix + String(index + 1), baseKey: key, cells: list, needsBase: !baseExists(key),
+                              baseNeeds: JobNeeds(epochs: baseEpochs), cellNeeds: JobNeeds(epochs: cellEpochs))
         }
     }
 }
@@ -124,14 +144,15 @@ public struct SlurmScripts: Sendable {
     var data: [String] { ["--slake", slake] + (rad.map { ["--rad", $0] } ?? []) + ["--cache", cache] }
 
     /// Pretrains the group's base (`mile run --bases-only`); a failure fails the job, which cancels the
-    /// array waiting on it (`--kill-on-invalid-dep=yes`).
+    /// array waiting on it (`--kill-on-invalid-dep=yes`), and is recorded for every cell of the group in the
+    /// base's shard (so the merge shows the reason).
     public func base(_ group: SlurmGroup) -> String {
         let shard = folder.shards + "/base-\(group.index).db"
         return script(name: "mile-base-\(group.index)", log: "base-\(group.index)-%j.out",
                       about: "pretrains base \(group.baseKey.prefix(12)) for \(group.cells.count) cell\(group.cells.count == 1 ? "" : "s")",
-                      lines: ["--requeue", "--open-mode=append"],
-                      body: ["exec " + mile(["run"] + selection + ["--cell", group.cells[0].id, "--bases-only", "--db", shard, "--shard",
-                                                             "--no-report"] + data)])
+                      lines: ["--requeue", "--open-mode=append"] + options.lines(group.baseNeeds),
+                      body: ["exec " + mile(["run"] + selection + group.cells.flatMap { ["--cell", $0.id] }
+                                            + ["--bases-only", "--db", shard, "--shard", "--no-report"] + data)])
     }
 
     /// One array task per cell of the group: task i runs line i+1 of the cell list, in its own shard (a
@@ -143,7 +164,8 @@ public struct SlurmScripts: Sendable {
         let throttle = options.maxParallel.map { "%\($0)" } ?? ""
         return script(name: "mile-cells-\(group.index)", log: "cells-\(group.index)-%A_%a.out",
                       about: "\(group.cells.count) cell\(group.cells.count == 1 ? "" : "s") of base \(group.baseKey.prefix(12)), seed-major; task i runs line i+1 of \(folder.cellList(group))",
-                      lines: ["--array=0-\(last)\(throttle)", "--requeue", "--open-mode=append", "--kill-on-invalid-dep=yes"],
+                      lines: ["--array=0-\(last)\(throttle)", "--requeue", "--open-mode=append", "--kill-on-invalid-dep=yes"]
+                        + options.lines(group.cellNeeds),
                       body: ["cell=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" \(Shell.quote(folder.cellList(group))))",
                              "test -n \"$cell\" || { echo \"no cell for array task $SLURM_ARRAY_TASK_ID\" >&2; exit 1; }",
                              "exec " + mile(["run"] + selection + ["--cell"]) + " \"$cell\" " + Shell.quote("--db") + " "
@@ -153,11 +175,12 @@ public struct SlurmScripts: Sendable {
 
     /// Merges every shard into the run's database and renders the reports; runs after all arrays whatever
     /// their outcome (`afterany`), so failed and interrupted cells show with their reasons.
-    public func merge() -> String {
-        script(name: "mile-merge", log: "merge-%j.out", about: "merges the shards into \(folder.merged) and renders \(folder.results)",
-               lines: [],
-               body: [mile(["merge", folder.merged, folder.shards]),
-                      "exec " + mile(["report"] + selection + ["--db", folder.merged, "--out", folder.results, "--slake", slake, "--cache", cache])])
+    public func merge(_ groups: [SlurmGroup]) -> String {
+        let peak = groups.compactMap(\.cellNeeds.peakBytes).max()
+        let report = ["report"] + selection + ["--db", folder.merged, "--out", folder.results, "--slake", slake, "--cache", cache]
+        return script(name: "mile-merge", log: "merge-%j.out", about: "merges the shards into \(folder.merged) and renders \(folder.results)",
+                      lines: options.lines(JobNeeds(epochs: 0, peakBytes: peak)),
+                      body: [mile(["merge", folder.merged, folder.shards]), "exec " + mile(report)])
     }
 
     private func mile(_ arguments: [String]) -> String {
@@ -165,7 +188,7 @@ public struct SlurmScripts: Sendable {
     }
 
     private func script(name: String, log: String, about: String, lines: [String], body: [String]) -> String {
-        let header = ["--job-name=\(name)", "--output=\(folder.logs)/\(log)"] + lines + options.commonLines
+        let header = ["--job-name=\(name)", "--output=\(folder.logs)/\(log)"] + lines
         return (["#!/bin/bash",
                  "# mile submit --slurm, run folder \(folder.path): \(about)."]
                 + header.map { "#SBATCH \($0)" }
@@ -209,6 +232,7 @@ public enum SlurmManifest {
             "working_directory": .string(scripts.workingDirectory),
             "selection": .list(scripts.selection.map(ConfigValue.string)),
             "slake": .string(scripts.slake), "rad": scripts.rad.map(ConfigValue.string) ?? .string(""), "cache": .string(scripts.cache),
+            "sbatch": scripts.options.configValue,
             "groups": .list(groups.map { .map(["name": .string($0.index), "base": .string($0.baseKey), "cells": .int($0.cells.count),
                                                 "base_job": .bool($0.needsBase)]) }),
             "cells": .list(cells),
@@ -225,6 +249,8 @@ public enum SlurmManifest {
         public let rad: String?
         public let cache: String
         public let cellIDs: [String]
+        /// The submission's sbatch options (nil in a manifest written before they were kept).
+        public let options: SlurmOptions?
     }
 
     public static func read(_ path: String) throws -> Frozen {
@@ -240,6 +266,26 @@ public enum SlurmManifest {
         return Frozen(runID: try string("run"), workingDirectory: try string("working_directory"),
                       selection: value["selection"]?.listValue?.compactMap(\.stringValue) ?? [], slake: try string("slake"),
                       rad: rad.isEmpty ? nil : rad, cache: try string("cache"),
-                      cellIDs: value["cells"]?.listValue?.compactMap { $0["id"]?.stringValue } ?? [])
+                      cellIDs: value["cells"]?.listValue?.compactMap { $0["id"]?.stringValue } ?? [],
+                      options: value["sbatch"].map(SlurmOptions.init(configValue:)))
+    }
+}
+
+extension SlurmOptions {
+    /// The options as the manifest keeps them (absent options left out).
+    var configValue: ConfigValue {
+        var map: [String: ConfigValue] = ["cpus": .int(cpus), "extra": .list(extra.map(ConfigValue.string))]
+        let texts = ["partition": partition, "account": account, "qos": qos, "time": time, "memory": memory]
+        for (key, text) in texts { if let text { map[key] = .string(text) } }
+        if let timePerEpoch { map["time_per_epoch"] = .int(timePerEpoch) }
+        if let maxParallel { map["max_parallel"] = .int(maxParallel) }
+        return .map(map)
+    }
+
+    init(configValue value: ConfigValue) {
+        self.init(partition: value["partition"]?.stringValue, account: value["account"]?.stringValue, qos: value["qos"]?.stringValue,
+                  time: value["time"]?.stringValue, timePerEpoch: value["time_per_epoch"]?.intValue, cpus: value["cpus"]?.intValue ?? 1,
+                  memory: value["memory"]?.stringValue, maxParallel: value["max_parallel"]?.intValue,
+                  extra: value["extra"]?.listValue?.compactMap(\.stringValue) ?? [])
     }
 }

@@ -88,7 +88,7 @@ struct Run: ParsableCommand {
                                               ownShard: shard)
                 let runner = PipelineRunner(store: store, options: options, progress: ProgressPrinter(quiet: quiet, inPlace: !worker))
                 if basesOnly {
-                    let failures = try runner.pretrainBases(cells)
+                    let failures = try runner.pretrainBases(cells, recordFailures: shard)
                     if StopRequest.isSet { throw ExitCode(130) }
                     // A failed base fails its SLURM job, so the cell array waiting on it is cancelled
                     // (`--kill-on-invalid-dep`); a `--jobs` parent leaves the failure to the cells.

@@ -26,8 +26,10 @@ struct Submit: ParsableCommand {
     @Option(name: .long, help: "SLURM account.") var account: String?
     @Option(name: .long, help: "SLURM quality of service.") var qos: String?
     @Option(name: .long, help: "Time limit of each job (e.g. 4:00:00).") var time: String?
-    @Option(name: .long, help: "CPUs per task (MILE_THREADS of each task).") var cpus: Int = 1
-    @Option(name: .long, help: "Memory per task (e.g. 4G).") var mem: String?
+    @Option(name: .long, help: "Instead of --time: the wall time of one epoch on --cpus (e.g. 12:00); each job's limit is then 1.5 x its epochs x this + 15 min.")
+    var timePerEpoch: String?
+    @Option(name: .long, help: "CPUs per task (MILE_THREADS of each task; default 1).") var cpus: Int?
+    @Option(name: .long, help: "Memory per task (e.g. 4G), or auto: 2 x each job's predicted engine peak + 1 GiB.") var mem: String?
     @Option(name: .long, help: "At most this many tasks of one array at once (--array=...%K).") var maxParallel: Int?
     @Option(name: .customLong("sbatch-arg"), help: "A further #SBATCH option, verbatim (repeatable).") var sbatchArgs: [String] = []
 
@@ -51,13 +53,27 @@ struct Submit: ParsableCommand {
         } else if !experiments.files.isEmpty {
             throw ValidationError("--resubmit reads the run's frozen experiment files; give no FILE arguments")
         }
-        guard (1...256).contains(cpus) else { throw ValidationError("--cpus \(cpus): expected 1 to 256") }
+        if let cpus, !(1...256).contains(cpus) { throw ValidationError("--cpus \(cpus): expected 1 to 256") }
         if let maxParallel, maxParallel < 1 { throw ValidationError("--max-parallel \(maxParallel): expected 1 or more") }
+        if time != nil && timePerEpoch != nil { throw ValidationError("--time and --time-per-epoch: give one of them") }
+        if let timePerEpoch {
+            do { _ = try SlurmResources.seconds(timePerEpoch) } catch { throw ValidationError("--time-per-epoch: \(error)") }
+        }
     }
 
-    var options: SlurmOptions {
-        SlurmOptions(partition: partition, account: account, qos: qos, time: time, cpus: cpus, memory: mem,
-                     maxParallel: maxParallel, extra: sbatchArgs)
+    /// The options of this command line over `base` (a resubmission's frozen options): what is given wins.
+    func options(over base: SlurmOptions = SlurmOptions()) throws -> SlurmOptions {
+        var options = base
+        if let partition { options.partition = partition }
+        if let account { options.account = account }
+        if let qos { options.qos = qos }
+        if let time { options.time = time; options.timePerEpoch = nil }
+        if let timePerEpoch { options.timePerEpoch = try SlurmResources.seconds(timePerEpoch); options.time = nil }
+        if let cpus { options.cpus = cpus }
+        if let mem { options.memory = mem }
+        if let maxParallel { options.maxParallel = maxParallel }
+        if !sbatchArgs.isEmpty { options.extra = sbatchArgs }
+        return options
     }
 
     func run() throws {
@@ -79,10 +95,13 @@ struct Submit: ParsableCommand {
             let folder = SlurmRunFolder(path: SubmitSupport.absolute(runs) + "/" + SubmitSupport.runID(cells))
             let frozenFiles = try SubmitSupport.freeze(files: experiments.files, binary: true, into: folder)
             let radDir = rad ?? environment["RAD_DIR"].flatMap { FileManager.default.fileExists(atPath: $0) ? $0 : nil }
-            let scripts = SlurmScripts(folder: folder, options: options, workingDirectory: FileManager.default.currentDirectoryPath,
+            let scripts = SlurmScripts(folder: folder, options: try options(), workingDirectory: FileManager.default.currentDirectoryPath,
                                        selection: frozenFiles + selectionArguments, slake: SubmitSupport.absolute(slake),
                                        rad: radDir.map(SubmitSupport.absolute), cache: SubmitSupport.absolute(cache))
-            let groups = SlurmGroup.make(cells) { SlurmGroup.baseIsReady($0, cells: cells, cache: scripts.cache) }
+            var groups = SlurmGroup.make(cells) { SlurmGroup.baseIsReady($0, cells: cells, cache: scripts.cache) }
+            if scripts.options.memory == SlurmOptions.autoMemory {
+                groups = try SubmitSupport.predictPeaks(groups, locations: DataLocations(slakeDir: scripts.slake, radDir: scripts.rad, cacheDir: scripts.cache))
+            }
             try SubmitSupport.write(groups, scripts: scripts)
             try SlurmManifest.json(runID: (folder.path as NSString).lastPathComponent, created: Date(), scripts: scripts, groups: groups)
                 .write(toFile: folder.manifest, atomically: true, encoding: .utf8)
@@ -115,9 +134,13 @@ struct Submit: ParsableCommand {
         let cells = remaining.map(\.0)
         if cells.isEmpty { print("nothing to resubmit: all \(pairs.count) cells of \(folder.path) are done"); return }
         let round = "r" + String(SubmitSupport.nextRound(folder)) + "-"
-        let scripts = SlurmScripts(folder: folder, options: options, workingDirectory: frozen.workingDirectory,
-                                   selection: frozen.selection, slake: frozen.slake, rad: frozen.rad, cache: frozen.cache)
-        let groups = SlurmGroup.make(cells, prefix: round) { SlurmGroup.baseIsReady($0, cells: cells, cache: frozen.cache) }
+        let scripts = SlurmScripts(folder: folder, options: try options(over: frozen.options ?? SlurmOptions()),
+                                   workingDirectory: frozen.workingDirectory, selection: frozen.selection, slake: frozen.slake,
+                                   rad: frozen.rad, cache: frozen.cache)
+        var groups = SlurmGroup.make(cells, prefix: round) { SlurmGroup.baseIsReady($0, cells: cells, cache: frozen.cache) }
+        if scripts.options.memory == SlurmOptions.autoMemory {
+            groups = try SubmitSupport.predictPeaks(groups, locations: DataLocations(slakeDir: frozen.slake, radDir: frozen.rad, cacheDir: frozen.cache))
+        }
         try SubmitSupport.write(groups, scripts: scripts)
         print("resubmitting \(cells.count) of \(pairs.count) cells of \(folder.path): "
               + remaining.map { "\($0.0.label) seed \($0.0.seed) \($0.0.shortID) (\($0.1.state.rawValue))" }.joined(separator: ", "))
@@ -184,7 +207,26 @@ enum SubmitSupport {
             if group.needsBase { try scripts.base(group).write(toFile: folder.baseScript(group), atomically: true, encoding: .utf8) }
             try scripts.cells(group).write(toFile: folder.cellScript(group), atomically: true, encoding: .utf8)
         }
-        try scripts.merge().write(toFile: folder.path + "/merge.sbatch", atomically: true, encoding: .utf8)
+        try scripts.merge(groups).write(toFile: folder.path + "/merge.sbatch", atomically: true, encoding: .utf8)
+    }
+
+    /// `--mem auto`: each group's base and cell peaks predicted at the run scale, with the vocabulary the run
+    /// builds from the data (the data of each base is loaded once).
+    static func predictPeaks(_ groups: [SlurmGroup], locations: DataLocations) throws -> [SlurmGroup] {
+        try groups.map { group in
+            var group = group
+            let first = group.cells[0]
+            let settings = try RunSettings(first.config, cell: "\(first.label) (\(first.shortID))")
+            let config = try PipelineRunner.runScaleConfig(settings, cell: first, locations: locations)
+            group.baseNeeds.peakBytes = try SlurmResources.basePeak(settings, config: config)
+            group.cellNeeds.peakBytes = try group.cells.map { cell in
+                try SlurmResources.cellPeak(cell, try RunSettings(cell.config, cell: "\(cell.label) (\(cell.shortID))"), config: config)
+            }.max()
+            print(String(format: "--mem auto, base %@: predicted engine peaks %.2f GB (base job), %.2f GB (heaviest cell)",
+                         String(group.baseKey.prefix(12)), Double(group.baseNeeds.peakBytes ?? 0) / 1e9,
+                         Double(group.cellNeeds.peakBytes ?? 0) / 1e9))
+            return group
+        }
     }
 
     /// Submits base jobs, arrays and the merge job in dependency order and prints their ids (with

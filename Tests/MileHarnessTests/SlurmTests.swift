@@ -41,7 +41,7 @@ final class SlurmTests: XCTestCase {
         let plain = scripts(SlurmOptions())
         try assertGolden(normalised(plain.base(groups[0]), cells), "base-1.sbatch")
         try assertGolden(normalised(plain.cells(groups[0]), cells), "cells-1.sbatch")
-        try assertGolden(normalised(plain.merge(), cells), "merge.sbatch")
+        try assertGolden(normalised(plain.merge(groups), cells), "merge.sbatch")
         let full = scripts(SlurmOptions(partition: "cpu", account: "lab", qos: "normal", time: "4:00:00", cpus: 4, memory: "8G",
                                         maxParallel: 10, extra: ["--constraint=avx2"]))
         try assertGolden(normalised(full.cells(groups[0]), cells), "cells-1-options.sbatch")

@@ -89,9 +89,11 @@ public final class PipelineRunner {
     /// Pretrains the missing bases of the cells not yet done, one per base key, without claiming any cell.
     /// `mile run --jobs N` runs this first in one process with every thread: otherwise one worker pretrains
     /// single-threaded while the others wait on the base's lock. A base that fails is left to the cells,
-    /// which record the failure. Returns the failures ("base KEY: reason").
+    /// which record the failure, unless `recordFailures` (a SLURM base job, whose failure cancels the cells'
+    /// array): then each pending cell of a failed base is recorded failed here, with the base's reason.
+    /// Returns the failures ("base KEY: reason").
     @discardableResult
-    public func pretrainBases(_ cells: [PlannedCell]) throws -> [String] {
+    public func pretrainBases(_ cells: [PlannedCell], recordFailures: Bool = false) throws -> [String] {
         try options.locations.check()
         var keys = Set<String>()
         var failures: [String] = []
@@ -115,17 +117,42 @@ public final class PipelineRunner {
             case let .failed(reason):
                 progress.line("base failed (the cells will record it): \(reason)")
                 failures.append("base \(key.prefix(12)): \(reason)")
+                if recordFailures { try recordBaseFailure(reason, cells: pending.filter { $0.stage(.base).key == key }) }
             case let .stopped(reason): progress.line("stopped: \(reason)"); return failures
             }
         }
         return failures
     }
 
+    /// Each cell recorded failed with the base's reason (a claim and its failure, as a cell of `mile run`
+    /// records it), so a merge shows why the cells never ran and `--resubmit` submits them again.
+    private func recordBaseFailure(_ reason: String, cells: [PlannedCell]) throws {
+        for cell in cells {
+            guard case let .claimed(runID) = try claim(cell) else { continue }
+            try store.fail(runID: runID, reason: "base pretraining failed: \(reason)")
+        }
+    }
+
     func modelConfig(_ settings: RunSettings, _ data: RunData) throws -> any FamilyConfig {
+        try Self.modelConfig(settings, data)
+    }
+
+    /// The config a cell's model has at its run scale: the vocabulary is the one its run data builds.
+    static func modelConfig(_ settings: RunSettings, _ data: RunData) throws -> any FamilyConfig {
         let tokenizer = data.tokenizer
         let vocabulary = VocabularyIds(size: tokenizer.vocabularySize, pad: tokenizer.padId, begin: tokenizer.decId,
                                        end: tokenizer.sepId)
         return try settings.modelConfig(scale: settings.scale, vocabulary: vocabulary)
+    }
+
+    /// The run-scale config of a cell without a runner (`mile submit --mem auto`): its run data is loaded
+    /// (and its vocabulary written to the cache, as the base job would).
+    public static func runScaleConfig(_ settings: RunSettings, cell: PlannedCell, locations: DataLocations) throws -> any FamilyConfig {
+        let key = cell.stage(.base).key
+        let data = try RunData(settings: settings, locations: locations,
+                               vocabularyFile: BaseStage.vocabularyFile(cacheDir: locations.cacheDir, key: key),
+                               pretrainedVocabulary: BaseStage.checkpointVocabulary(settings))
+        return try modelConfig(settings, data)
     }
 
     private func baseEpochLine(_ settings: RunSettings) -> (EpochMetric) -> Void {
