@@ -86,6 +86,21 @@ public struct ExperimentRow: Sendable {
 
     /// Every label of the row, one per rank.
     public var labels: [String] { ranks.map { label(rank: $0) } }
+
+    /// The row once per combination of the sweeps' values, each value in the row's `set` (a named row's
+    /// name gains `[key=value, ...]`), so every variant has its own label and config.
+    func variants(_ sweeps: [ConfigOverride]) -> [ExperimentRow] {
+        guard !sweeps.isEmpty else { return [self] }
+        let combinations = sweeps.reduce([[(path: [String], value: ConfigValue)]]([[]])) { combinations, sweep in
+            combinations.flatMap { combination in (sweep.sweepValues ?? []).map { combination + [(sweep.path, $0)] } }
+        }
+        return combinations.map { combination in
+            let settings = combination.map { "\($0.path.joined(separator: "."))=\($0.value.display)" }
+            let set = combination.reduce(overrides ?? .map([:])) { $0.setting($1.path, to: $1.value) }
+            return ExperimentRow(position: position, slots: slots, modes: modes, ranks: ranks, overrides: set, published: published,
+                                 note: note, name: name.map { "\($0) [\(settings.joined(separator: ", "))]" })
+        }
+    }
 }
 
 /// A parsed table file with its defaults already merged in.

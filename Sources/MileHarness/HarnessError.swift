@@ -12,9 +12,9 @@ public struct SourcePosition: Equatable, Sendable, CustomStringConvertible {
         self.column = column
     }
 
-    /// `file:line:column`, or for a command-line override `--set key=value (column N)`.
+    /// `file:line:column`, or for a command-line override `--set key=value (column N)` (`--sweep` alike).
     public var description: String {
-        file.hasPrefix("--set ") ? "\(file) (column \(column))" : "\(file):\(line):\(column)"
+        file.hasPrefix("--set ") || file.hasPrefix("--sweep ") ? "\(file) (column \(column))" : "\(file):\(line):\(column)"
     }
 }
 

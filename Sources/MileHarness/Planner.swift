@@ -8,6 +8,8 @@ public struct ConfigOverride: Sendable, Equatable {
     public let path: [String]
     public let value: ConfigValue
     public let text: String
+    /// A sweep (`--sweep key.path=v1,v2`): every row once per value, the value in the row's `set`.
+    public private(set) var sweepValues: [ConfigValue]? = nil
 
     /// Parses and validates an override against the experiment schema.
     public init(_ text: String) throws {
@@ -52,6 +54,50 @@ public struct ConfigOverride: Sendable, Equatable {
     }
 }
 
+extension ConfigOverride {
+    /// `key.path=v1,v2,...`: each value validated as `--set key.path=v` would be (commas inside brackets
+    /// belong to the value: `data.prompts=[mile],[mile, plain]`).
+    public static func sweep(_ text: String) throws -> ConfigOverride {
+        guard let equals = text.firstIndex(of: "=") else {
+            throw HarnessError.invalid(SourcePosition(file: "--sweep \(text)", line: 1, column: 1), "expected key.path=value1,value2")
+        }
+        let key = String(text[..<equals])
+        let pieces = topLevelPieces(String(text[text.index(after: equals)...]))
+        guard pieces.count >= 2, !pieces.contains(where: \.isEmpty) else {
+            throw HarnessError.invalid(SourcePosition(file: "--sweep \(text)", line: 1, column: key.count + 2),
+                                       "expected two or more comma-separated values (one value: use --set)")
+        }
+        let valuesText = String(text[text.index(after: equals)...])
+        let values = try pieces.map { piece in
+            do { return try ConfigOverride(key + "=" + piece) } catch let HarnessError.invalid(position, message) {
+                // Name the sweep and the column of this value within it, not the `--set` it was checked as.
+                let offset = valuesText.range(of: piece).map { valuesText.distance(from: valuesText.startIndex, to: $0.lowerBound) } ?? 0
+                let column = position.column <= key.count + 1 ? position.column : position.column + offset
+                throw HarnessError.invalid(SourcePosition(file: "--sweep \(text)", line: 1, column: column), message)
+            }
+        }
+        var sweep = values[0]
+        sweep.sweepValues = values.map(\.value)
+        return sweep
+    }
+
+    /// Splits on the commas outside brackets and braces.
+    static func topLevelPieces(_ text: String) -> [String] {
+        var pieces: [String] = [], current = "", depth = 0
+        for character in text {
+            switch character {
+            case "[", "{": depth += 1
+            case "]", "}": depth -= 1
+            case "," where depth == 0:
+                pieces.append(current.trimmingCharacters(in: .whitespaces)); current = ""; continue
+            default: break
+            }
+            current.append(character)
+        }
+        return pieces + [current.trimmingCharacters(in: .whitespaces)]
+    }
+}
+
 /// The stages of a cell: data preparation -> pretrained base (shared) -> fine-tune -> evaluate.
 public struct Stage: Sendable, Equatable, Codable {
     public enum Kind: String, Sendable, Codable { case data, base, finetune, evaluate }
@@ -86,9 +132,13 @@ public struct PlannedCell: Sendable {
 /// Expands table files into cells and resolves their configs and stage keys.
 public enum Planner {
     /// Expands one table: rows x ranks x seeds, in file order.
-    public static func expand(_ table: ExperimentTable, overrides: [ConfigOverride] = []) throws -> [PlannedCell] {
+    public static func expand(_ table: ExperimentTable, overrides all: [ConfigOverride] = []) throws -> [PlannedCell] {
         var cells: [PlannedCell] = []
-        for row in table.rows {
+        let sweeps = all.filter { $0.sweepValues != nil }, overrides = all.filter { $0.sweepValues == nil }
+        if let clash = sweeps.first(where: { sweep in overrides.contains { $0.path == sweep.path } }) {
+            throw HarnessError.input("--set and --sweep both give \(clash.path.joined(separator: ".")); give it once")
+        }
+        for row in table.rows.flatMap({ $0.variants(sweeps) }) {
             var config = table.config
             if let rowSet = row.overrides { config = config.merged(with: rowSet) }
             for override in overrides { config = config.setting(override.path, to: override.value) }

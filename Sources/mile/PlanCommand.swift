@@ -22,6 +22,9 @@ struct ExperimentOptions: ParsableArguments {
     @Option(name: .customLong("set"), help: "Override a config key for every cell: key.path=value (repeatable).")
     var overrides: [String] = []
 
+    @Option(name: .long, help: "Every row once per value: key.path=v1,v2,... (repeatable: the product). The value shows in the row's label, e.g. 'F T LoRA r4 [recipe.lr=0.0001]'.")
+    var sweep: [String] = []
+
     @Option(name: .long, help: "A Slake1.0 folder (default: $SLAKE_DIR). Runs on other data show as stale.")
     var slake: String?
 
@@ -56,7 +59,7 @@ struct ExperimentOptions: ParsableArguments {
     /// `--set` values, then `--scale` and `--seeds` as the overrides they stand for: every command that
     /// takes table files selects the same cells from them.
     func parsedOverrides() throws -> [ConfigOverride] {
-        var parsed = try overrides.map(ConfigOverride.init)
+        var parsed = try overrides.map(ConfigOverride.init) + sweep.map(ConfigOverride.sweep)
         if let scale { parsed.append(try ConfigOverride("model.scale=\(scale)")) }
         if let seeds {
             guard (1...Limits.seeds).contains(seeds) else {

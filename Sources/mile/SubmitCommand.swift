@@ -114,7 +114,8 @@ struct Submit: ParsableCommand {
     /// The arguments that select the same cells from the frozen files: --set, --scale, --seeds (a --cell or
     /// --row selection is already applied: the arrays hold exactly the chosen cells).
     var selectionArguments: [String] {
-        experiments.overrides.flatMap { ["--set", $0] } + (experiments.scale.map { ["--scale", $0] } ?? [])
+        experiments.overrides.flatMap { ["--set", $0] } + experiments.sweep.flatMap { ["--sweep", $0] }
+            + (experiments.scale.map { ["--scale", $0] } ?? [])
             + (experiments.seeds.map { ["--seeds", String($0)] } ?? [])
     }
 
