@@ -145,6 +145,7 @@ public enum ExperimentSchema {
             ("test", .string(allowed: ["slake-en-test"])),
             ("question_max_tokens", .int(min: 2)),
             ("double_divide_255", .bool),
+            ("limit", .int(min: 0)),
         ])),
         ("peft", .map([
             ("lora", .map([("alpha", .double(min: 0)), ("dropout", .double(min: 0))])),

@@ -125,7 +125,12 @@ public struct PlannedCell: Sendable {
 
     public var shortID: String { String(id.prefix(12)) }
     /// The row identity (`ExperimentRow.label(rank:)`): what reports group by and `--row` selects.
-    public var label: String { row.label(rank: assignment.rank) }
+    /// The row's label; a limited cell (`--limit N`) is another cell of the row and says so, so the report,
+    /// the selection and the stale check never mix it with the full one.
+    public var label: String {
+        let limit = config["data.limit"]?.intValue ?? 0
+        return row.label(rank: assignment.rank) + (limit > 0 ? " [data.limit=\(limit)]" : "")
+    }
     public func stage(_ kind: Stage.Kind) -> Stage { stages.first { $0.kind == kind }! }
 }
 
@@ -205,7 +210,7 @@ public enum Planner {
     /// Keys added after results existed, with their neutral values: at those they stay out of the id, so the
     /// earlier cells stay done.
     static let laterKeys: [([String], ConfigValue)] = [
-        (["decoding", "candidates"], .string("none")), (["model", "image_size"], .int(0)),
+        (["decoding", "candidates"], .string("none")), (["model", "image_size"], .int(0)), (["data", "limit"], .int(0)),
         (["pretraining", "vision_lr_scale"], .double(1)), (["recipe", "vision_lr_scale"], .double(1)),
     ]
 
@@ -237,7 +242,8 @@ extension Planner {
     /// Cells selected by id prefix (at least 4 hex digits) or exact row label (`F LoRA LoRA r4`), for
     /// `mile run --cell` / `--row`. An unknown or ambiguous selector is an error naming the candidates.
     public static func select(_ cells: [PlannedCell], cell selector: String) throws -> [PlannedCell] {
-        let byLabel = cells.filter { $0.label == selector }
+        // A limited cell answers to its row's label too: `--row 'F T LoRA r4' --limit 20` selects it.
+        let byLabel = cells.filter { $0.label == selector || $0.row.label(rank: $0.assignment.rank) == selector }
         if !byLabel.isEmpty { return byLabel }
         let prefix = selector.lowercased()
         guard prefix.count >= 4, prefix.allSatisfy(\.isHexDigit) else {

@@ -184,12 +184,14 @@ public enum ReportRenderer {
                    "Closed: ours / paper (Δ)", "Global: ours / paper (Δ)", "Global recall", ReportSections.ciHeader,
                    ReportSections.shuffleHeader, "Seeds"]
         var lines = ["# \(table.name): \(table.title)", "",
-                     "Ours beside the paper's published numbers; Δ = ours − paper. Source: `\(table.file)`.", "",
+                     "Ours beside the paper's published numbers; Δ = ours − paper. Source: `\(table.file)`.", ""]
+            + limitWarning(rows) + [
                      "| " + header.joined(separator: " | ") + " |",
                      "|" + header.map { _ in "---" }.joined(separator: "|") + "|"]
         var footnotes: [String] = []
         for row in rows {
             var cells = (hasIdentity ? [row.label] : []) + row.assignment.modes.map(\.display)
+            if let limit = limit(of: row) { cells[0] += " (limited to \(limit), not comparable)" }
             if let note = row.cells.first?.row.note {
                 if !footnotes.contains(note) { footnotes.append(note) }
                 cells[0] += " [\(footnotes.firstIndex(of: note)! + 1)]"
@@ -270,6 +272,19 @@ public enum ReportRenderer {
         let mean = value.mean
         if mean >= 1e9 { return String(format: "%.2f GB", mean / 1e9) }
         return String(format: "%.1f MB", mean / 1e6)
+    }
+
+    /// `data.limit` of the row's cells when it limits them (`--limit N`).
+    static func limit(of row: ReportRow) -> Int? {
+        row.cells.compactMap { $0.config["data.limit"]?.intValue }.filter { $0 > 0 }.max()
+    }
+
+    static func limitWarning(_ rows: [ReportRow]) -> [String] {
+        let limits = Set(rows.compactMap(limit(of:)))
+        guard !limits.isEmpty else { return [] }
+        return ["**Limited runs, not comparable** (`data.limit` \(limits.sorted().map(String.init).joined(separator: ", "))): the marked rows "
+                + "trained and were scored on only the first N training records, base samples and test questions; their numbers "
+                + "compare neither with the paper nor with full runs, and the reference rows below use the whole test set.", ""]
     }
 
     static func footer(_ table: ExperimentTable, rows: [ReportRow]) -> [String] {

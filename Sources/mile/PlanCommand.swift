@@ -34,6 +34,9 @@ struct ExperimentOptions: ParsableArguments {
     @Option(name: .long, help: "Number of seeds per cell, counting up from the first configured seed.")
     var seeds: Int?
 
+    @Option(name: .long, help: "A quick try: only the first N test questions, training records and base samples (= --set data.limit=N; its own cells, marked not comparable in reports).")
+    var limit: Int?
+
     @Option(name: .long, help: "Only this cell: an id prefix (4+ hex digits) or a row label such as 'F LoRA LoRA r4' (repeatable).")
     var cell: [String] = []
 
@@ -61,6 +64,10 @@ struct ExperimentOptions: ParsableArguments {
     func parsedOverrides() throws -> [ConfigOverride] {
         var parsed = try overrides.map(ConfigOverride.init) + sweep.map(ConfigOverride.sweep)
         if let scale { parsed.append(try ConfigOverride("model.scale=\(scale)")) }
+        if let limit {
+            guard limit >= 1 else { throw HarnessError.input("--limit \(limit): expected 1 or more (leave it out for the whole data)") }
+            parsed.append(try ConfigOverride("data.limit=\(limit)"))
+        }
         if let seeds {
             guard (1...Limits.seeds).contains(seeds) else {
                 throw HarnessError.input("--seeds \(seeds): expected 1 to \(Limits.seeds) (each seed is a full fine-tuning run of every cell)")

@@ -111,12 +111,15 @@ struct Submit: ParsableCommand {
         }
     }
 
-    /// The arguments that select the same cells from the frozen files: --set, --scale, --seeds (a --cell or
+    /// The arguments that select the same cells from the frozen files: --set, --sweep, --scale, --limit, --seeds (a --cell or
     /// --row selection is already applied: the arrays hold exactly the chosen cells).
     var selectionArguments: [String] {
-        experiments.overrides.flatMap { ["--set", $0] } + experiments.sweep.flatMap { ["--sweep", $0] }
-            + (experiments.scale.map { ["--scale", $0] } ?? [])
-            + (experiments.seeds.map { ["--seeds", String($0)] } ?? [])
+        var arguments = experiments.overrides.flatMap { ["--set", $0] }
+        arguments += experiments.sweep.flatMap { ["--sweep", $0] }
+        if let scale = experiments.scale { arguments += ["--scale", scale] }
+        if let limit = experiments.limit { arguments += ["--limit", String(limit)] }
+        if let seeds = experiments.seeds { arguments += ["--seeds", String(seeds)] }
+        return arguments
     }
 
     /// `--resubmit RUN_DIR`: the run's shards merged into its database, then its cells not done submitted

@@ -69,10 +69,10 @@ public final class RunData {
         let records = try Self.instructionRecords(settings.instructionSources, locations: locations)
         let training = settings.prompts == ["mile"] ? records
             : try Self.instructionRecords(settings.instructionSources, prompts: settings.prompts, locations: locations)
-        instructions = InstructionDataset(records: training, imageRoot: try Self.linkedImageRoot(locations))
-        pretrainSamples = try Self.pretrainingCorpus(settings.pretraining.corpus, locations: locations,
-                                                     seed: UInt64(settings.pretraining.seed))
-        testSamples = try Slake.load(root: locations.slakeDir, split: .test)
+        instructions = InstructionDataset(records: Self.limited(training, settings.limit), imageRoot: try Self.linkedImageRoot(locations))
+        pretrainSamples = Self.limited(try Self.pretrainingCorpus(settings.pretraining.corpus, locations: locations,
+                                                                  seed: UInt64(settings.pretraining.seed)), settings.limit)
+        testSamples = Self.limited(try Slake.load(root: locations.slakeDir, split: .test), settings.limit)
         guard !testSamples.isEmpty else { throw HarnessError.input("\(locations.slakeDir)/test.json has no English questions") }
         try Self.checkBeforeTraining(test: testSamples, testFile: (locations.slakeDir as NSString).appendingPathComponent("test.json"),
                                      training: instructions.samples(epoch: 0) + pretrainSamples)
@@ -82,6 +82,9 @@ public final class RunData {
             tokenizer = try Vocabulary.prepare(file: vocabularyFile, instructions: records, samples: pretrainSamples)
         }
     }
+
+    /// The first `limit` items (all when 0).
+    static func limited<T>(_ items: [T], _ limit: Int) -> [T] { limit > 0 ? Array(items.prefix(limit)) : items }
 
     /// SLAKE train (+ validate) then VQA-RAD train, qids from 0: the same records as `mile data instructions`.
     /// `prompts` (`data.prompts`): `mile`, the six MILE templates with options; `plain`, the question as the

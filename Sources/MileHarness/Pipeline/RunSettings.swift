@@ -40,6 +40,8 @@ public struct RunSettings {
     public var instructionSources: [String]  // slake-train, slake-validate, vqa-rad-train
     public var prompts: [String]             // mile (the six templates), plain (the test's question form)
     public var doubleDivide255: Bool
+    /// The first N test questions, training records and base samples only (0: all); `--limit N`.
+    public var limit: Int
     public var recipe: Recipe
     public var beams: Int
     public var maxLength: Int
@@ -93,6 +95,7 @@ public struct RunSettings {
         instructionSources = try strings("data.instruction_sources")
         prompts = try strings("data.prompts")
         doubleDivide255 = try value("data.double_divide_255").boolValue ?? false
+        limit = config["data.limit"]?.intValue ?? 0
         recipe = Recipe(epochs: try int("recipe.epochs"), lr: try double("recipe.lr"), batch: try int("recipe.batch"),
                         weightDecay: try double("recipe.weight_decay"), seed: try int("recipe.seed"),
                         visionLRScale: config["recipe.vision_lr_scale"]?.doubleValue ?? 1)
