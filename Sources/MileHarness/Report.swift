@@ -325,8 +325,10 @@ public enum ReportRenderer {
         var hashes: [String: Set<String>] = [:]
         for run in runs { for (file, hash) in run.run.provenance.datasetHashes { hashes[file, default: []].insert(String(hash.prefix(16))) } }
         let data = hashes.keys.sorted().map { "\($0) \(hashes[$0]!.sorted().joined(separator: " / "))" }
+        let unpinned = runs.filter { $0.run.provenance.gitCommit == nil || $0.run.provenance.gitDirty == true }.count
+        let warning = unpinned == 0 ? [] : ["- **Warning**: \(unpinned) of \(runs.count) runs were made by a build from a working tree with uncommitted changes (dirty) or of an unknown commit: their exact code cannot be checked out again."]
         return ["- **Code**: \(codeVersions.joined(separator: ", ")); git \(commits.joined(separator: ", ")).",
                 "- **Machine**: \(machines.joined(separator: " | ")).",
-                "- **Data (SHA-256 prefixes)**: \(data.isEmpty ? "not recorded" : data.joined(separator: "; "))."]
+                "- **Data (SHA-256 prefixes)**: \(data.isEmpty ? "not recorded" : data.joined(separator: "; "))."] + warning
     }
 }

@@ -32,7 +32,7 @@ public enum ResultExport {
             "memory_bytes": memoryFields(run.results),
             "scores": scoreFields(run.results.scores, predictions: run.predictions, resamples: resamples),
             "epochs": .list(run.epochs.map(epochFields)),
-            "stage_keys": .map(Dictionary(uniqueKeysWithValues: run.cell.stages.map { ($0.kind.rawValue, ConfigValue.string($0.key)) })),
+            "stage_keys": .map(stageKeys(run).mapValues(ConfigValue.string)),
         ]
         if let rank = run.cell.assignment.rank { fields["rank"] = .int(rank) }
         if let shuffle = run.shuffle {
@@ -46,6 +46,13 @@ public enum ResultExport {
         return .map(fields)
     }
 
+    /// The keys the run recorded when it was claimed; a run from before they were stored gets them derived
+    /// from its config by this build.
+    static func stageKeys(_ run: ReportedRun) -> [String: String] {
+        if !run.run.stageKeys.isEmpty { return run.run.stageKeys }
+        return Dictionary(uniqueKeysWithValues: run.cell.stages.map { ($0.kind.rawValue, $0.key) })
+    }
+
     static func runFields(_ run: RunRecord) -> ConfigValue {
         var fields: [String: ConfigValue] = [
             "id": .int(Int(run.id)), "runner": .string(run.runner), "status": .string(run.status.rawValue),
@@ -53,6 +60,7 @@ public enum ResultExport {
         ]
         if let ended = run.endedAt { fields["ended_at"] = .string(timestamp(ended)) }
         if let wall = run.wallSeconds { fields["wall_seconds"] = .double(rounded(wall)) }
+        if !run.artifacts.isEmpty { fields["artifacts"] = .map(run.artifacts.mapValues(ConfigValue.string)) }
         return .map(fields)
     }
 

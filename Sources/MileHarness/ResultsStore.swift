@@ -79,6 +79,10 @@ public struct RunRecord: Sendable, Equatable {
     public let provenance: Provenance
     /// Unique across databases (schema v3): `mile merge` recognises a run it merged before by it.
     public let uuid: String
+    /// Stage kind -> key as planned when the run was claimed (schema v4; empty for older runs).
+    public var stageKeys: [String: String] = [:]
+    /// What the run used and made: `base`, `checkpoint` (paths; schema v4, recorded when done).
+    public var artifacts: [String: String] = [:]
 }
 
 /// What a runner asks to claim.
@@ -89,6 +93,8 @@ public struct ClaimRequest: Sendable {
     public let seed: Int
     public let configJSON: String
     public let provenance: Provenance
+    /// Stage kind -> key (recorded with the claim).
+    public var stageKeys: [String: String] = [:]
 
     public init(cellID: String, table: String, label: String, seed: Int, configJSON: String, provenance: Provenance) {
         self.cellID = cellID
@@ -102,6 +108,7 @@ public struct ClaimRequest: Sendable {
     public init(cell: PlannedCell, provenance: Provenance) {
         self.init(cellID: cell.id, table: cell.table, label: cell.label, seed: cell.seed,
                   configJSON: cell.canonicalJSON, provenance: provenance)
+        stageKeys = Dictionary(uniqueKeysWithValues: cell.stages.map { ($0.kind.rawValue, $0.key) })
     }
 }
 
@@ -305,6 +312,9 @@ public final class ResultsStore: @unchecked Sendable {
         migrator.registerMigration("v3-run-uuid-slurm") { db in
             try db.execute(sql: StoreSchema.v3)   // StoreMerge.swift
         }
+        migrator.registerMigration("v4-stage-keys-artifacts") { db in
+            try db.execute(sql: StoreSchema.v4)   // StoreMerge.swift
+        }
         return migrator
     }
 
@@ -360,13 +370,14 @@ public final class ResultsStore: @unchecked Sendable {
             INSERT INTO runs (cell_id, table_name, row_label, seed, config_json, status, runner, started_at, heartbeat_at,
                               code_version, git_commit, git_dirty, swift_version, blas_library, blas_threads, cpu_model,
                               host, dataset_hashes_json, run_uuid, slurm_job_id, slurm_array_job_id, slurm_array_task_id,
-                              slurm_restart_count)
-            VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                              slurm_restart_count, stage_keys_json)
+            VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, arguments: StatementArguments([
                 request.cellID, request.table, request.label, request.seed, request.configJSON, runner,
                 time, time, p.codeVersion, p.gitCommit, p.gitDirty, p.swiftVersion, p.blasLibrary,
                 p.blasThreads, p.cpuModel, p.host, ResultsStore.encodeHashes(p.datasetHashes), UUID().uuidString.lowercased(),
                 p.slurm?.jobID, p.slurm?.arrayJobID, p.slurm?.arrayTaskID, p.slurm?.restartCount,
+                request.stageKeys.isEmpty ? nil : ResultsStore.encodeHashes(request.stageKeys),
             ] as [(any DatabaseValueConvertible)?]))
     }
 
@@ -390,7 +401,8 @@ public final class ResultsStore: @unchecked Sendable {
 
     /// Stores results and every prediction and marks the run done, all in one transaction: a run is never
     /// done without its results, and results never exist for a run that is not done.
-    public func complete(runID: Int64, results: RunResults, predictions: [QuestionScore], wallSeconds: Double? = nil) throws {
+    public func complete(runID: Int64, results: RunResults, predictions: [QuestionScore], wallSeconds: Double? = nil,
+                         artifacts: [String: String] = [:]) throws {
         let time = now().timeIntervalSince1970
         try write { db in
             let started = try requireOwnedRunning(db, runID)
@@ -403,8 +415,11 @@ public final class ResultsStore: @unchecked Sendable {
                 try statement.execute(arguments: [runID, item.qid, item.prediction, item.answer, item.group.rawValue,
                                                   item.answerType, item.score, item.recall])
             }
-            try db.execute(sql: "UPDATE runs SET status = 'done', ended_at = ?, heartbeat_at = ?, wall_seconds = ?, failure_reason = NULL WHERE id = ?",
-                           arguments: [time, time, wallSeconds ?? (time - started), runID])
+            try db.execute(sql: """
+                UPDATE runs SET status = 'done', ended_at = ?, heartbeat_at = ?, wall_seconds = ?, failure_reason = NULL,
+                                artifacts_json = ? WHERE id = ?
+                """, arguments: [time, time, wallSeconds ?? (time - started),
+                                 artifacts.isEmpty ? nil : ResultsStore.encodeHashes(artifacts), runID])
         }
     }
 
@@ -534,7 +549,8 @@ public final class ResultsStore: @unchecked Sendable {
             configJSON: row["config_json"], status: RunStatus(rawValue: row["status"]) ?? .failed, runner: row["runner"],
             startedAt: Date(timeIntervalSince1970: row["started_at"]), heartbeatAt: Date(timeIntervalSince1970: row["heartbeat_at"]),
             endedAt: (row["ended_at"] as Double?).map(Date.init(timeIntervalSince1970:)), wallSeconds: row["wall_seconds"],
-            failureReason: row["failure_reason"], provenance: provenance, uuid: row["run_uuid"] ?? "")
+            failureReason: row["failure_reason"], provenance: provenance, uuid: row["run_uuid"] ?? "",
+            stageKeys: decodeHashes(row["stage_keys_json"]), artifacts: decodeHashes(row["artifacts_json"]))
     }
 
     static func results(_ row: Row) -> RunResults {

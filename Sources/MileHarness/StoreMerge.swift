@@ -164,6 +164,14 @@ extension StoreSchema {
         UPDATE runs SET run_uuid = lower(hex(randomblob(16))) WHERE run_uuid IS NULL;
         CREATE UNIQUE INDEX runs_by_uuid ON runs(run_uuid);
         """
+
+    /// Schema v4 (`v4-stage-keys-artifacts`): the stage keys a run was planned with (data, base, finetune,
+    /// evaluate), recorded when it is claimed, and the files it used and made (base, fine-tune checkpoint),
+    /// recorded when it is done: provenance that does not depend on how a later build derives them.
+    static let v4 = """
+        ALTER TABLE runs ADD COLUMN stage_keys_json TEXT;
+        ALTER TABLE runs ADD COLUMN artifacts_json TEXT;
+        """
 }
 
 /// The databases named by `mile merge` arguments.

@@ -1,4 +1,5 @@
 import XCTest
+import GRDB
 @testable import MileHarness
 import MileData
 
@@ -29,8 +30,22 @@ final class LimitTests: XCTestCase {
         let run = try XCTUnwrap(store.latestDoneRun(cellID: cells[0].id))
         XCTAssertEqual(try store.predictions(runID: run.id).count, 10)
         XCTAssertEqual(try store.epochs(runID: run.id).first?.samples, 10)
+        // Issue 18 (4): the run keeps the stage keys it was planned with and the files it used and made.
+        XCTAssertEqual(run.stageKeys, Dictionary(uniqueKeysWithValues: cells[0].stages.map { ($0.kind.rawValue, $0.key) }))
+        XCTAssertEqual(run.artifacts["base"], BaseStage.file(cacheDir: dir + "/cache", key: cells[0].stage(.base).key).path)
+        XCTAssertEqual(Set(run.artifacts.keys), ["base", "checkpoint"])
+        for path in run.artifacts.values { XCTAssertTrue(FileManager.default.fileExists(atPath: path), path) }
         let report = try ReportRenderer.render(table, cells: cells, store: store).markdown
         XCTAssertTrue(report.contains("**Limited runs, not comparable** (`data.limit` 10)"), report)
         XCTAssertTrue(report.contains("(limited to 10, not comparable)"), report)
+
+        // Issue 18 (4): runs of a dirty tree or an unknown commit are flagged.
+        func render() throws -> String { try ReportRenderer.render(table, cells: cells, store: store).markdown }
+        try store.write { db in try db.execute(sql: "UPDATE runs SET git_commit = 'abc123', git_dirty = 0") }
+        XCTAssertFalse(try render().contains("**Warning**"))
+        try store.write { db in try db.execute(sql: "UPDATE runs SET git_dirty = 1") }
+        XCTAssertTrue(try render().contains("**Warning**: 1 of 1 runs were made by a build from a working tree with uncommitted changes"))
+        try store.write { db in try db.execute(sql: "UPDATE runs SET git_commit = NULL, git_dirty = NULL") }
+        XCTAssertTrue(try render().contains("**Warning**: 1 of 1 runs"))
     }
 }

@@ -42,13 +42,14 @@ final class ResultsStoreTests: XCTestCase {
     func testMigrationsAndWALOnAFreshFile() throws {
         let dir = try TestSupport.temporaryDirectory(self)
         let store = try ResultsStore(path: dir + "/sub/mile.db")
-        XCTAssertEqual(try store.appliedMigrations(), ["v1-runs-metrics-results-predictions", "v2-reference-shuffle", "v3-run-uuid-slurm"])
+        XCTAssertEqual(try store.appliedMigrations(), ["v1-runs-metrics-results-predictions", "v2-reference-shuffle", "v3-run-uuid-slurm",
+                                                       "v4-stage-keys-artifacts"])
         let mode = try store.pool.read { try String.fetchOne($0, sql: "PRAGMA journal_mode") }
         XCTAssertEqual(mode, "wal")
         // Reopening applies nothing twice and keeps data.
         guard case let .claimed(id) = try store.claim(request()) else { return XCTFail() }
         let reopened = try ResultsStore(path: dir + "/sub/mile.db")
-        XCTAssertEqual(try reopened.appliedMigrations().count, 3)
+        XCTAssertEqual(try reopened.appliedMigrations().count, 4)
         XCTAssertEqual(try reopened.run(id: id)?.status, .running)
     }
 
@@ -99,7 +100,7 @@ final class ResultsStoreTests: XCTestCase {
                 do { _ = try ResultsStore(path: path) } catch { errors.append("\(error)") }
             }
             XCTAssertEqual(errors.all, [], "round \(round)")
-            XCTAssertEqual(try ResultsStore(path: path).appliedMigrations().count, 3)
+            XCTAssertEqual(try ResultsStore(path: path).appliedMigrations().count, 4)
         }
     }
 

@@ -227,7 +227,11 @@ public final class PipelineRunner {
             try shuffleEvaluation(context, evaluation: evaluation, model: model)   // ShuffleEvaluation.swift
             let results = try measurements(model: model, settings: settings, assignment: context.assignment,
                                            peakEngine: peakEngine, scores: scores)
-            try store.complete(runID: runID, results: results, predictions: perQuestion, wallSeconds: Date().timeIntervalSince(started))
+            let finetuneKey = cell.stage(.finetune).key
+            let artifacts = ["base": base.file.path,
+                             "checkpoint": Self.checkpointFile(cacheDir: options.locations.cacheDir, finetuneKey: finetuneKey).path]
+            try store.complete(runID: runID, results: results, predictions: perQuestion, wallSeconds: Date().timeIntervalSince(started),
+                               artifacts: artifacts)
             return outcome(.done, String(format: "Opened %.2f, Closed %.2f, Global %.2f (recall %.2f)", scores.opened,
                                          scores.closed, scores.global, scores.openedRecall), scores)
         } catch let stop as StageStop {
