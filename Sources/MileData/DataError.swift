@@ -1,3 +1,5 @@
+import Foundation
+
 /// Every failure in MileData is one of these, and each message names the file (and the record) involved.
 public enum DataError: Error, CustomStringConvertible, Equatable {
     /// A file or folder that should exist does not.
@@ -27,4 +29,15 @@ public enum DataError: Error, CustomStringConvertible, Equatable {
         case .invalid(let message): return message
         }
     }
+}
+
+/// Why a file cannot be read, in plain words: missing, a folder, or the system's reason (permissions).
+public func unreadableReason(_ path: String) -> String {
+    var isFolder: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else { return "no such file" }
+    if isFolder.boolValue { return "it is a folder, not a file" }
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { return String(cString: strerror(errno)) }
+    close(fd)
+    return "it cannot be read"
 }

@@ -63,7 +63,7 @@ public enum ImageCodec {
         do {
             return [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
         } catch {
-            throw DataError.unreadable(path: path, reason: error.localizedDescription)
+            throw DataError.unreadable(path: path, reason: unreadableReason(path))
         }
     }
 

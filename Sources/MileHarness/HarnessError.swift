@@ -44,13 +44,3 @@ extension HarnessError: LocalizedError {
     public var errorDescription: String? { description }
 }
 
-/// Why a file cannot be read, in plain words: missing, a folder, or the system's reason (permissions).
-public func unreadableReason(_ path: String) -> String {
-    var isFolder: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else { return "no such file" }
-    if isFolder.boolValue { return "it is a folder, not a file" }
-    let fd = open(path, O_RDONLY)
-    guard fd >= 0 else { return String(cString: strerror(errno)) }
-    close(fd)
-    return "it cannot be read"
-}

@@ -98,6 +98,20 @@ extension BadInputTests {
         }
     }
 
+    /// A folder where a test image should be: named in plain words, before any training.
+    func testAFolderInPlaceOfAnImageIsNamed() throws {
+        let data = dir + "/data"
+        try FileManager.default.copyItem(atPath: PipelineFixture.synthetic, toPath: data)
+        let file = try PipelineFixture.table(in: dir, rows: [PipelineFixture.rowFLoRALoRA])
+        let test = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: data + "/test.json"))) as? [[String: Any]])
+        let image = data + "/imgs/" + (try XCTUnwrap(test[0]["img_name"] as? String))
+        try FileManager.default.removeItem(atPath: image)
+        try FileManager.default.createDirectory(atPath: image, withIntermediateDirectories: false)
+        try assertRefused(["run", file, "--slake", data, "--db", dir + "/r.db", "--cache", dir + "/cache", "--quiet"],
+                          naming: [image, "it is a folder, not a file"])
+        try assertRefused(["data", "check", "--slake", data], naming: [image, "it is a folder, not a file"])
+    }
+
     /// Runs one case in `dir` with its files written first, against `r.db`.
     private func check(_ input: BadInput, extra: [String] = []) throws {
         for (name, text) in input.files { try TestSupport.write(text, to: dir, name: name) }
