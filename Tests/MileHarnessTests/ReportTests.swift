@@ -88,10 +88,19 @@ final class ReportTests: XCTestCase {
         let report = try ReportRenderer.render(fixture.table, cells: fixture.cells, store: fixture.store)
         XCTAssertTrue(report.svg.hasPrefix("<svg"))
         XCTAssertTrue(report.svg.hasSuffix("</svg>\n"))
-        XCTAssertEqual(report.svg.components(separatedBy: "stroke=\"#d62728\" stroke-width=\"1.5\"/>").count - 1, 10 + 1, "10 paper points + legend")
-        XCTAssertEqual(report.svg.components(separatedBy: "fill=\"#1f77b4\"/>").count - 1, 2 + 1, "2 rows with results + legend")
+        // Four panels (Global, Opened, Closed against #Params; Global against memory), each with every row's
+        // paper point and the done rows' points; the key has one marker per row.
+        XCTAssertEqual(report.svg.components(separatedBy: "class=\"paper\"").count - 1, 10 * 4, "10 paper points per panel")
+        XCTAssertEqual(report.svg.components(separatedBy: "class=\"ours\"").count - 1, 2 * 4, "2 rows with results per panel")
+        XCTAssertEqual(report.svg.components(separatedBy: "class=\"key\"").count - 1, 10)
+        for title in ["Global vs trainable parameters", "Opened vs trainable parameters", "Closed vs trainable parameters",
+                      "Global vs memory (paper scale; ours: engine prediction)"] {
+            XCTAssertTrue(report.svg.contains(">\(title)</text>"), title)
+        }
+        XCTAssertTrue(report.svg.contains("scale small · SLAKE-en test, 4 questions · up to 2 seeds per row"), report.svg)
         XCTAssertTrue(report.svg.contains(">10. T T LoRA r8 (pending)</text>"), report.svg)
         XCTAssertTrue(report.svg.contains(">1. F LoRA LoRA r4</text>"))
+        XCTAssertTrue(report.svg.contains("<circle"), "LoRA rows are circles")
 
         let out = fixture.dir + "/results"
         try ReportRenderer.write([report], to: out)
@@ -113,5 +122,19 @@ final class ReportTests: XCTestCase {
             XCTAssertTrue(ours.dropLast().allSatisfy { $0.hasPrefix("pending") }, row)
         }
         XCTAssertFalse(report.markdown.contains("Rank"), "no rank column without LoRA")
+    }
+}
+
+extension ReportTests {
+    /// Issue 18 (9): one marker shape per PEFT method in the plot.
+    func testMarkersFollowTheMethod() {
+        XCTAssertEqual(SVGPlot.Method([.trained, .ia3, .ia3]), .ia3)
+        XCTAssertEqual(SVGPlot.Method([.frozen, .prefix, .prefix]), .prefix)
+        XCTAssertEqual(SVGPlot.Method([.trained, .trained, .lora]), .lora)
+        XCTAssertEqual(SVGPlot.Method([.frozen, .ptv2, .ptv2]), .ptv2)
+        XCTAssertEqual(SVGPlot.Method([.trained, .trained]), .full)
+        let shapes = SVGPlot.Method.allCases.map { SVGPlot.marker($0, at: 10, 10, "").prefix(7) }
+        XCTAssertEqual(shapes, ["<circle", "<rect x", "<polygo", "<polygo", "<polygo"])
+        XCTAssertEqual(Set(SVGPlot.Method.allCases.map { SVGPlot.marker($0, at: 10, 10, "") }).count, 5, "five distinct markers")
     }
 }

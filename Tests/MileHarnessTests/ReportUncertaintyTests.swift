@@ -48,8 +48,9 @@ final class ReportUncertaintyTests: XCTestCase {
         XCTAssertTrue(referenceRow.hasSuffix("| – | reference |"))
         XCTAssertTrue(report.markdown.contains("train.json aaaa, test.json bbbb"))
 
-        XCTAssertEqual(report.svg.components(separatedBy: "stroke=\"#1f77b4\" stroke-width=\"1.2\"/>").count - 1, 2 * 3,
-                       "an error bar (line and two caps) on each of the two rows with runs")
+        XCTAssertEqual(report.svg.components(separatedBy: "class=\"ci\"").count - 1, 2 * 3 * 4,
+                       "an error bar (line and two caps) on each of the two rows with runs, in each of the four panels")
+        XCTAssertTrue(report.svg.contains(String(format: "nearest-image %.2f</text>", refScores.opened)), "the Opened panel's reference")
         XCTAssertTrue(report.svg.contains(String(format: "nearest-image %.2f</text>", refScores.global)))
         let readme = ReportRenderer.summary([report])
         XCTAssertTrue(readme.contains(String(format: "| nearest-image (no learning) | %.2f | %.2f | %.2f |", refScores.opened, refScores.closed, refScores.global)), readme)
