@@ -246,11 +246,15 @@ public final class ResultsStore: @unchecked Sendable {
         }
     }
 
+    /// Migrations that only add columns the readers treat as absent: a database without them is still read
+    /// as it is by read-only commands (its runs have no recorded stage keys or artifacts).
+    static let readableWithout: Set<String> = ["v4-stage-keys-artifacts"]
+
     static func openReadOnly(_ path: String, _ configuration: Configuration) throws -> DatabaseQueue {
         guard FileManager.default.fileExists(atPath: path) else { throw HarnessError.store("no results database at \(path)") }
         let queue = try DatabaseQueue(path: path, configuration: readOnlyConfiguration(configuration))
         let applied = try checkIdentity(queue, path: path, allowEmpty: false)
-        let missing = migrator.migrations.filter { !applied.contains($0) }
+        let missing = migrator.migrations.filter { !applied.contains($0) && !readableWithout.contains($0) }
         if !missing.isEmpty {
             throw HarnessError.store("\(path) was written by an older mile (schema without \(missing.joined(separator: ", "))); `mile run` or `mile report` on it upgrades it")
         }

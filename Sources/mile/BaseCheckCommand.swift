@@ -21,7 +21,7 @@ struct BaseCheck: ParsableCommand {
     @Option(help: "Slake1.0 folder (default: $SLAKE_DIR).")
     var slake: String?
     @Option(help: "Cache folder for decoded images.")
-    var cache = ".mile"
+    var cache = Defaults.cache
     @Option(help: "A cell's fine-tune checkpoint (<cache>/cells/<key>/checkpoint.safetensors), loaded over the base.")
     var checkpoint: String?
     @Option(help: "The cell's modes with --checkpoint, one per module of the family, then the rank: e.g. T,T,lora,4 (MISS: ViT,JTM,Dec).")

@@ -12,7 +12,7 @@ struct Baselines: ParsableCommand {
     func validate() throws { try experiments.requireFiles() }
 
     @Option(name: .long, help: "Cache folder (image cache for the thumbnails).")
-    var cache: String = ".mile"
+    var cache: String = Defaults.cache
 
     @Flag(name: .long, help: "Compute and print without opening or writing a database.")
     var noStore = false

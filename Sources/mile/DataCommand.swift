@@ -36,9 +36,15 @@ struct DataSynthCommand: ParsableCommand {
     @Option(help: "Output folder (created).") var out: String
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Option(help: "Number of images.") var images: Int = 300
+    @Flag(help: "Write into --out even when it is not empty (its train/validate/test.json and images are replaced).")
+    var force = false
 
     func run() throws {
         try runReportingErrors {
+            let existing = (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []
+            if !existing.isEmpty && !force {
+                throw DataError.invalid("\(out) is not empty (\(existing.count) entries): a synthetic dataset would replace its train.json, validate.json, test.json and imgs/; pass another --out, or --force")
+            }
             let start = Date()
             let summary = try SyntheticDataset.generate(out: out, seed: seed, images: images)
             print("wrote \(out): \(summary)")

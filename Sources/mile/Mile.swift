@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import Engine
 import MileHarness
@@ -9,7 +10,7 @@ struct Mile: ParsableCommand {
         abstract: "Reproduce the MILE (MICCAI 2024) PEFT grid on medical VQA, cell by cell.",
         version: BuildDescription.line,
         subcommands: [Info.self, DataCommand.self, Params.self, Plan.self, Run.self, Runs.self, Show.self, Diff.self, Submit.self, Merge.self, Status.self, Score.self, Report.self, Baselines.self,
-                      BaseCheck.self, Export.self]
+                      BaseCheck.self, Export.self, CacheCommand.self]
     )
 }
 
@@ -32,4 +33,10 @@ struct Info: ParsableCommand {
         print("BLAS: \(BLAS.configuration) (kernels: \(BLAS.coreName))")
         print("threads: \(Threads.count) (the engine splits products over its threads; each OpenBLAS call runs on one)")
     }
+}
+
+/// Defaults of `--cache` and `--db`, overridable for a whole shell session by MILE_CACHE and MILE_DB.
+enum Defaults {
+    static var cache: String { ProcessInfo.processInfo.environment["MILE_CACHE"] ?? ".mile" }
+    static var database: String { ProcessInfo.processInfo.environment["MILE_DB"] ?? "results/mile.db" }
 }

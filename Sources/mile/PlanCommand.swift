@@ -17,7 +17,7 @@ struct ExperimentOptions: ParsableArguments {
     }
 
     @Option(name: .long, help: "Results database (created by `mile run`).")
-    var db: String = "results/mile.db"
+    var db: String = Defaults.database
 
     @Option(name: .customLong("set"), help: "Override a config key for every cell: key.path=value (repeatable).")
     var overrides: [String] = []

@@ -14,7 +14,7 @@ struct Report: ParsableCommand {
     var out: String = "results"
 
     @Option(name: .long, help: "Cache folder (the image cache the reference rows' thumbnails use).")
-    var cache: String = ".mile"
+    var cache: String = Defaults.cache
 
     func run() throws {
         try reportingErrors {

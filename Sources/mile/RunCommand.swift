@@ -28,7 +28,7 @@ struct Run: ParsableCommand {
     var rad: String?
 
     @Option(name: .long, help: "Folder for bases, checkpoints, image cache and vocabularies.")
-    var cache: String = ".mile"
+    var cache: String = Defaults.cache
 
     @Option(name: .long, help: "Report folder (results/<table>.md, .svg, README.md) written at the end.")
     var out: String = "results"

@@ -28,7 +28,7 @@ struct Show: ParsableCommand {
         abstract: "Show one run: resolved config, provenance, fine-tuning epochs, scores with CIs, image-shuffle scores.")
 
     @Argument(help: "The run id (`mile runs` lists them).") var id: Int64
-    @Option(name: .long, help: "Results database.") var db: String = "results/mile.db"
+    @Option(name: .long, help: "Results database.") var db: String = Defaults.database
     @Option(name: .long, help: "The image-shuffle evaluation's seed (baselines.shuffle_seed).") var shuffleSeed = 7
 
     func run() throws {
@@ -49,7 +49,7 @@ struct Diff: ParsableCommand {
 
     @Argument(help: "Run id a.") var a: Int64
     @Argument(help: "Run id b.") var b: Int64
-    @Option(name: .long, help: "Results database.") var db: String = "results/mile.db"
+    @Option(name: .long, help: "Results database.") var db: String = Defaults.database
     @Option(name: .long, help: "List at most this many flipped questions.") var flips: Int = 20
 
     func run() throws {

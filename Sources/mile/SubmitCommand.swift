@@ -34,7 +34,7 @@ struct Submit: ParsableCommand {
     @Option(name: .customLong("sbatch-arg"), help: "A further #SBATCH option, verbatim (repeatable).") var sbatchArgs: [String] = []
 
     @Option(name: .long, help: "A VQA-RAD folder (default: $RAD_DIR).") var rad: String?
-    @Option(name: .long, help: "Cache folder for bases and checkpoints, on the shared filesystem.") var cache: String = ".mile"
+    @Option(name: .long, help: "Cache folder for bases and checkpoints, on the shared filesystem.") var cache: String = Defaults.cache
     @Option(name: .long, help: "Folder of the run folders.") var runs: String = "runs"
 
     @Flag(name: .long, help: "Write the scripts and print what would be submitted, without calling sbatch.")

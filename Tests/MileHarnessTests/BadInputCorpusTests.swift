@@ -71,6 +71,7 @@ extension BadInputTests {
                  naming: ["p.json: record 1", "\"a1\" is not an integer"], files: ["p.json": "[{\"qid\": \"a1\", \"answer\": \"x\"}]"]),
         BadInput(arguments: ["score", "--predictions", "nothere.json", "--questions", "data/test.json"], naming: ["nothere.json: no such file"]),
         BadInput(arguments: ["score", "--predictions", "data", "--questions", "data/test.json"], naming: ["data: it is a folder, not a file"]),
+        BadInput(arguments: ["data", "synth", "--out", "data"], naming: ["data is not empty", "--force"]),
     ]
 
     /// `mile run` mistakes: refused before any claim, so the database keeps exactly its rows.

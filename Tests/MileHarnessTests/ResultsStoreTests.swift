@@ -262,3 +262,29 @@ private final class ErrorBox: @unchecked Sendable {
     func append(_ item: String) { lock.lock(); items.append(item); lock.unlock() }
     var all: [String] { lock.lock(); defer { lock.unlock() }; return items }
 }
+
+extension ResultsStoreTests {
+    /// A database from before schema v4 is read as it is by read-only commands (no recorded stage keys or
+    /// artifacts) and migrated by the next writing one.
+    func testAVersion3DatabaseIsReadWithoutChangeAndUpgradedByAWriter() throws {
+        let dir = try TestSupport.temporaryDirectory(self)
+        let path = dir + "/old.db"
+        let queue = try DatabaseQueue(path: path)
+        try ResultsStore.migrator.migrate(queue, upTo: "v3-run-uuid-slurm")
+        try queue.write { db in
+            try db.execute(sql: """
+                INSERT INTO runs (cell_id, table_name, row_label, seed, config_json, status, runner, started_at, heartbeat_at,
+                                  code_version, swift_version, dataset_hashes_json, run_uuid)
+                VALUES ('cell-a', 'table1', 'F LoRA LoRA r4', 42, '{}', 'failed', 'h:1:x', 0, 0, 'v', 's', '{}', 'u1')
+                """)
+        }
+        try queue.close()
+        let before = FileManager.default.contents(atPath: path)
+        let reader = try ResultsStore(path: path, readOnly: true)
+        let run = try XCTUnwrap(reader.latestRun(cellID: "cell-a"))
+        XCTAssertEqual(run.stageKeys, [:])
+        XCTAssertEqual(run.artifacts, [:])
+        XCTAssertEqual(FileManager.default.contents(atPath: path), before)
+        XCTAssertEqual(try ResultsStore(path: path).appliedMigrations().last, "v4-stage-keys-artifacts")
+    }
+}
