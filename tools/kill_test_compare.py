@@ -28,10 +28,15 @@ def digest(path):
     data = open(path, "rb").read()
     if not path.endswith(".safetensors"):
         return hashlib.sha256(data).hexdigest()
-    # The header's metadata carries a per-file id; the tensors and their layout must be identical.
+    # The header's metadata carries a per-file id and epoch times; the tensors and their layout must be identical.
     size = struct.unpack("<Q", data[:8])[0]
     header = json.loads(data[8:8 + size])
-    header.get("__metadata__", {}).pop("id", None)
+    metadata = header.get("__metadata__", {})
+    metadata.pop("id", None)
+    # The base's history lines are "epoch loss lr seconds samples [step losses]": all but the seconds must match.
+    if "history" in metadata:
+        metadata["history"] = "\n".join(" ".join(f for i, f in enumerate(line.split(" ")) if i != 3)
+                                        for line in metadata["history"].split("\n"))
     return hashlib.sha256(json.dumps(header, sort_keys=True).encode() + data[8 + size:]).hexdigest()
 
 

@@ -72,6 +72,23 @@ public enum Safetensors {
         return (tensors, metadata)
     }
 
+    /// The header's `__metadata__` only: no tensor is read.
+    public static func metadata(_ url: URL) throws -> [String: String] {
+        let fail = { (problem: String) in SafetensorsError(file: url.path, problem: problem) }
+        let fd = open(url.path, O_RDONLY)
+        guard fd >= 0 else { throw fail("cannot read file (\(String(cString: strerror(errno))))") }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_size >= 8 else { throw fail("file shorter than the 8-byte header length") }
+        var n64: UInt64 = 0
+        try readExactly(fd, &n64, 8, at: 0, fail)
+        let n = UInt64(littleEndian: n64)
+        guard n <= UInt64(info.st_size - 8), n <= 100_000_000 else { throw fail("header length \(n) exceeds the file size \(info.st_size)") }
+        var headerBytes = Data(count: Int(n))
+        try headerBytes.withUnsafeMutableBytes { try readExactly(fd, $0.baseAddress!, Int(n), at: 8, fail) }
+        return try parseHeader(headerBytes, fail).1
+    }
+
     /// Reads the file tensor by tensor into storage chosen by `destination` (name, shape) -> tensor of
     /// that shape, or nil to skip it; returns every tensor name in the file. Unlike `read`, nothing but
     /// the destinations holds the data: no mapped file and no intermediate tensors, so loading weights into

@@ -13,6 +13,8 @@ public struct ReportedRun: Sendable {
     public var shuffle: ShuffleResult? = nil
     /// The fine-tuning epochs' losses (the per-cell export).
     public var epochs: [EpochMetric] = []
+    /// The pretraining epochs of the cell's base, as its base file records them (when the cache is known).
+    public var baseEpochs: [EpochMetric] = []
 }
 
 /// One row of a rendered table: every seed of one row label.
@@ -41,6 +43,8 @@ public struct TableReport: Sendable {
     public let markdown: String
     public let svg: String
     public var references: [ReferenceResult] = []
+    /// Fine-tuning and base loss curves (`<table>-loss.svg`).
+    public var lossSVG: String = ""
     public var verdicts: [FindingVerdict] = []
     public var correlation: RankCorrelation
     public var doneCells: Int { rows.reduce(0) { $0 + $1.runs.count } }
@@ -67,9 +71,11 @@ public enum ReportRenderer {
     /// Builds the report of one table from the store (no store: every cell pending).
     /// `references`: the reference rows shown under the cells (`ReferenceBaselines`).
     public static func render(_ table: ExperimentTable, cells: [PlannedCell], store: ResultsStore?,
-                              versions: CurrentVersions = CurrentVersions(), references: [ReferenceResult] = []) throws -> TableReport {
+                              versions: CurrentVersions = CurrentVersions(), references: [ReferenceResult] = [],
+                              cacheDir: String? = nil) throws -> TableReport {
         let settings = cells.first?.baselines ?? BaselineSettings(table.config)   // with --set applied
         var rows = try self.rows(cells, store: store, versions: versions)
+        if let cacheDir { rows = withBaseEpochs(rows, cacheDir: cacheDir) }
         let references = references.map { $0.regrouped(table.split) }
         for index in rows.indices {
             rows[index].runs = rows[index].runs.map { $0.regrouped(table.split) }
@@ -81,7 +87,24 @@ public enum ReportRenderer {
         let text = markdown(table, rows: rows, references: references, settings: settings)
             + ReportSections.findings(verdicts, correlation: correlation).joined(separator: "\n") + "\n"
         return TableReport(table: table, rows: rows, markdown: text, svg: SVGPlot.render(table, rows: rows, references: references),
-                           references: references, verdicts: verdicts, correlation: correlation)
+                           references: references, lossSVG: LossCurvePlot.render(table, rows: rows), verdicts: verdicts,
+                           correlation: correlation)
+    }
+
+    /// Each run with its base's pretraining epochs, read once per base file.
+    static func withBaseEpochs(_ rows: [ReportRow], cacheDir: String) -> [ReportRow] {
+        var byKey: [String: [EpochMetric]] = [:]
+        return rows.map { row in
+            var row = row
+            row.runs = row.runs.map { run in
+                var run = run
+                let key = run.cell.stage(.base).key
+                if byKey[key] == nil { byKey[key] = BaseStage.history(cacheDir: cacheDir, key: key) }
+                run.baseEpochs = byKey[key] ?? []
+                return run
+            }
+            return row
+        }
     }
 
     /// The table's rows in file order: every seed of a row label with its status and, when done, its run
@@ -119,6 +142,7 @@ public enum ReportRenderer {
             let base = (directory as NSString).appendingPathComponent(report.table.name)
             try report.markdown.write(toFile: base + ".md", atomically: true, encoding: .utf8)
             try report.svg.write(toFile: base + ".svg", atomically: true, encoding: .utf8)
+            if !report.lossSVG.isEmpty { try report.lossSVG.write(toFile: base + "-loss.svg", atomically: true, encoding: .utf8) }
         }
         try ResultExport.writeCellFiles(reports, to: directory)
         let others = try otherTables(in: directory, except: Set(reports.map(\.table.name)))

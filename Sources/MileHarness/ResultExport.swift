@@ -32,6 +32,7 @@ public enum ResultExport {
             "memory_bytes": memoryFields(run.results),
             "scores": scoreFields(run.results.scores, predictions: run.predictions, resamples: resamples),
             "epochs": .list(run.epochs.map(epochFields)),
+            "base_epochs": .list(run.baseEpochs.map(epochFields)),
             "stage_keys": .map(stageKeys(run).mapValues(ConfigValue.string)),
         ]
         if let rank = run.cell.assignment.rank { fields["rank"] = .int(rank) }
@@ -117,6 +118,10 @@ public enum ResultExport {
         var fields: [String: ConfigValue] = ["epoch": .int(e.epoch), "loss": .double(rounded(e.loss, places: 6)),
                                              "lr": .double(rounded(e.lr, places: 10)), "seconds": .double(rounded(e.seconds))]
         if let samples = e.samples { fields["samples"] = .int(samples) }
+        if !e.stepLosses.isEmpty {
+            fields["step_losses"] = .list(e.stepLosses.map { .double(rounded($0, places: 6)) })
+            fields["steps_per_loss"] = .int(Trainer.lossWindow)
+        }
         return .map(fields)
     }
 

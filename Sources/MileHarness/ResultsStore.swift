@@ -127,6 +127,8 @@ public struct EpochMetric: Sendable, Equatable {
     public let lr: Double
     public let seconds: Double
     public let samples: Int?
+    /// The mean training loss of each window of `Trainer.lossWindow` steps (the last one may be shorter).
+    public var stepLosses: [Double] = []
 
     public init(epoch: Int, loss: Double, lr: Double, seconds: Double, samples: Int? = nil) {
         self.epoch = epoch
@@ -248,7 +250,7 @@ public final class ResultsStore: @unchecked Sendable {
 
     /// Migrations that only add columns the readers treat as absent: a database without them is still read
     /// as it is by read-only commands (its runs have no recorded stage keys or artifacts).
-    static let readableWithout: Set<String> = ["v4-stage-keys-artifacts"]
+    static let readableWithout: Set<String> = ["v4-provenance-curves"]
 
     static func openReadOnly(_ path: String, _ configuration: Configuration) throws -> DatabaseQueue {
         guard FileManager.default.fileExists(atPath: path) else { throw HarnessError.store("no results database at \(path)") }
@@ -316,7 +318,7 @@ public final class ResultsStore: @unchecked Sendable {
         migrator.registerMigration("v3-run-uuid-slurm") { db in
             try db.execute(sql: StoreSchema.v3)   // StoreMerge.swift
         }
-        migrator.registerMigration("v4-stage-keys-artifacts") { db in
+        migrator.registerMigration("v4-provenance-curves") { db in
             try db.execute(sql: StoreSchema.v4)   // StoreMerge.swift
         }
         return migrator
@@ -397,8 +399,11 @@ public final class ResultsStore: @unchecked Sendable {
     public func recordEpoch(runID: Int64, _ metric: EpochMetric) throws {
         try write { db in
             try requireOwnedRunning(db, runID)
-            try db.execute(sql: "INSERT OR REPLACE INTO epoch_metrics (run_id, epoch, loss, lr, seconds, samples) VALUES (?, ?, ?, ?, ?, ?)",
-                           arguments: [runID, metric.epoch, metric.loss, metric.lr, metric.seconds, metric.samples])
+            try db.execute(sql: """
+                INSERT OR REPLACE INTO epoch_metrics (run_id, epoch, loss, lr, seconds, samples, step_losses_json)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [runID, metric.epoch, metric.loss, metric.lr, metric.seconds, metric.samples,
+                                 metric.stepLosses.isEmpty ? nil : EpochMetric.encode(metric.stepLosses)])
             try db.execute(sql: "UPDATE runs SET heartbeat_at = ? WHERE id = ?", arguments: [now().timeIntervalSince1970, runID])
         }
     }
@@ -516,7 +521,9 @@ public final class ResultsStore: @unchecked Sendable {
     public func epochs(runID: Int64) throws -> [EpochMetric] {
         try read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM epoch_metrics WHERE run_id = ? ORDER BY epoch", arguments: [runID]).map {
-                EpochMetric(epoch: $0["epoch"], loss: $0["loss"], lr: $0["lr"], seconds: $0["seconds"], samples: $0["samples"])
+                var metric = EpochMetric(epoch: $0["epoch"], loss: $0["loss"], lr: $0["lr"], seconds: $0["seconds"], samples: $0["samples"])
+                metric.stepLosses = EpochMetric.decode($0["step_losses_json"])
+                return metric
             }
         }
     }
@@ -662,4 +669,14 @@ enum StoreSchema {
             PRIMARY KEY (run_id, qid)
         );
         """
+}
+
+extension EpochMetric {
+    /// Step losses as stored: `[1.25,1.5]`, full precision.
+    static func encode(_ losses: [Double]) -> String { "[" + losses.map { "\($0)" }.joined(separator: ",") + "]" }
+
+    static func decode(_ text: String?) -> [Double] {
+        guard let text, text.hasPrefix("["), text.hasSuffix("]") else { return [] }
+        return text.dropFirst().dropLast().split(separator: ",").compactMap { Double($0) }
+    }
 }

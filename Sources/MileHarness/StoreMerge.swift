@@ -165,12 +165,14 @@ extension StoreSchema {
         CREATE UNIQUE INDEX runs_by_uuid ON runs(run_uuid);
         """
 
-    /// Schema v4 (`v4-stage-keys-artifacts`): the stage keys a run was planned with (data, base, finetune,
+    /// Schema v4 (`v4-provenance-curves`): the stage keys a run was planned with (data, base, finetune,
     /// evaluate), recorded when it is claimed, and the files it used and made (base, fine-tune checkpoint),
-    /// recorded when it is done: provenance that does not depend on how a later build derives them.
+    /// recorded when it is done: provenance that does not depend on how a later build derives them. Each
+    /// epoch's loss per window of steps (the loss curve).
     static let v4 = """
         ALTER TABLE runs ADD COLUMN stage_keys_json TEXT;
         ALTER TABLE runs ADD COLUMN artifacts_json TEXT;
+        ALTER TABLE epoch_metrics ADD COLUMN step_losses_json TEXT;
         """
 }
 

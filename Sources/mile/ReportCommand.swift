@@ -29,7 +29,8 @@ struct Report: ParsableCommand {
             let references = try ReferenceBaselines.forReport(store: store, cells: plans.flatMap(\.cells), slakeDir: slakeDir,
                                                               cacheDir: cache)
             let reports = try plans.map {
-                try ReportRenderer.render($0.table, cells: $0.cells, store: store, versions: versions, references: references)
+                try ReportRenderer.render($0.table, cells: $0.cells, store: store, versions: versions, references: references,
+                                          cacheDir: cache)
             }
             try ReportRenderer.write(reports, to: out)
             if reports.allSatisfy({ $0.doneCells == 0 }) {

@@ -116,7 +116,8 @@ struct Run: ParsableCommand {
         let references = try ReferenceBaselines.forReport(store: store, cells: plans.flatMap(\.cells), slakeDir: slakeDir,
                                                           cacheDir: cache)
         let reports = try plans.map {
-            try ReportRenderer.render($0.table, cells: $0.cells, store: store, versions: versions, references: references)
+            try ReportRenderer.render($0.table, cells: $0.cells, store: store, versions: versions, references: references,
+                                          cacheDir: cache)
         }
         try ReportRenderer.write(reports, to: out)
         for report in reports { print("\(out)/\(report.table.name).md: \(report.doneCells)/\(report.totalCells) cells done") }

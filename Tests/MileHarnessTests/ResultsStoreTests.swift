@@ -43,7 +43,7 @@ final class ResultsStoreTests: XCTestCase {
         let dir = try TestSupport.temporaryDirectory(self)
         let store = try ResultsStore(path: dir + "/sub/mile.db")
         XCTAssertEqual(try store.appliedMigrations(), ["v1-runs-metrics-results-predictions", "v2-reference-shuffle", "v3-run-uuid-slurm",
-                                                       "v4-stage-keys-artifacts"])
+                                                       "v4-provenance-curves"])
         let mode = try store.pool.read { try String.fetchOne($0, sql: "PRAGMA journal_mode") }
         XCTAssertEqual(mode, "wal")
         // Reopening applies nothing twice and keeps data.
@@ -285,6 +285,6 @@ extension ResultsStoreTests {
         XCTAssertEqual(run.stageKeys, [:])
         XCTAssertEqual(run.artifacts, [:])
         XCTAssertEqual(FileManager.default.contents(atPath: path), before)
-        XCTAssertEqual(try ResultsStore(path: path).appliedMigrations().last, "v4-stage-keys-artifacts")
+        XCTAssertEqual(try ResultsStore(path: path).appliedMigrations().last, "v4-provenance-curves")
     }
 }

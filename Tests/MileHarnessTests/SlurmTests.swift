@@ -83,7 +83,7 @@ final class SlurmTests: XCTestCase {
         let run = try XCTUnwrap(store.latestRun(cellID: "cell-a"))
         XCTAssertEqual(run.provenance.slurm, SlurmTask(jobID: "12", arrayJobID: "10", arrayTaskID: 2, restartCount: 1))
         XCTAssertEqual(run.uuid.count, 36)
-        XCTAssertEqual(try store.appliedMigrations().last, "v4-stage-keys-artifacts")
+        XCTAssertEqual(try store.appliedMigrations().last, "v4-provenance-curves")
     }
 
     func testMergeOverlappingIdsIdempotentDanglingAndPreserved() throws {

@@ -40,6 +40,12 @@ struct BaseStage {
 
     var file: URL { Self.file(cacheDir: cacheDir, key: key) }
 
+    /// The pretraining epochs a base file records (none for a base made before bases kept them).
+    public static func history(cacheDir: String, key: String) -> [EpochMetric] {
+        guard let meta = try? Safetensors.metadata(file(cacheDir: cacheDir, key: key)) else { return [] }
+        return Trainer.decodeHistory(meta["history"] ?? "")
+    }
+
     /// Where the base of `key` is cached.
     static func file(cacheDir: String, key: String) -> URL {
         URL(fileURLWithPath: (cacheDir as NSString).appendingPathComponent("bases/\(key).safetensors"))
@@ -65,7 +71,7 @@ struct BaseStage {
 
     private func existing() throws -> BaseModel? {
         guard FileManager.default.fileExists(atPath: file.path) else { return nil }
-        let meta = try Safetensors.read(file).metadata
+        let meta = try Safetensors.metadata(file)
         guard meta["key"] == key, let id = meta["id"] else {
             throw HarnessError.io("\(file.path) is not the base of key \(key); delete it to pretrain again")
         }
@@ -92,6 +98,7 @@ struct BaseStage {
                                   family: settings.family, objectives: settings.pretraining.objectiveSet,
                                   visionLRScale: settings.pretraining.visionLRScale)
         let model: any VQAModel
+        var history: [EpochMetric] = []
         if settings.pretraining.epochs == 0 {
             // No pretraining asked: the base is the seeded initialisation (useful only for tests).
             model = try stage.family.build(config: config, assignment: stage.assignment, rng: RNG(seed: UInt64(settings.pretraining.seed)))
@@ -106,9 +113,10 @@ struct BaseStage {
             trainer.onStep = progress
             trainer.onEpoch = epoch
             switch try trainer.run() {
-            case .finished:
+            case let .finished(epochs):
                 guard let trained = trainer.trainedModel else { throw HarnessError.io("base pretraining produced no model") }
                 model = trained
+                history = epochs
             case let .nonFinite(epoch, step, loss):
                 return .failed("base pretraining: loss \(loss) at epoch \(epoch) step \(step)")
             case let .stopped(epoch, step):
@@ -117,7 +125,8 @@ struct BaseStage {
         }
         let id = UUID().uuidString
         let temporary = file.deletingLastPathComponent().appendingPathComponent(".\(key).\(getpid()).tmp")
-        try model.save(to: temporary, onlyTrainable: false, metadata: ["key": key, "id": id])
+        // The base carries its own training history (epochs and loss curve), whichever process made it.
+        try model.save(to: temporary, onlyTrainable: false, metadata: ["key": key, "id": id, "history": Trainer.encodeHistory(history)])
         try replaceFile(temporary, with: file)
         try? FileManager.default.removeItem(at: partial)
         return .done(BaseModel(file: file, id: id))

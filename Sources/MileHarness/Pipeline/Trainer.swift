@@ -106,6 +106,7 @@ public final class Trainer {
             Memory.resetPeak()
             let epochStart = Date()
             var lossSum = 0.0, count = 0
+            var window = LossWindow()
             for index in 0..<feed.batchesPerEpoch {
                 let batch = try feed.batch(epoch: epoch, index: index)
                 let loss = try model.loss(batch, tokenizer: feed.tokenizer)
@@ -114,6 +115,7 @@ public final class Trainer {
                 optimizer.backwardAndStep(loss)   // = backward, step, zeroGrad (each gradient freed once applied)
                 step += 1
                 lossSum += Double(value) * Double(batch.count); count += batch.count; samplesDone += batch.count
+                window.add(Double(value), samples: batch.count)
                 let elapsed = Date().timeIntervalSince(started)
                 let rate = Double(samplesDone) / max(elapsed, 1e-9)
                 try onStep(StepProgress(stage: stage.name, epoch: epoch, epochs: stage.epochs, step: index + 1,
@@ -122,8 +124,9 @@ public final class Trainer {
                 if StopRequest.isSet { return .stopped(epoch: epoch, step: step) }
             }
             peakEngineBytes = max(peakEngineBytes, Memory.peakBytes)
-            let metric = EpochMetric(epoch: epoch, loss: lossSum / Double(max(count, 1)), lr: Double(optimizer.lr),
+            var metric = EpochMetric(epoch: epoch, loss: lossSum / Double(max(count, 1)), lr: Double(optimizer.lr),
                                      seconds: Date().timeIntervalSince(epochStart), samples: count)
+            metric.stepLosses = window.means()
             history.append(metric)
             try saveCheckpoint(model: model, optimizer: optimizer, epochsDone: epoch + 1, step: step, history: history)
             try onEpoch(metric)
@@ -177,18 +180,26 @@ public final class Trainer {
 
     /// One line per epoch: `epoch loss lr seconds samples`, doubles in Swift's round-trip form so a
     /// resumed run re-records exactly the numbers the first run measured.
+    /// One line per epoch: `epoch loss lr seconds samples [step losses]` (checkpoints written before the
+    /// step losses have five fields).
     static func encodeHistory(_ history: [EpochMetric]) -> String {
-        history.map { "\($0.epoch) \($0.loss) \($0.lr) \($0.seconds) \($0.samples ?? 0)" }.joined(separator: "\n")
+        history.map { "\($0.epoch) \($0.loss) \($0.lr) \($0.seconds) \($0.samples ?? 0) \(EpochMetric.encode($0.stepLosses))" }
+            .joined(separator: "\n")
     }
 
     static func decodeHistory(_ text: String) -> [EpochMetric] {
         text.split(separator: "\n").compactMap { line in
             let f = line.split(separator: " ").map(String.init)
-            guard f.count == 5, let epoch = Int(f[0]), let loss = Double(f[1]), let lr = Double(f[2]),
+            guard f.count == 5 || f.count == 6, let epoch = Int(f[0]), let loss = Double(f[1]), let lr = Double(f[2]),
                   let seconds = Double(f[3]), let samples = Int(f[4]) else { return nil }
-            return EpochMetric(epoch: epoch, loss: loss, lr: lr, seconds: seconds, samples: samples)
+            var metric = EpochMetric(epoch: epoch, loss: loss, lr: lr, seconds: seconds, samples: samples)
+            if f.count == 6 { metric.stepLosses = EpochMetric.decode(f[5]) }
+            return metric
         }
     }
+
+    /// Steps per point of the loss curve.
+    public static let lossWindow = 25
 }
 
 /// The model a stage trains: the family's model alone for the VQA loss, or MISS inside BLIP's pretraining
@@ -237,5 +248,26 @@ struct StageModel {
 func replaceFile(_ source: URL, with destination: URL) throws {
     guard rename(source.path, destination.path) == 0 else {
         throw HarnessError.io("cannot rename \(source.path) to \(destination.path): \(String(cString: strerror(errno)))")
+    }
+}
+
+/// The sample-weighted mean loss of each run of `Trainer.lossWindow` steps.
+struct LossWindow {
+    private var sum = 0.0, samples = 0, steps = 0
+    private var closed: [Double] = []
+
+    mutating func add(_ loss: Double, samples count: Int) {
+        sum += loss * Double(count); samples += count; steps += 1
+        if steps == Trainer.lossWindow { close() }
+    }
+
+    private mutating func close() {
+        if samples > 0 { closed.append(sum / Double(samples)) }
+        sum = 0; samples = 0; steps = 0
+    }
+
+    mutating func means() -> [Double] {
+        close()
+        return closed
     }
 }
