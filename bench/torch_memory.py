@@ -60,12 +60,13 @@ def label(cell):
 
 class LiveBytes(TorchDispatchMode):
     """Sums the bytes of live storages on one device; records the peak, the phase it falls in and the live
-    bytes by kind (weights, optimizer state, gradients kept from the previous step, everything else)."""
+    bytes by kind (weights, optimizer state, gradients kept from the previous step, bool tensors: the
+    dropout masks autograd keeps, and everything else)."""
 
     def __init__(self, device, block=BLOCK):
         super().__init__()
         self.device, self.block = device, block
-        self.live = {"weights": 0, "optimizer_state": 0, "gradients": 0, "activations_and_temporaries": 0}
+        self.live = {"weights": 0, "optimizer_state": 0, "gradients": 0, "bool_masks": 0, "activations_and_temporaries": 0}
         self.kind = {}        # id(storage) -> (weakref, kind, rounded bytes)
         self.phase = "build"
         self.peak, self.peak_phase, self.peak_kinds = 0, None, {}
@@ -74,6 +75,8 @@ class LiveBytes(TorchDispatchMode):
     def track(self, t, kind="activations_and_temporaries"):
         if not isinstance(t, torch.Tensor) or t.device.type != self.device:
             return
+        if t.dtype == torch.bool and kind == "activations_and_temporaries":
+            kind = "bool_masks"
         st = t.untyped_storage()
         entry = self.kind.get(id(st))
         if entry is not None and entry[0]() is st:
