@@ -24,7 +24,7 @@ endif
 RELEASE_BIN := .build/release/mile
 
 REPRODUCE := reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 reproduce-table5
-.PHONY: deps build release test slurm-test kill-test bench-engine bench-conv bench-peer peer-venv parity-golden demo clean check-data mlflow-venv mlflow-export mlflow-check \
+.PHONY: deps build release test slurm-test kill-test bench-engine bench-conv bench-peer peer-venv memory-peer parity-golden demo clean check-data mlflow-venv mlflow-export mlflow-check \
         instruction-data reproduce-all rerun $(REPRODUCE)
 
 # Install the Debian packages the build needs, only when one is missing.
@@ -106,6 +106,12 @@ mlflow-check: mlflow-venv
 	$(MLFLOW_PY) tools/mlflow_export.py --results $(MLFLOW_RESULTS) --db .build/mlflow-check/mlflow.db --artifacts .build/mlflow-check/artifacts
 	$(MLFLOW_PY) tools/mlflow_export.py --results $(MLFLOW_RESULTS) --db .build/mlflow-check/mlflow.db --artifacts .build/mlflow-check/artifacts
 	$(MLFLOW_PY) tools/mlflow_export.py --check --results $(MLFLOW_RESULTS) --db .build/mlflow-check/mlflow.db
+
+# PyTorch-equivalent Memory of the paper's 23 cells (issue 15; bench/torch_memory.py, docs/MODEL.md): the peer's
+# paper-scale MISS on the meta device (no arithmetic) plus a batch-1 CPU cross-check; about 6 minutes on one core.
+# Writes bench/memory_pytorch.json, which the report's Memory column and `mile params --json` read.
+memory-peer: peer-venv
+	nice -n 19 $(PEER_PY) bench/torch_memory.py --cpu-check --out bench/memory_pytorch.json
 
 # Regenerates the parity fixtures checked by `swift test` (ParityTests) from the PyTorch peer.
 parity-golden: deps peer-venv

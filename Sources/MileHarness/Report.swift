@@ -27,6 +27,8 @@ public struct ReportRow: Sendable {
     public var runs: [ReportedRun]
     /// CIs and shuffle scores (nil without stored predictions).
     public var statistics: RowStatistics? = nil
+    /// The PyTorch-equivalent paper-scale peak (`PyTorchMemory`; nil when the row's cell was not measured).
+    public var pytorchMemoryBytes: Int? = nil
 
     /// Shown instead of numbers when no seed of the row is done.
     public var pendingWord: String {
@@ -69,10 +71,11 @@ public struct MeanStd: Sendable, Equatable {
 
 public enum ReportRenderer {
     /// Builds the report of one table from the store (no store: every cell pending).
-    /// `references`: the reference rows shown under the cells (`ReferenceBaselines`).
+    /// `references`: the reference rows shown under the cells (`ReferenceBaselines`); `pytorch`: the
+    /// PyTorch-equivalent memory of the paper's cells (the committed measurements by default).
     public static func render(_ table: ExperimentTable, cells: [PlannedCell], store: ResultsStore?,
                               versions: CurrentVersions = CurrentVersions(), references: [ReferenceResult] = [],
-                              cacheDir: String? = nil) throws -> TableReport {
+                              cacheDir: String? = nil, pytorch: PyTorchMemory? = PyTorchMemory.committed) throws -> TableReport {
         let settings = cells.first?.baselines ?? BaselineSettings(table.config)   // with --set applied
         var rows = try self.rows(cells, store: store, versions: versions)
         if let cacheDir { rows = withBaseEpochs(rows, cacheDir: cacheDir) }
@@ -80,6 +83,7 @@ public enum ReportRenderer {
         for index in rows.indices {
             rows[index].runs = rows[index].runs.map { $0.regrouped(table.split) }
             rows[index].statistics = RowStatistics.make(rows[index].runs, resamples: settings.resamples)
+            rows[index].pytorchMemoryBytes = rows[index].cells.first.flatMap { pytorch?.peakBytes(of: $0) }
         }
         let evidence = ReportSections.evidence(rows, references: references)
         let verdicts = table.findings.map { FindingJudge.judge($0, evidence: evidence, resamples: settings.resamples) }
@@ -203,7 +207,8 @@ public enum ReportRenderer {
         let hasIdentity = rows.contains { $0.label != $0.assignment.label }
         var header: [String] = (hasIdentity ? ["Row"] : []) + slots.map(\.header)
         if hasRank { header.append("Rank") }
-        header += ["#Params % (paper scale): ours / paper (Δ)", "Memory GB (paper scale, predicted): ours / paper (Δ)",
+        header += ["#Params % (paper scale): ours / paper (Δ)", "Memory GB (paper scale, PyTorch-equivalent): PyTorch / paper (Δ)",
+                   "Memory GB (paper scale, engine prediction): ours / paper (Δ)",
                    "Memory measured (run scale): engine peak / RSS", "Opened: ours / paper (Δ)", "Opened recall",
                    "Closed: ours / paper (Δ)", "Global: ours / paper (Δ)", "Global recall", ReportSections.ciHeader,
                    ReportSections.shuffleHeader, "Seeds"]
@@ -245,9 +250,11 @@ public enum ReportRenderer {
     static func numberCells(_ row: ReportRow) -> [String] {
         let paper = row.published
         let seeds = "\(row.runs.count)/\(row.cells.count)"
+        // Measured once for the config, not by a run: shown for pending rows too, as the paper's numbers.
+        let pytorch = pair(row.pytorchMemoryBytes.flatMap { MeanStd([Double($0) / 1e9]) }, paper?.memoryGB, digits: 2, word: "–")
         guard !row.runs.isEmpty else {
             let word = row.pendingWord
-            return [pair(nil, paper?.params, digits: 3, word: word), pair(nil, paper?.memoryGB, digits: 2, word: word), word,
+            return [pair(nil, paper?.params, digits: 3, word: word), pytorch, pair(nil, paper?.memoryGB, digits: 2, word: word), word,
                     pair(nil, paper?.opened, digits: 2, word: word), word, pair(nil, paper?.closed, digits: 2, word: word),
                     pair(nil, paper?.global, digits: 2, word: word), word, word, word, seeds]
         }
@@ -258,7 +265,7 @@ public enum ReportRenderer {
         let rss = MeanStd(results.compactMap { $0.peakRSSBytes.map(Double.init) })
         let measured = "\(bytes(engine)) / \(bytes(rss))"
         let paperScaleNote = results.contains { $0.paperScale == nil } ? " (run scale)" : ""
-        return [pair(params, paper?.params, digits: 3, word: "n/a", deterministic: true) + paperScaleNote,
+        return [pair(params, paper?.params, digits: 3, word: "n/a", deterministic: true) + paperScaleNote, pytorch,
                 pair(predicted, paper?.memoryGB, digits: 2, word: "n/a", deterministic: true), measured,
                 pair(MeanStd(results.map(\.scores.opened)), paper?.opened, digits: 2, word: "n/a"),
                 value(MeanStd(results.map(\.scores.openedRecall)), digits: 2),
@@ -325,7 +332,7 @@ public enum ReportRenderer {
         let openedCount = counts.map { " (\($0.openedCount))" } ?? ""
         var lines = ["## How to read this table", "",
                      "- **Status**: \(runs.count) of \(cells.count) cells done. Cells without a finished run show their status instead of numbers.",
-                     "- **Scale**: model `\(setting("model.scale"))` (family \(setting("model.family"))). #Params is computed exactly at the paper's scale; Memory (paper scale) is the engine's shape-only prediction of one training step at the paper's dims and batch; the measured memory is the engine allocator's peak and the process peak RSS at the run's scale. Accuracy comes from runs at the run scale, so it is comparable with the paper in trend only unless the scale is `paper`.",
+                     "- **Scale**: model `\(setting("model.scale"))` (family \(setting("model.family"))). #Params is computed exactly at the paper's scale; Memory (paper scale, PyTorch-equivalent) is PyTorch's peak allocated bytes of one upstream-style training step of the paper's model, measured once per cell at the paper's batch with the longest training answer (`make memory-peer`, bench/memory_pytorch.json, docs/MODEL.md; – for a config not measured); Memory (paper scale, engine prediction) is the engine's shape-only prediction of one training step at the paper's dims and batch with typical 6-token answers; GB = 10⁹ bytes; the measured memory is the engine allocator's peak and the process peak RSS at the run's scale. Accuracy comes from runs at the run scale, so it is comparable with the paper in trend only unless the scale is `paper`.",
                      "- **Recipe**: \(setting("recipe.epochs")) epochs, lr \(setting("recipe.lr")), batch \(setting("recipe.batch")), AdamW weight decay \(setting("recipe.weight_decay")), \(setting("recipe.schedule")) schedule per epoch, warmup \(setting("recipe.warmup_epochs")) epochs, label smoothing \(setting("recipe.label_smoothing")); seeds \(Set(cells.map(\.seed)).sorted().map(String.init).joined(separator: ", ")); base pretraining \(setting("pretraining.source")) (\(setting("pretraining.epochs")) epochs on \(setting("pretraining.corpus")), objectives \(setting("pretraining.objectives")), augment \(setting("pretraining.augment"))); fine-tuning prompts \(setting("data.prompts")); decoding beam \(setting("decoding.beams")), max length \(setting("decoding.max_length")).",
                      ] + table.split.definitions(closedCount: closedCount, openedCount: openedCount) + [
                      "- **Global**: count-weighted mean, (n_opened · Opened + n_closed · Closed) / n; Global recall uses Opened recall.",

@@ -76,7 +76,7 @@ enum ReportSections {
             let ci = Bootstrap.intervals(QuestionSample(reference.predictions), resamples: resamples)
             var cells = ["*reference: \(reference.kind.display)*", "", ""]
             if hasRank { cells.append("") }
-            cells += ["–", "–", "–", String(format: "%.2f", s.opened), String(format: "%.2f", s.openedRecall),
+            cells += ["–", "–", "–", "–", String(format: "%.2f", s.opened), String(format: "%.2f", s.openedRecall),
                       String(format: "%.2f", s.closed), String(format: "%.2f", s.global), String(format: "%.2f", s.globalRecall),
                       Metric.allCases.map { interval(ci[$0]) }.joined(separator: " / "), "–", "reference"]
             return "| " + cells.joined(separator: " | ") + " |"

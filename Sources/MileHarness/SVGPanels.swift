@@ -14,14 +14,17 @@ extension SVGPlot {
         var metricName: String { metric.rawValue.prefix(1).uppercased() + metric.rawValue.dropFirst() }
 
         var title: String {
-            axis == .params ? "\(metricName) vs trainable parameters" : "\(metricName) vs memory (paper scale; ours: engine prediction)"
+            axis == .params ? "\(metricName) vs trainable parameters" : "\(metricName) vs memory (paper scale; ours: PyTorch-equivalent)"
         }
 
         func ours(_ row: ReportRow) -> (x: Double, y: Double)? {
             let x: MeanStd?
             switch axis {
             case .params: x = MeanStd(row.runs.map { ($0.results.paperScale ?? $0.results.runScale).percent })
-            case .memory: x = MeanStd(row.runs.compactMap { $0.results.predictedPaperBytes.map { Double($0) / 1e9 } })
+            case .memory:
+                // The PyTorch-equivalent figure where it was measured (comparable with the paper's), else the engine's.
+                let engine = MeanStd(row.runs.compactMap { $0.results.predictedPaperBytes.map { Double($0) / 1e9 } })
+                x = row.pytorchMemoryBytes.flatMap { MeanStd([Double($0) / 1e9]) } ?? engine
             }
             guard let x, let y = MeanStd(row.runs.map { value($0.results.scores) }) else { return nil }
             return (x.mean, y.mean)

@@ -3,11 +3,12 @@ import Foundation
 import MileHarness
 import MileModel
 
-/// `mile params`: trainable / total parameters and "#Params %" of one grid cell, from shapes only.
+/// `mile params`: trainable / total parameters and "#Params %" of one grid cell, from shapes only, and the
+/// cell's Memory at paper scale and batch 20 (engine prediction, PyTorch-equivalent, published).
 struct Params: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print trainable and total parameters and #Params % for one cell (a mode per module of the family).",
-        discussion: "MISS: --vit --jtm --dec. BiomedGPT: --enc --dec. A module not given is frozen (F).")
+        abstract: "Print trainable and total parameters, #Params % and paper-scale Memory for one cell (a mode per module of the family).",
+        discussion: "MISS: --vit --jtm --dec. BiomedGPT: --enc --dec. A module not given is frozen (F). Memory (GB = 10⁹ bytes) is at paper scale and batch 20, with the --config overrides: the engine's shape-only prediction, the PyTorch-equivalent measurement of bench/memory_pytorch.json (null for a cell or config not measured) and the paper's value from the experiment tables (null for a cell that is not a paper row).")
 
     @Option(help: "Model family: \(ModelFamilies.names.joined(separator: ", ")).")
     var family = "miss"
@@ -25,8 +26,12 @@ struct Params: ParsableCommand {
     var dec: String?
     @Option(help: "LoRA rank.")
     var rank: Int = 8
-    @Flag(help: "Print {\"trainable\", \"total\", \"percent\"} as JSON.")
+    @Flag(help: "Print {\"trainable\", \"total\", \"percent\", \"memory_gb\": {\"engine\", \"pytorch\", \"published\"}} as JSON.")
     var json = false
+    @Option(help: "The PyTorch memory measurements (default: bench/memory_pytorch.json of the checkout the binary was built from).")
+    var pytorchMemory: String?
+    @Option(help: "The folder of the experiment tables with the published Memory (default: the checkout's experiments/).")
+    var experiments: String?
 
     func validate() throws {
         guard (1...Limits.rank).contains(rank) else {
@@ -36,18 +41,39 @@ struct Params: ParsableCommand {
 
     func run() throws {
         let family = try ModelFamilies.named(self.family)
-        let model = try loadConfig(family)
-        let count = try family.count(config: model, assignment: try assignment(family))
+        let cell = try assignment(family)
+        let count = try family.count(config: try loadConfig(family), assignment: cell)
+        let memory = try memoryGB(family, cell)
         if json {
-            let object: [String: Any] = ["trainable": count.trainable, "total": count.total, "percent": count.percent]
+            let gb: [String: Any] = ["engine": memory.engine, "pytorch": memory.pytorch ?? NSNull(), "published": memory.published ?? NSNull()]
+            let object: [String: Any] = ["trainable": count.trainable, "total": count.total, "percent": count.percent, "memory_gb": gb]
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         } else {
-            print("cell:      \(try assignment(family))")
+            let shown = { (gb: Double?) in gb.map { String(format: "%.2f", $0) } ?? "–" }
+            print("cell:      \(cell)")
             print("trainable: \(count.trainable)")
             print("total:     \(count.total)")
             print("percent:   \(String(format: "%.3f", count.percent))")
+            print("memory GB: engine \(shown(memory.engine)), PyTorch \(shown(memory.pytorch)), paper \(shown(memory.published)) (paper scale, batch 20)")
         }
+    }
+
+    /// Memory in GB at paper scale and batch 20: the engine's prediction (question 35, answer 6 tokens, as
+    /// the pipeline's), the committed PyTorch measurement of this config, and the paper's number.
+    private func memoryGB(_ family: any ModelFamily, _ cell: PEFTAssignment) throws -> (engine: Double, pytorch: Double?, published: Double?) {
+        let paper = try loadConfig(family, forcedScale: "paper")
+        let engine = try MemoryPrediction.predict(family: family, config: paper, assignment: cell, batch: 20,
+                                                  questionLength: 35, answerLength: 6).peakBytes
+        let measured = try pytorchMemory.map { try PyTorchMemory.load(path: $0) } ?? PyTorchMemory.committed
+        let pytorch = measured?.peakBytes(label: cell.description, config: paper)
+        // The default folder may be absent (a binary moved off its checkout); a folder named on the command line must exist.
+        let committed = FileManager.default.fileExists(atPath: PublishedMemory.committedDirectory) ? PublishedMemory.committedDirectory : nil
+        let published = try (experiments ?? committed).flatMap {
+            try PublishedMemory.gigabytes(label: cell.description, family: family.name, experiments: $0)
+        }
+        let gb = { (bytes: Int) in (Double(bytes) / 1e6).rounded() / 1e3 }
+        return (gb(engine), pytorch.map(gb), published)
     }
 
     /// The modes given on the command line, each checked against the family's module slots.
@@ -62,15 +88,17 @@ struct Params: ParsableCommand {
         return try family.assignment(modes, rank: rank)
     }
 
-    private func loadConfig(_ family: any ModelFamily) throws -> any FamilyConfig {
-        guard let path = config else { return try family.config(scale: scale, overrides: [:]) }
+    /// The family's config with the --config overrides, at the file's "scale" (else --scale), or at
+    /// `forcedScale` (the paper-scale memory).
+    private func loadConfig(_ family: any ModelFamily, forcedScale: String? = nil) throws -> any FamilyConfig {
+        guard let path = config else { return try family.config(scale: forcedScale ?? scale, overrides: [:]) }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigError("cannot read model config file '\(path)'")
         }
         guard var object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw ConfigError("\(path): not a JSON object")
         }
-        let base = object.removeValue(forKey: "scale") as? String ?? scale
-        return try family.config(scale: base, overrides: object)
+        let named = object.removeValue(forKey: "scale") as? String
+        return try family.config(scale: forcedScale ?? named ?? scale, overrides: object)
     }
 }
