@@ -29,7 +29,7 @@ public enum ResultExport {
             "run": runFields(run.run),
             "provenance": provenanceFields(run.run.provenance),
             "params": paramFields(run.results),
-            "memory_bytes": memoryFields(run.results),
+            "memory_bytes": memoryFields(run.results, pytorch: PyTorchMemory.committed?.peakBytes(of: run.cell)),
             "scores": scoreFields(run.results.scores, predictions: run.predictions, resamples: resamples),
             "epochs": .list(run.epochs.map(epochFields)),
             "base_epochs": .list(run.baseEpochs.map(epochFields)),
@@ -88,8 +88,9 @@ public enum ResultExport {
         return .map(fields)
     }
 
-    static func memoryFields(_ results: RunResults) -> ConfigValue {
+    static func memoryFields(_ results: RunResults, pytorch: Int? = nil) -> ConfigValue {
         var fields: [String: ConfigValue] = [:]
+        if let pytorch { fields["pytorch_equivalent_paper_scale"] = .int(pytorch) }   // bench/memory_pytorch.json
         if let v = results.peakEngineBytes { fields["engine_peak_run_scale"] = .int(v) }
         if let v = results.peakRSSBytes { fields["peak_rss_run_scale"] = .int(v) }
         if let v = results.predictedPaperBytes { fields["engine_predicted_paper_scale"] = .int(v) }
