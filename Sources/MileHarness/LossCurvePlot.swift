@@ -11,11 +11,13 @@ enum LossCurvePlot {
     struct Curve {
         let number: Int
         let points: [(x: Double, y: Double)]
+        /// The validation loss after each epoch (true images), at the epoch's last step.
+        var validation: [(x: Double, y: Double)] = []
     }
 
     static func render(_ table: ExperimentTable, rows: [ReportRow]) -> String {
         let tuning = rows.enumerated().compactMap { index, row in
-            row.runs.first.map { Curve(number: index + 1, points: points($0.epochs)) }
+            row.runs.first.map { Curve(number: index + 1, points: points($0.epochs), validation: validation($0.epochs)) }
         }.filter { !$0.points.isEmpty }
         var seen = Set<String>()
         let bases = rows.flatMap(\.runs).filter { !$0.baseEpochs.isEmpty && seen.insert($0.cell.stage(.base).key).inserted }
@@ -25,7 +27,7 @@ enum LossCurvePlot {
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" font-family=\"sans-serif\" font-size=\"11\">",
             "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>",
             "<text x=\"60\" y=\"22\" font-size=\"14\">\(SVGPlot.escape(table.name)): training loss</text>",
-            "<text x=\"60\" y=\"40\" fill=\"#444\">mean loss per \(Trainer.lossWindow) steps (an epoch's last window may be shorter; label-smoothed VQA loss; the base: the sum of its objectives) · first done seed of each row</text>",
+            "<text x=\"60\" y=\"40\" fill=\"#444\">mean loss per \(Trainer.lossWindow) steps (an epoch's last window may be shorter; label-smoothed VQA loss; the base: the sum of its objectives) · first done seed of each row · circles: loss on SLAKE validate after each epoch</text>",
         ]
         parts += panel("Fine-tuning", tuning, left: 70, top: 80)
         parts += panel("Base pretraining", baseCurves, left: 480, top: 80)
@@ -49,9 +51,19 @@ enum LossCurvePlot {
         return out
     }
 
+    static func validation(_ epochs: [EpochMetric]) -> [(x: Double, y: Double)] {
+        var out: [(x: Double, y: Double)] = []
+        var step = 0.0
+        for epoch in epochs {
+            step += Double(Trainer.lossWindow) * Double(max(epoch.stepLosses.count, 1))
+            if let loss = epoch.validationLoss { out.append((step, loss)) }
+        }
+        return out
+    }
+
     static func panel(_ title: String, _ curves: [Curve], left: Double, top: Double) -> [String] {
         var out = ["<text x=\"\(f(left))\" y=\"\(f(top - 8))\" font-size=\"12\">\(title)</text>"]
-        let all = curves.flatMap(\.points)
+        let all = curves.flatMap { $0.points + $0.validation }
         guard let maxX = all.map(\.x).max(), let maxY = all.map(\.y).max(), maxX > 0 else {
             return out + ["<text x=\"\(f(left + 10))\" y=\"\(f(top + 30))\" fill=\"#777\">no recorded epochs</text>"]
         }
@@ -67,6 +79,9 @@ enum LossCurvePlot {
             let color = colors[(curve.number - 1) % colors.count]
             let path = curve.points.map { "\(f(x($0.x))),\(f(y($0.y)))" }.joined(separator: " ")
             out.append("<polyline class=\"curve\" points=\"\(path)\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"1.3\"/>")
+            for point in curve.validation {
+                out.append("<circle class=\"validation\" cx=\"\(f(x(point.x)))\" cy=\"\(f(y(point.y)))\" r=\"3.5\" fill=\"white\" stroke=\"\(color)\" stroke-width=\"1.5\"/>")
+            }
             if let last = curve.points.last {
                 out.append("<text x=\"\(f(x(last.x) + 3))\" y=\"\(f(y(last.y)))\" font-size=\"9\" fill=\"\(color)\">\(curve.number)</text>")
             }

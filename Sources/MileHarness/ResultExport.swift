@@ -119,6 +119,8 @@ public enum ResultExport {
         var fields: [String: ConfigValue] = ["epoch": .int(e.epoch), "loss": .double(rounded(e.loss, places: 6)),
                                              "lr": .double(rounded(e.lr, places: 10)), "seconds": .double(rounded(e.seconds))]
         if let samples = e.samples { fields["samples"] = .int(samples) }
+        if let v = e.validationLoss { fields["validation_loss"] = .double(rounded(v, places: 6)) }
+        if let v = e.validationShuffledLoss { fields["validation_loss_shuffled_images"] = .double(rounded(v, places: 6)) }
         if !e.stepLosses.isEmpty {
             fields["step_losses"] = .list(e.stepLosses.map { .double(rounded($0, places: 6)) })
             fields["steps_per_loss"] = .int(Trainer.lossWindow)

@@ -129,6 +129,10 @@ public struct EpochMetric: Sendable, Equatable {
     public let samples: Int?
     /// The mean training loss of each window of `Trainer.lossWindow` steps (the last one may be shorter).
     public var stepLosses: [Double] = []
+    /// After the epoch, the VQA loss on SLAKE validate with the true images and with shuffled ones
+    /// (`ImageReliance`); nil for a base or a run without validation questions.
+    public var validationLoss: Double? = nil
+    public var validationShuffledLoss: Double? = nil
 
     public init(epoch: Int, loss: Double, lr: Double, seconds: Double, samples: Int? = nil) {
         self.epoch = epoch
@@ -400,10 +404,12 @@ public final class ResultsStore: @unchecked Sendable {
         try write { db in
             try requireOwnedRunning(db, runID)
             try db.execute(sql: """
-                INSERT OR REPLACE INTO epoch_metrics (run_id, epoch, loss, lr, seconds, samples, step_losses_json)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
+                INSERT OR REPLACE INTO epoch_metrics (run_id, epoch, loss, lr, seconds, samples, step_losses_json,
+                                                      validation_loss, validation_shuffled_loss)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [runID, metric.epoch, metric.loss, metric.lr, metric.seconds, metric.samples,
-                                 metric.stepLosses.isEmpty ? nil : EpochMetric.encode(metric.stepLosses)])
+                                 metric.stepLosses.isEmpty ? nil : EpochMetric.encode(metric.stepLosses),
+                                 metric.validationLoss, metric.validationShuffledLoss])
             try db.execute(sql: "UPDATE runs SET heartbeat_at = ? WHERE id = ?", arguments: [now().timeIntervalSince1970, runID])
         }
     }
@@ -523,6 +529,8 @@ public final class ResultsStore: @unchecked Sendable {
             try Row.fetchAll(db, sql: "SELECT * FROM epoch_metrics WHERE run_id = ? ORDER BY epoch", arguments: [runID]).map {
                 var metric = EpochMetric(epoch: $0["epoch"], loss: $0["loss"], lr: $0["lr"], seconds: $0["seconds"], samples: $0["samples"])
                 metric.stepLosses = EpochMetric.decode($0["step_losses_json"])
+                metric.validationLoss = $0["validation_loss"]
+                metric.validationShuffledLoss = $0["validation_shuffled_loss"]
                 return metric
             }
         }

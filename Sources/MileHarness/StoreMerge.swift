@@ -168,11 +168,13 @@ extension StoreSchema {
     /// Schema v4 (`v4-provenance-curves`): the stage keys a run was planned with (data, base, finetune,
     /// evaluate), recorded when it is claimed, and the files it used and made (base, fine-tune checkpoint),
     /// recorded when it is done: provenance that does not depend on how a later build derives them. Each
-    /// epoch's loss per window of steps (the loss curve).
+    /// epoch's loss per window of steps (the loss curve) and its validation losses.
     static let v4 = """
         ALTER TABLE runs ADD COLUMN stage_keys_json TEXT;
         ALTER TABLE runs ADD COLUMN artifacts_json TEXT;
         ALTER TABLE epoch_metrics ADD COLUMN step_losses_json TEXT;
+        ALTER TABLE epoch_metrics ADD COLUMN validation_loss REAL;
+        ALTER TABLE epoch_metrics ADD COLUMN validation_shuffled_loss REAL;
         """
 }
 

@@ -17,6 +17,9 @@ final class LossCurveTests: XCTestCase {
         var withSteps = history[0]
         withSteps.stepLosses = [2.5, 1.5]
         XCTAssertEqual(Trainer.decodeHistory(Trainer.encodeHistory([withSteps])), [withSteps])
+        withSteps.validationLoss = 3.25
+        withSteps.validationShuffledLoss = 4.5
+        XCTAssertEqual(Trainer.decodeHistory(Trainer.encodeHistory([withSteps])), [withSteps])
     }
 
     func testACellAndItsBaseRecordTheirCurves() throws {
@@ -31,14 +34,22 @@ final class LossCurveTests: XCTestCase {
         let epochs = try store.epochs(runID: run.id)
         let steps = try XCTUnwrap(epochs.first?.samples).quotient(dividingBy: 16)   // batch 16 in the fixture
         XCTAssertEqual(epochs.map(\.stepLosses.count), [Int((Double(steps) / Double(Trainer.lossWindow)).rounded(.up))] * 2)
+        // After each epoch, the loss on SLAKE validate with true and shuffled images.
+        for epoch in epochs {
+            let loss = try XCTUnwrap(epoch.validationLoss), shuffled = try XCTUnwrap(epoch.validationShuffledLoss)
+            XCTAssertTrue(loss.isFinite && shuffled.isFinite && loss > 0)
+        }
+        XCTAssertNotEqual(epochs[0].validationLoss, epochs[1].validationLoss)
         let base = BaseStage.history(cacheDir: cache, key: cells[0].stage(.base).key)
         XCTAssertEqual(base.count, 1)
         XCTAssertFalse(base[0].stepLosses.isEmpty)
 
         let report = try ReportRenderer.render(table, cells: cells, store: store, cacheDir: cache)
         XCTAssertEqual(report.lossSVG.components(separatedBy: "class=\"curve\"").count - 1, 2, "the cell's curve and its base's")
+        XCTAssertEqual(report.lossSVG.components(separatedBy: "class=\"validation\"").count - 1, 2, "one per fine-tuning epoch")
         let json = ResultExport.record(try XCTUnwrap(report.rows.first?.runs.first)).prettyJSON()
         XCTAssertTrue(json.contains("\"step_losses\""), json)
+        XCTAssertTrue(json.contains("\"validation_loss\""), json)
         XCTAssertTrue(json.contains("\"base_epochs\": [\n"), json)
         try ReportRenderer.write([report], to: dir + "/out")
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/out/\(table.name)-loss.svg"))

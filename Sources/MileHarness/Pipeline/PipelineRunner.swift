@@ -276,10 +276,19 @@ public final class PipelineRunner {
         try feed.preload()
         let trainer = Trainer(stage: stage, feed: feed)
         trainer.onStep = { [progress] p in progress.step(p); try context.beat() }
+        if !context.data.validateSamples.isEmpty {
+            let (samples, tokenizer) = (context.data.validateSamples, context.data.tokenizer)
+            trainer.validate = { model in
+                try ImageReliance.measure(model: model, samples: samples, tokenizer: tokenizer, images: images)
+            }
+        }
         trainer.onEpoch = { [store, progress] metric in
             try store.recordEpoch(runID: runID, metric)
+            let validation = metric.validationLoss.map { v in
+                String(format: ", validate %.4f (shuffled images %.4f)", v, metric.validationShuffledLoss ?? .nan)
+            } ?? ""
             progress.line(String(format: "finetune epoch %d/%d: loss %.4f, lr %.3g, %.0f s", metric.epoch + 1, stage.epochs,
-                                 metric.loss, metric.lr, metric.seconds))
+                                 metric.loss, metric.lr, metric.seconds) + validation)
         }
         switch try trainer.run() {
         case .finished:

@@ -42,6 +42,9 @@ public final class RunData {
     public let instructions: InstructionDataset
     public let pretrainSamples: [VQASample]
     public let testSamples: [VQASample]
+    /// SLAKE's English validate questions (none when the folder has no validate.json), for the validation
+    /// loss after each fine-tuning epoch; empty when the training records include them (`slake-validate`).
+    public let validateSamples: [VQASample]
     public let tokenizer: Tokenizer
     public let locations: DataLocations
     private var stores: [String: ImageStore] = [:]
@@ -73,6 +76,9 @@ public final class RunData {
         pretrainSamples = Self.limited(try Self.pretrainingCorpus(settings.pretraining.corpus, locations: locations,
                                                                   seed: UInt64(settings.pretraining.seed)), settings.limit)
         testSamples = Self.limited(try Slake.load(root: locations.slakeDir, split: .test), settings.limit)
+        let validateFile = (locations.slakeDir as NSString).appendingPathComponent("validate.json")
+        let heldOut = !settings.instructionSources.contains("slake-validate") && FileManager.default.fileExists(atPath: validateFile)
+        validateSamples = heldOut ? Self.limited(try Slake.load(root: locations.slakeDir, split: .validate), settings.limit) : []
         guard !testSamples.isEmpty else { throw HarnessError.input("\(locations.slakeDir)/test.json has no English questions") }
         try Self.checkBeforeTraining(test: testSamples, testFile: (locations.slakeDir as NSString).appendingPathComponent("test.json"),
                                      training: instructions.samples(epoch: 0) + pretrainSamples)

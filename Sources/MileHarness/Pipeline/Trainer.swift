@@ -67,6 +67,8 @@ public struct StepProgress {
 public final class Trainer {
     let stage: TrainingStage
     let feed: TrainingFeed
+    /// Measures the epoch's model on held-out questions (before its checkpoint, so a resume keeps it).
+    var validate: ((any VQAModel) throws -> ImageReliance)? = nil
     /// Called after every step (progress lines, heartbeats).
     var onStep: (StepProgress) throws -> Void = { _ in }
     /// Called after every finished epoch, once its checkpoint is on disk.
@@ -127,6 +129,10 @@ public final class Trainer {
             var metric = EpochMetric(epoch: epoch, loss: lossSum / Double(max(count, 1)), lr: Double(optimizer.lr),
                                      seconds: Date().timeIntervalSince(epochStart), samples: count)
             metric.stepLosses = window.means()
+            if let validate {
+                let reliance = try validate(model.model)
+                (metric.validationLoss, metric.validationShuffledLoss) = (reliance.trueLoss, reliance.shuffledLoss)
+            }
             history.append(metric)
             try saveCheckpoint(model: model, optimizer: optimizer, epochsDone: epoch + 1, step: step, history: history)
             try onEpoch(metric)
@@ -180,20 +186,23 @@ public final class Trainer {
 
     /// One line per epoch: `epoch loss lr seconds samples`, doubles in Swift's round-trip form so a
     /// resumed run re-records exactly the numbers the first run measured.
-    /// One line per epoch: `epoch loss lr seconds samples [step losses]` (checkpoints written before the
-    /// step losses have five fields).
+    /// One line per epoch: `epoch loss lr seconds samples [step losses] validation shuffled` ("-" for no
+    /// validation; checkpoints written before these have five fields).
     static func encodeHistory(_ history: [EpochMetric]) -> String {
-        history.map { "\($0.epoch) \($0.loss) \($0.lr) \($0.seconds) \($0.samples ?? 0) \(EpochMetric.encode($0.stepLosses))" }
-            .joined(separator: "\n")
+        history.map { e in
+            let validation = [e.validationLoss, e.validationShuffledLoss].map { $0.map { "\($0)" } ?? "-" }.joined(separator: " ")
+            return "\(e.epoch) \(e.loss) \(e.lr) \(e.seconds) \(e.samples ?? 0) \(EpochMetric.encode(e.stepLosses)) \(validation)"
+        }.joined(separator: "\n")
     }
 
     static func decodeHistory(_ text: String) -> [EpochMetric] {
         text.split(separator: "\n").compactMap { line in
             let f = line.split(separator: " ").map(String.init)
-            guard f.count == 5 || f.count == 6, let epoch = Int(f[0]), let loss = Double(f[1]), let lr = Double(f[2]),
+            guard [5, 6, 8].contains(f.count), let epoch = Int(f[0]), let loss = Double(f[1]), let lr = Double(f[2]),
                   let seconds = Double(f[3]), let samples = Int(f[4]) else { return nil }
             var metric = EpochMetric(epoch: epoch, loss: loss, lr: lr, seconds: seconds, samples: samples)
-            if f.count == 6 { metric.stepLosses = EpochMetric.decode(f[5]) }
+            if f.count >= 6 { metric.stepLosses = EpochMetric.decode(f[5]) }
+            if f.count == 8 { (metric.validationLoss, metric.validationShuffledLoss) = (Double(f[6]), Double(f[7])) }
             return metric
         }
     }
