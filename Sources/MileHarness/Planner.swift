@@ -242,12 +242,14 @@ extension Planner {
     /// Cells selected by id prefix (at least 4 hex digits) or exact row label (`F LoRA LoRA r4`), for
     /// `mile run --cell` / `--row`. An unknown or ambiguous selector is an error naming the candidates.
     public static func select(_ cells: [PlannedCell], cell selector: String) throws -> [PlannedCell] {
-        // A limited cell answers to its row's label too: `--row 'F T LoRA r4' --limit 20` selects it.
-        let byLabel = cells.filter { $0.label == selector || $0.row.label(rank: $0.assignment.rank) == selector }
+        // Labels match ignoring case; a limited cell answers to its row's label too (`--row 'F T LoRA r4' --limit 20`).
+        let wanted = selector.lowercased()
+        let byLabel = cells.filter { $0.label.lowercased() == wanted || $0.row.label(rank: $0.assignment.rank).lowercased() == wanted }
         if !byLabel.isEmpty { return byLabel }
-        let prefix = selector.lowercased()
+        let prefix = wanted
         guard prefix.count >= 4, prefix.allSatisfy(\.isHexDigit) else {
-            throw HarnessError.input("'\(selector)' is neither a row label nor a cell id prefix (4+ hex digits); rows: \(Set(cells.map(\.label)).sorted().joined(separator: ", "))")
+            let labels = Set(cells.map(\.label)).sorted()
+            throw HarnessError.input("'\(selector)' is neither a row label nor a cell id prefix (4+ hex digits)\(Suggestion.phrase(for: selector, among: labels)); rows: \(labels.joined(separator: ", "))")
         }
         let matches = cells.filter { $0.id.hasPrefix(prefix) }
         guard !matches.isEmpty else { throw HarnessError.input("no cell id starts with \(prefix)") }

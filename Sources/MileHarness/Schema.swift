@@ -1,5 +1,6 @@
 import Foundation
 import Yams
+import MileModel
 
 /// The shape a YAML value must have. Used for the defaults file, for `set:` overrides and for `--set`.
 public indirect enum Schema: Sendable {
@@ -88,7 +89,7 @@ struct NodeReader {
             throw fail(node, "\(context): expected \(expected), found \(kind(node))")
         }
         if let allowed, !allowed.contains(scalar.string) {
-            throw fail(node, "\(context): unknown value '\(scalar.string)' (expected one of \(allowed.joined(separator: ", ")))")
+            throw fail(node, "\(context): unknown value '\(scalar.string)'\(Suggestion.phrase(for: scalar.string, among: allowed)) (expected one of \(allowed.joined(separator: ", ")))")
         }
         return scalar.string
     }

@@ -16,7 +16,7 @@ public enum ModuleMode: String, CaseIterable, Codable, Sendable, CustomStringCon
 
     public init(flag: String) throws {
         guard let mode = ModuleMode.allCases.first(where: { $0.rawValue.lowercased() == flag.lowercased() }) else {
-            throw ConfigError("unknown module mode '\(flag)' (expected one of: \(ModuleMode.spellings.joined(separator: ", ")))")
+            throw ConfigError("unknown module mode '\(flag)'\(Suggestion.phrase(for: flag, among: ModuleMode.spellings)) (expected one of: \(ModuleMode.spellings.joined(separator: ", ")))")
         }
         self = mode
     }

@@ -16,8 +16,8 @@ struct BaseCheck: ParsableCommand {
     var base: String
     @Option(help: "Model family of the base: \(ModelFamilies.names.joined(separator: ", ")).")
     var family = "miss"
-    @Option(help: "Model scale the base was built at (paper, small, smoke).")
-    var scale = "small"
+    @Option(help: "Model scale the base was built at.")
+    var scale: ScaleName = .small
     @Option(help: "Slake1.0 folder (default: $SLAKE_DIR).")
     var slake: String?
     @Option(help: "Cache folder for decoded images.")
@@ -39,7 +39,7 @@ struct BaseCheck: ParsableCommand {
         let tokenizer = try Tokenizer(vocabFile: vocabulary)
         let family = try ModelFamilies.named(self.family)
         let ids = VocabularyIds(size: tokenizer.vocabularySize, pad: tokenizer.padId, begin: tokenizer.decId, end: tokenizer.sepId)
-        let config = try family.config(scale: scale, overrides: family.overrides(vocabulary: ids))
+        let config = try family.config(scale: scale.rawValue, overrides: family.overrides(vocabulary: ids))
         let model = try family.build(config: config, assignment: try assignment(family), rng: RNG(seed: 0))
         try model.load(from: URL(fileURLWithPath: base), strict: true)
         if let checkpoint {

@@ -14,6 +14,12 @@ struct Mile: ParsableCommand {
     )
 }
 
+/// One prefix for every error, the argument parser's usage errors and mile's own alike (each subcommand
+/// reports its own usage errors).
+extension ParsableCommand {
+    static var _errorPrefix: String { "error: " }
+}
+
 /// The build as `mile --version` and `mile info` print it.
 enum BuildDescription {
     static var commit: String {
@@ -39,4 +45,9 @@ struct Info: ParsableCommand {
 enum Defaults {
     static var cache: String { ProcessInfo.processInfo.environment["MILE_CACHE"] ?? ".mile" }
     static var database: String { ProcessInfo.processInfo.environment["MILE_DB"] ?? "results/mile.db" }
+}
+
+/// `--scale`: the model presets (ModelFamilies.scales), listed in `--help` and offered by shell completion.
+enum ScaleName: String, ExpressibleByArgument, CaseIterable {
+    case paper, small, smoke
 }

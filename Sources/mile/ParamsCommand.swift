@@ -12,8 +12,8 @@ struct Params: ParsableCommand {
 
     @Option(help: "Model family: \(ModelFamilies.names.joined(separator: ", ")).")
     var family = "miss"
-    @Option(help: "Model scale: paper, small or smoke.")
-    var scale: String = "paper"
+    @Option(help: "Model scale.")
+    var scale: ScaleName = .paper
     @Option(help: "Optional JSON file of model config overrides (flat snake_case keys, may set \"scale\").")
     var config: String?
     @Option(help: "ViT mode (MISS): F, T, lora, ia3.")
@@ -91,7 +91,7 @@ struct Params: ParsableCommand {
     /// The family's config with the --config overrides, at the file's "scale" (else --scale), or at
     /// `forcedScale` (the paper-scale memory).
     private func loadConfig(_ family: any ModelFamily, forcedScale: String? = nil) throws -> any FamilyConfig {
-        guard let path = config else { return try family.config(scale: forcedScale ?? scale, overrides: [:]) }
+        guard let path = config else { return try family.config(scale: forcedScale ?? scale.rawValue, overrides: [:]) }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigError("cannot read model config file '\(path)'")
         }
@@ -99,6 +99,6 @@ struct Params: ParsableCommand {
             throw ConfigError("\(path): not a JSON object")
         }
         let named = object.removeValue(forKey: "scale") as? String
-        return try family.config(scale: forcedScale ?? named ?? scale, overrides: object)
+        return try family.config(scale: forcedScale ?? named ?? scale.rawValue, overrides: object)
     }
 }

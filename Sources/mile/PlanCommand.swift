@@ -28,8 +28,8 @@ struct ExperimentOptions: ParsableArguments {
     @Option(name: .long, help: "A Slake1.0 folder (default: $SLAKE_DIR). Runs on other data show as stale.")
     var slake: String?
 
-    @Option(name: .long, help: "Model scale: paper, small or smoke (same as --set model.scale=S).")
-    var scale: String?
+    @Option(name: .long, help: "Model scale (same as --set model.scale=S).")
+    var scale: ScaleName?
 
     @Option(name: .long, help: "Number of seeds per cell, counting up from the first configured seed.")
     var seeds: Int?
@@ -63,7 +63,7 @@ struct ExperimentOptions: ParsableArguments {
     /// takes table files selects the same cells from them.
     func parsedOverrides() throws -> [ConfigOverride] {
         var parsed = try overrides.map(ConfigOverride.init) + sweep.map(ConfigOverride.sweep)
-        if let scale { parsed.append(try ConfigOverride("model.scale=\(scale)")) }
+        if let scale { parsed.append(try ConfigOverride("model.scale=\(scale.rawValue)")) }
         if let limit {
             guard limit >= 1 else { throw HarnessError.input("--limit \(limit): expected 1 or more (leave it out for the whole data)") }
             parsed.append(try ConfigOverride("data.limit=\(limit)"))

@@ -116,7 +116,7 @@ struct Submit: ParsableCommand {
     var selectionArguments: [String] {
         var arguments = experiments.overrides.flatMap { ["--set", $0] }
         arguments += experiments.sweep.flatMap { ["--sweep", $0] }
-        if let scale = experiments.scale { arguments += ["--scale", scale] }
+        if let scale = experiments.scale { arguments += ["--scale", scale.rawValue] }
         if let limit = experiments.limit { arguments += ["--limit", String(limit)] }
         if let seeds = experiments.seeds { arguments += ["--seeds", String(seeds)] }
         return arguments
