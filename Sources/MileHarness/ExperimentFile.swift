@@ -293,12 +293,8 @@ public enum ExperimentLoader {
             return try ModuleMode(flag: text)
         }
         let modes = try slots.map { try mode($0.key) }
-        for (slot, mode) in zip(slots, modes) where mode.isPrompt && !slot.takesPrompts {
-            let text = slots.filter(\.takesPrompts).map(\.header).joined(separator: ", ")
-            throw reader.fail(field(slot.key)!.value, "\(context) '\(slot.key)': \(mode.rawValue) is a prompt method for the \(text) modules; the \(slot.header) takes \(orList(ModuleMode.allCases.filter { !$0.isPrompt }.map(\.rawValue)))")
-        }
-        if modes.allSatisfy({ $0 == .frozen }) {
-            throw reader.fail(node, "\(context): every module is frozen, so nothing would be trained")
+        if let (slot, problem) = assignmentProblem(slots: slots, modes: modes) {
+            throw reader.fail(slot.map { field($0.key)!.value } ?? node, "\(context)\(slot.map { " '\($0.key)'" } ?? ""): \(problem)")
         }
         let usesLoRA = modes.contains(.lora)
         let ranks = try parseRanks(field("rank"), usesLoRA: usesLoRA, rowNode: node, context: context, reader: reader)
@@ -331,6 +327,17 @@ public enum ExperimentLoader {
                 throw reader.fail(nodes[index], "row \(index + 1): label '\(label)' is already the label of the row at line \(line); reports would merge the two rows as seeds of one, so give each row its own 'name:'")
             }
         }
+    }
+
+    /// What makes an assignment no cell: a prompt method on a module that takes none (with that slot), or
+    /// every module frozen. Rows and `mile params` check the same rules.
+    public static func assignmentProblem(slots: [ModuleSlot], modes: [ModuleMode]) -> (slot: ModuleSlot?, problem: String)? {
+        for (slot, mode) in zip(slots, modes) where mode.isPrompt && !slot.takesPrompts {
+            let text = slots.filter(\.takesPrompts).map(\.header).joined(separator: ", ")
+            return (slot, "\(mode.rawValue) is a prompt method for the \(text) modules; the \(slot.header) takes \(orList(ModuleMode.allCases.filter { !$0.isPrompt }.map(\.rawValue)))")
+        }
+        if modes.allSatisfy({ $0 == .frozen }) { return (nil, "every module is frozen, so nothing would be trained") }
+        return nil
     }
 
     /// "a, b or c".

@@ -24,8 +24,8 @@ struct Params: ParsableCommand {
     var enc: String?
     @Option(help: "Decoder mode: F, T, lora, ia3, prefix, ptv2.")
     var dec: String?
-    @Option(help: "LoRA rank.")
-    var rank: Int = 8
+    @Option(help: "LoRA rank (default 8; only for a cell with a LoRA module).")
+    var rank: Int?
     @Flag(help: "Print {\"trainable\", \"total\", \"percent\", \"memory_gb\": {\"engine\", \"pytorch\", \"published\"}} as JSON.")
     var json = false
     @Option(help: "The PyTorch memory measurements (default: bench/memory_pytorch.json of the checkout the binary was built from).")
@@ -33,10 +33,13 @@ struct Params: ParsableCommand {
     @Option(help: "The folder of the experiment tables with the published Memory (default: the checkout's experiments/).")
     var experiments: String?
 
+    var rankGiven: Bool { rank != nil }
+
     func validate() throws {
-        guard (1...Limits.rank).contains(rank) else {
+        if let rank, !(1...Limits.rank).contains(rank) {
             throw ValidationError("--rank \(rank): expected 1 to \(Limits.rank) (\(Limits.rankReason))")
         }
+        if let family = try? ModelFamilies.named(self.family) { _ = try assignment(family) }   // the rows' rules, with this usage
     }
 
     func run() throws {
@@ -85,7 +88,12 @@ struct Params: ParsableCommand {
         }
         var modes: [String: ModuleMode] = [:]
         for (key, flag) in given { modes[key] = try ModuleMode(flag: flag) }
-        return try family.assignment(modes, rank: rank)
+        let all = family.slots.map { modes[$0.key] ?? .frozen }
+        if let (slot, problem) = ExperimentLoader.assignmentProblem(slots: family.slots, modes: all) {
+            throw ValidationError((slot.map { "--\($0.key) \(modes[$0.key]!.rawValue): " } ?? "") + problem)
+        }
+        if rankGiven && !all.contains(.lora) { throw ValidationError("--rank applies only to lora, and no module of this cell uses lora") }
+        return try family.assignment(modes, rank: rank ?? 8)
     }
 
     /// The family's config with the --config overrides, at the file's "scale" (else --scale), or at
