@@ -81,7 +81,7 @@ public final class RunData {
         validateSamples = heldOut ? Self.limited(try Slake.load(root: locations.slakeDir, split: .validate), settings.limit) : []
         guard !testSamples.isEmpty else { throw HarnessError.input("\(locations.slakeDir)/test.json has no English questions") }
         try Self.checkBeforeTraining(test: testSamples, testFile: (locations.slakeDir as NSString).appendingPathComponent("test.json"),
-                                     training: instructions.samples(epoch: 0) + pretrainSamples)
+                                     training: instructions.samples(epoch: 0) + pretrainSamples + validateSamples)
         if let pretrainedVocabulary {
             tokenizer = try Tokenizer(vocabFile: pretrainedVocabulary)
         } else {
