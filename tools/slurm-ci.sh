@@ -131,17 +131,21 @@ for _ in $(seq 1 600); do grep -q 'finetune epoch 1/3:' "$TASK_LOG" 2>/dev/null 
 grep -q 'finetune epoch 1/3:' "$TASK_LOG"
 scontrol requeue "${ARRAY2}_0"
 say "2. requeued ${ARRAY2}_0 after its first epoch"
-while squeue -h -j "$MERGE2" 2>/dev/null | grep -q .; do sleep 1; done
+# Meanwhile the same cell uninterrupted, in a third cache holding only the same base (the base job is done:
+# the cell trains), on the other CPU.
+mkdir -p "$W/cache3" && cp -r "$W/cache2/bases" "$W/cache3/"
+"$MILE" submit "$GRID" "${COMMON[@]}" --seeds 1 "${SMALL[@]}" --cache "$W/cache3" > submit3.txt
+RUN3=$(awk '/^run folder / {sub(":", "", $3); print $3}' submit3.txt)
+MERGE3=$(awk '/^merge \+ report: job/ {print $5}' submit3.txt)
+while squeue -h -j "$MERGE2,$MERGE3" 2>/dev/null | grep -q .; do sleep 1; done
 "$MILE" status "$RUN2" | tee status2.txt
 grep -q 'resuming fine-tuning after epoch' "$TASK_LOG"
 sqlite3 "$RUN2/mile.db" "SELECT status || ' ' || slurm_restart_count FROM runs WHERE seed = 42 ORDER BY id" | tee restarts2.txt
 grep -qx 'interrupted 0' restarts2.txt && grep -qx 'done 1' restarts2.txt
-# The same cell uninterrupted, in a third cache holding only the same base: identical epoch losses and predictions.
-mkdir -p "$W/cache3" && cp -r "$W/cache2/bases" "$W/cache3/"
-"$MILE" submit "$GRID" "${COMMON[@]}" --seeds 1 "${SMALL[@]}" --cache "$W/cache3" --wait > submit3.txt
-RUN3=$(run_folder)
-q="SELECT group_concat(printf('%.17g', e.loss), ' ') FROM runs r JOIN epoch_metrics e ON e.run_id = r.id WHERE r.status = 'done' AND r.seed = 42"
+# Identical epoch losses, loss windows, validation losses and predictions.
+q="SELECT group_concat(printf('%.17g', e.loss) || ' ' || e.step_losses_json || ' ' || printf('%.17g', e.validation_loss), ' ') FROM runs r JOIN epoch_metrics e ON e.run_id = r.id WHERE r.status = 'done' AND r.seed = 42"
 p="SELECT group_concat(p.qid || '=' || p.prediction, ' ') FROM runs r JOIN predictions p ON p.run_id = r.id WHERE r.status = 'done' AND r.seed = 42"
+test -n "$(sqlite3 "$RUN2/mile.db" "$q")"
 test "$(sqlite3 "$RUN2/mile.db" "$q")" = "$(sqlite3 "$RUN3/mile.db" "$q")"
 test "$(sqlite3 "$RUN2/mile.db" "$p")" = "$(sqlite3 "$RUN3/mile.db" "$p")"
 say "2. ok: requeued cell resumed after epoch 1 with the same losses and predictions as an uninterrupted run"
