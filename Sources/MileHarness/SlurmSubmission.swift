@@ -17,6 +17,10 @@ public struct SlurmOptions: Sendable, Equatable {
     public var maxParallel: Int?
     /// Further `#SBATCH` lines, verbatim (`--sbatch-arg=--constraint=avx2`).
     public var extra: [String]
+    /// Seconds before the time limit at which SLURM sends SIGUSR1 (`--signal=B:USR1@N`): mile records the
+    /// cell interrupted and requeues its own job, at most `maxRequeues` times.
+    public var requeueBefore: Int? = nil
+    public var maxRequeues: Int = 3
 
     public static let autoMemory = "auto"
 
@@ -49,6 +53,7 @@ public struct SlurmOptions: Sendable, Equatable {
         if let partition { lines.append("--partition=\(partition)") }
         if let account { lines.append("--account=\(account)") }
         if let qos { lines.append("--qos=\(qos)") }
+        if let requeueBefore { lines.append("--signal=B:USR1@\(requeueBefore)") }
         return lines + extra
     }
 }
@@ -196,6 +201,7 @@ public struct SlurmScripts: Sendable {
                    "cd \(Shell.quote(workingDirectory))",
                    "export MILE_DB_JOURNAL=rollback",
                    "export MILE_THREADS=\"${SLURM_CPUS_PER_TASK:-\(options.cpus)}\""]
+                + (options.requeueBefore == nil ? [] : ["export MILE_MAX_REQUEUES=\(options.maxRequeues)"])
                 + body).joined(separator: "\n") + "\n"
     }
 }
@@ -279,6 +285,7 @@ extension SlurmOptions {
         for (key, text) in texts { if let text { map[key] = .string(text) } }
         if let timePerEpoch { map["time_per_epoch"] = .int(timePerEpoch) }
         if let maxParallel { map["max_parallel"] = .int(maxParallel) }
+        if let requeueBefore { map["requeue_before"] = .int(requeueBefore); map["max_requeues"] = .int(maxRequeues) }
         return .map(map)
     }
 
@@ -287,5 +294,7 @@ extension SlurmOptions {
                   time: value["time"]?.stringValue, timePerEpoch: value["time_per_epoch"]?.intValue, cpus: value["cpus"]?.intValue ?? 1,
                   memory: value["memory"]?.stringValue, maxParallel: value["max_parallel"]?.intValue,
                   extra: value["extra"]?.listValue?.compactMap(\.stringValue) ?? [])
+        requeueBefore = value["requeue_before"]?.intValue
+        maxRequeues = value["max_requeues"]?.intValue ?? 3
     }
 }

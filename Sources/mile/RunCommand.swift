@@ -89,6 +89,7 @@ struct Run: ParsableCommand {
                 let runner = PipelineRunner(store: store, options: options, progress: ProgressPrinter(quiet: quiet, inPlace: !worker))
                 if basesOnly {
                     let failures = try runner.pretrainBases(cells, recordFailures: shard)
+                    if StopRequest.requested == SIGUSR1 { SelfRequeue.request() }
                     if StopRequest.isSet { throw ExitCode(130) }
                     // A failed base fails its SLURM job, so the cell array waiting on it is cancelled
                     // (`--kill-on-invalid-dep`); a `--jobs` parent leaves the failure to the cells.
@@ -99,6 +100,7 @@ struct Run: ParsableCommand {
                     return
                 }
                 outcomes = try runner.run(cells)
+                if StopRequest.requested == SIGUSR1 && !worker { SelfRequeue.request() }
                 if worker {
                     if StopRequest.isSet { throw ExitCode(130) }
                     return
@@ -153,6 +155,7 @@ struct Run: ParsableCommand {
         }
         signal(SIGINT, handler)
         signal(SIGTERM, handler)
+        signal(SIGUSR1, handler)   // `mile submit --requeue-before`: SLURM's warning before the time limit
     }
 }
 
@@ -176,5 +179,32 @@ enum RunSummary {
         for o in outcomes { counts[o.kind.rawValue, default: 0] += 1 }
         lines.append("  " + counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))
         return lines.joined(separator: "\n")
+    }
+}
+
+/// A SLURM job warned of its time limit (`--signal=B:USR1@N`, `mile submit --requeue-before`): the cell is
+/// recorded interrupted at its next step; then the job puts itself back in the queue, at most
+/// MILE_MAX_REQUEUES times (SLURM_RESTART_COUNT counts them), and its next attempt resumes from the last
+/// finished epoch.
+enum SelfRequeue {
+    static func request() {
+        let environment = ProcessInfo.processInfo.environment
+        guard let job = environment["SLURM_JOB_ID"] else {
+            FileHandle.standardError.write(Data("SIGUSR1 outside a SLURM job: stopped, not requeued\n".utf8))
+            return
+        }
+        let target = environment["SLURM_ARRAY_JOB_ID"].flatMap { array in environment["SLURM_ARRAY_TASK_ID"].map { "\(array)_\($0)" } } ?? job
+        let restarts = Int(environment["SLURM_RESTART_COUNT"] ?? "") ?? 0
+        let cap = Int(environment["MILE_MAX_REQUEUES"] ?? "") ?? 3
+        guard restarts < cap else {
+            FileHandle.standardError.write(Data("time limit near: job \(target) already restarted \(restarts) times (MILE_MAX_REQUEUES \(cap)): not requeued; `mile submit --resubmit` picks the cell up\n".utf8))
+            return
+        }
+        do {
+            _ = try Sbatch.output(["scontrol", "requeue", target])
+            print("time limit near: requeued job \(target) (restart \(restarts + 1) of at most \(cap)); it resumes from the last finished epoch")
+        } catch {
+            FileHandle.standardError.write(Data("time limit near: requeueing \(target) failed: \(error)\n".utf8))
+        }
     }
 }

@@ -31,6 +31,9 @@ struct Submit: ParsableCommand {
     @Option(name: .long, help: "CPUs per task (MILE_THREADS of each task; default 1).") var cpus: Int?
     @Option(name: .long, help: "Memory per task (e.g. 4G), or auto: 2 x each job's predicted engine peak + 1 GiB.") var mem: String?
     @Option(name: .long, help: "At most this many tasks of one array at once (--array=...%K).") var maxParallel: Int?
+    @Option(name: .long, help: "Seconds before the time limit at which a job records its cell interrupted and requeues itself (--signal=B:USR1@N).")
+    var requeueBefore: Int?
+    @Option(name: .long, help: "With --requeue-before: at most this many self-requeues per job (default 3).") var maxRequeues: Int?
     @Option(name: .customLong("sbatch-arg"), help: "A further #SBATCH option, verbatim (repeatable).") var sbatchArgs: [String] = []
 
     @Option(name: .long, help: "A VQA-RAD folder (default: $RAD_DIR).") var rad: String?
@@ -55,6 +58,10 @@ struct Submit: ParsableCommand {
         }
         if let cpus, !(1...256).contains(cpus) { throw ValidationError("--cpus \(cpus): expected 1 to 256") }
         if let maxParallel, maxParallel < 1 { throw ValidationError("--max-parallel \(maxParallel): expected 1 or more") }
+        if let requeueBefore, !(30...86_400).contains(requeueBefore) {
+            throw ValidationError("--requeue-before \(requeueBefore): expected 30 to 86400 seconds (SLURM sends the signal within a minute of the moment asked)")
+        }
+        if let maxRequeues, !(1...100).contains(maxRequeues) { throw ValidationError("--max-requeues \(maxRequeues): expected 1 to 100") }
         if time != nil && timePerEpoch != nil { throw ValidationError("--time and --time-per-epoch: give one of them") }
         if let timePerEpoch {
             do { _ = try SlurmResources.seconds(timePerEpoch) } catch { throw ValidationError("--time-per-epoch: \(error)") }
@@ -72,6 +79,8 @@ struct Submit: ParsableCommand {
         if let cpus { options.cpus = cpus }
         if let mem { options.memory = mem }
         if let maxParallel { options.maxParallel = maxParallel }
+        if let requeueBefore { options.requeueBefore = requeueBefore }
+        if let maxRequeues { options.maxRequeues = maxRequeues }
         if !sbatchArgs.isEmpty { options.extra = sbatchArgs }
         return options
     }

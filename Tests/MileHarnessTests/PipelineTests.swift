@@ -261,6 +261,41 @@ final class PipelineTests: XCTestCase {
         XCTAssertTrue(PipelineFixture.log(dir, "d2").contains("resuming fine-tuning after epoch"), PipelineFixture.log(dir, "d2"))
     }
 
+    /// Issue 19: SIGUSR1 (SLURM's `--signal=B:USR1@N` before a time limit) records the cell interrupted and
+    /// requeues the job through scontrol, unless it already restarted MILE_MAX_REQUEUES times.
+    func testTimeLimitWarningRequeuesTheJobAtMostTheCap() throws {
+        let dir = try TestSupport.temporaryDirectory(self)
+        let file = try PipelineFixture.table(in: dir, epochs: 6, rows: [PipelineFixture.rowTTLoRA])
+        let cell = try XCTUnwrap(Planner.expand(ExperimentLoader.load(path: file)).first)
+        // A fake scontrol on PATH that records its arguments.
+        try FileManager.default.createDirectory(atPath: dir + "/bin", withIntermediateDirectories: true)
+        try TestSupport.write("#!/bin/sh\necho \"$@\" >> \(dir)/scontrol.log\n", to: dir + "/bin", name: "scontrol")
+        chmod(dir + "/bin/scontrol", 0o755)
+        for (restarts, tag) in [(0, "u1"), (3, "u2")] {
+            let environment = ["PATH": dir + "/bin:" + (ProcessInfo.processInfo.environment["PATH"] ?? ""), "SLURM_JOB_ID": "77",
+                               "SLURM_ARRAY_JOB_ID": "70", "SLURM_ARRAY_TASK_ID": "3", "SLURM_RESTART_COUNT": String(restarts)]
+            let arguments = PipelineFixture.runArguments(table: file, dir: dir, db: "\(tag).db", cache: "c-\(tag)")
+            let process = try PipelineFixture.startRun(arguments, dir: dir, tag: tag, environment: environment)
+            let store = try ResultsStore(path: dir + "/\(tag).db")
+            try waitForEpochs(store: store, cellID: cell.id, atLeast: 1, process: process)
+            kill(process.processIdentifier, SIGUSR1)
+            process.waitUntilExit()
+            let log = PipelineFixture.log(dir, tag)
+            XCTAssertEqual(process.terminationStatus, 130, log)
+            let run = try XCTUnwrap(store.latestRun(cellID: cell.id))
+            XCTAssertEqual(run.status, .interrupted)
+            XCTAssertTrue(run.failureReason?.contains("SIGUSR1 (the SLURM job's time limit is near)") == true, run.failureReason ?? "")
+            let calls = (try? String(contentsOfFile: dir + "/scontrol.log", encoding: .utf8)) ?? ""
+            if restarts == 0 {
+                XCTAssertEqual(calls, "requeue 70_3\n")
+                XCTAssertTrue(log.contains("requeued job 70_3 (restart 1 of at most 3)"), log)
+            } else {
+                XCTAssertEqual(calls, "requeue 70_3\n", "no second call")
+                XCTAssertTrue(log.contains("already restarted 3 times (MILE_MAX_REQUEUES 3): not requeued"), log)
+            }
+        }
+    }
+
     /// Returns as soon as the epochs are stored; the deadline only stops a hung run (a loaded CI machine
     /// took more than 60 s for the first smoke epoch).
     private func waitForEpochs(store: ResultsStore, cellID: String, atLeast count: Int, process: Process) throws {

@@ -32,6 +32,9 @@ final class SlurmResourceTests: XCTestCase {
         let base = options.lines(JobNeeds(epochs: 4, peakBytes: 3 << 29))
         XCTAssertEqual(base, ["--cpus-per-task=1", "--mem=4096M", "--time=01:15:00"])
         XCTAssertEqual(options.lines(JobNeeds(epochs: 2)), ["--cpus-per-task=1", "--time=00:45:00"], "no peak: no --mem")
+        var requeue = SlurmOptions(time: "4:00:00")
+        requeue.requeueBefore = 600
+        XCTAssertEqual(requeue.lines(JobNeeds(epochs: 1)), ["--cpus-per-task=1", "--time=4:00:00", "--signal=B:USR1@600"])
         let fixed = SlurmOptions(time: "4:00:00", timePerEpoch: 600, memory: "8G")
         XCTAssertEqual(fixed.lines(JobNeeds(epochs: 4, peakBytes: 1)), ["--cpus-per-task=1", "--mem=8G", "--time=4:00:00"])
     }
@@ -47,8 +50,10 @@ final class SlurmResourceTests: XCTestCase {
     /// A resubmission reads the submission's options back from its manifest.
     func testManifestKeepsTheOptions() throws {
         let dir = try TestSupport.temporaryDirectory(self)
-        let options = SlurmOptions(partition: "cpu", account: "lab", timePerEpoch: 900, cpus: 4, memory: "auto", maxParallel: 3,
+        var options = SlurmOptions(partition: "cpu", account: "lab", timePerEpoch: 900, cpus: 4, memory: "auto", maxParallel: 3,
                                    extra: ["--constraint=avx2"])
+        options.requeueBefore = 300
+        options.maxRequeues = 5
         let scripts = SlurmScripts(folder: SlurmRunFolder(path: dir), options: options, workingDirectory: dir, selection: ["t.yaml"],
                                    slake: "/data/Slake1.0", rad: nil, cache: dir + "/.mile")
         let text = SlurmManifest.json(runID: "r", created: Date(timeIntervalSince1970: 0), scripts: scripts, groups: [])

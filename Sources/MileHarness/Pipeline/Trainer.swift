@@ -15,6 +15,7 @@ public enum StopRequest {
         switch requested {
         case parentGone: return "parent `mile run --jobs` gone"
         case SIGTERM: return "SIGTERM"
+        case SIGUSR1: return "SIGUSR1 (the SLURM job's time limit is near)"
         default: return "SIGINT"
         }
     }
