@@ -31,16 +31,23 @@ struct CacheList: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let inventory = try location.inventory()
-            for entry in inventory.entries {
-                let users = entry.kind == .images ? "" : entry.usedBy.isEmpty ? "  unreferenced" : "  used by " + entry.usedBy.prefix(3).joined(separator: ", ")
-                    + (entry.usedBy.count > 3 ? " and \(entry.usedBy.count - 3) more" : "")
-                print("\(entry.kind.rawValue.padding(toLength: 11, withPad: " ", startingAt: 0)) \(entry.key.prefix(12).padding(toLength: 12, withPad: " ", startingAt: 0))  \(megabytes(entry.bytes))\(users)")
-            }
+            for entry in inventory.entries { print(line(entry)) }
             let total = inventory.entries.reduce(0) { $0 + $1.bytes }
             let loose = inventory.unreferenced.reduce(0) { $0 + $1.bytes }
             print("\(inventory.entries.count) entries, \(megabytes(total)); \(inventory.unreferenced.count) unreferenced (\(megabytes(loose)); `mile cache gc` removes them)")
         }
     }
+}
+
+/// `base        43afc8ad9cd3  29.6 MB  used by table1 T T LoRA r4 seed 42 (done), ... and 2 more`.
+private func line(_ entry: CacheInventory.Entry) -> String {
+    func padded(_ text: String, _ width: Int) -> String { text.padding(toLength: width, withPad: " ", startingAt: 0) }
+    var users = ""
+    if entry.kind != .images {
+        let more = entry.usedBy.count > 3 ? " and \(entry.usedBy.count - 3) more" : ""
+        users = entry.usedBy.isEmpty ? "  unreferenced" : "  used by " + entry.usedBy.prefix(3).joined(separator: ", ") + more
+    }
+    return "\(padded(entry.kind.rawValue, 11)) \(padded(String(entry.key.prefix(12)), 12))  \(megabytes(entry.bytes))\(users)"
 }
 
 struct CacheCollect: ParsableCommand {
