@@ -133,18 +133,7 @@ extension BadInputTests {
     /// `dir/r.db` with one done smoke cell of `dir/t.yaml` on a copy of the synthetic data in `dir/data`.
     private func doneDatabase() throws -> String {
         try FileManager.default.copyItem(atPath: PipelineFixture.synthetic, toPath: dir + "/data")
-        try TestSupport.write("""
-            table: t
-            extends: defaults.yaml
-            set:
-              model: {scale: smoke}
-              pretraining: {corpus: [slake-train-captions], epochs: 1, batch: 16, lr: 1.0e-3}
-              data: {instruction_sources: [slake-train]}
-              recipe: {epochs: 1, batch: 16, lr: 1.0e-3}
-            rows:
-              - {vit: F, jtm: lora, dec: lora, rank: 4}
-
-            """, to: dir, name: "t.yaml")
+        _ = try PipelineFixture.table(in: dir, name: "t", epochs: 1, rows: [PipelineFixture.rowFLoRALoRA])
         let result = try mile(["run", "t.yaml", "--slake", "data", "--db", "r.db", "--cache", "cache", "--out", "out", "--quiet"], timeout: 300)
         XCTAssertEqual(result.status, 0, result.output)
         return dir + "/r.db"
